@@ -1,0 +1,202 @@
+//! The bootstrap processor's path from the loader hand-off to the summary line.
+
+use crate::arch::cpuid::{CpuInfo, YesNo};
+use crate::cmdline::{self, Cmdline, Fault};
+use crate::exit::{self, Reason, Verdict};
+use crate::{interrupts, logger, memory, percpu, time};
+use boot::{BootInfo, IdentityMapped};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+extern "C" {
+    static boot_entry_tsc: u64;
+}
+
+/// Pages of each core's kernel stack (a guard page sits below).
+pub const STACK_PAGES: u64 = 16;
+
+static BOOT_INFO: spin::Once<BootInfo> = spin::Once::new();
+
+/// Called by the entry code (boot/src/entry.s) with the loader kind and the loader's info pointer.
+pub fn start(loader_kind: u32, info_paddr: u32) -> ! {
+    // SAFETY: entry.s wrote the TSC into this variable before jumping to long mode; nothing writes it after.
+    let entry_tsc = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(boot_entry_tsc)) };
+    let tsc_source = time::init(entry_tsc);
+    logger::init(log::LevelFilter::Info);
+    // Exceptions are reported from here on (the IST ones once the PCB's TSS is loaded, below).
+    interrupts::init();
+    interrupts::load();
+
+    let info = match boot::parse_handoff(&IdentityMapped, loader_kind, u64::from(info_paddr)) {
+        Ok(info) => BOOT_INFO.call_once(|| info),
+        Err(e) => {
+            log::error!(target: "boot", "bad loader hand-off: {e}");
+            // The command line is unreadable, so on_done is unknown: leave like the 32-bit bad-magic path does.
+            exit::set_on_done(cmdline::OnDone::Exit);
+            exit::fatal(Reason::BadHandoff);
+        }
+    };
+    apply_cmdline(Cmdline(info.cmdline()));
+    TSC_SOURCE.call_once(|| tsc_source);
+
+    let free = memory::init(info);
+    log::debug!(target: "memory", "frame allocator: {} MiB free below 4 GiB", free >> 20);
+    let Some(stack) = memory::alloc_guarded_stack(STACK_PAGES) else {
+        log::error!(target: "memory", "no memory for the BSP's stack");
+        exit::fatal(Reason::NoMemory);
+    };
+    // SAFETY: the new stack is fresh, mapped and owned by the BSP; `bsp_main` never returns, so nothing on the
+    // old stack is used again.
+    unsafe { switch_stack(stack.2, bsp_main, &stack as *const _ as u64) }
+}
+
+static TSC_SOURCE: spin::Once<time::TscSource> = spin::Once::new();
+
+/// Continues on `top`, calling `entry(arg)`.
+///
+/// # Safety
+/// `top` must be the top of a mapped stack not otherwise in use; `arg` must stay valid until `entry` reads it.
+unsafe fn switch_stack(top: u64, entry: extern "C" fn(u64) -> !, arg: u64) -> ! {
+    // SAFETY: per the caller's guarantee; RBP is cleared to end the frame-pointer chain.
+    unsafe {
+        core::arch::asm!(
+            "mov rsp, {top}",
+            "xor ebp, ebp",
+            "call {entry}",
+            top = in(reg) top,
+            entry = in(reg) entry,
+            in("rdi") arg,
+            options(noreturn)
+        )
+    }
+}
+
+extern "C" fn bsp_main(stack: u64) -> ! {
+    // SAFETY: `start` passed a pointer to its (guard, bottom, top) tuple; its frame is still intact below us.
+    let stack = unsafe { *(stack as *const (u64, u64, u64)) };
+    let info = BOOT_INFO.get().expect("set by start");
+    let cpu = CpuInfo::read();
+    if percpu::build_and_install(0, cpu.initial_apic_id, false, stack).is_none() {
+        log::error!(target: "memory", "no memory for the BSP's PCB");
+        exit::fatal(Reason::NoMemory);
+    }
+    exit::TALLY.online.store(1, Ordering::Release);
+    early_report(info, &cpu);
+
+    if let Some(fault) = Cmdline(info.cmdline()).get("fault") {
+        inject(fault);
+    }
+    exit::finish(Verdict::Ok, Reason::None)
+}
+
+fn early_report(info: &BootInfo, cpu: &CpuInfo) {
+    log::info!(target: "boot", "loader={} cmdline=\"{}\"", info.loader.name(), info.cmdline());
+    if !info.loader_name().is_empty() {
+        log::debug!(target: "boot", "bootloader=\"{}\"", info.loader_name());
+    }
+    log::info!(
+        target: "boot",
+        "memory usable_mib={} regions={} highest=0x{:x}",
+        info.usable_bytes() >> 20,
+        info.regions().len(),
+        info.highest_address()
+    );
+    for r in info.regions() {
+        log::debug!(target: "boot", "region 0x{:012x}-0x{:012x} {:?}", r.start, r.end(), r.kind);
+    }
+    match info.rsdp {
+        Some(addr) => log::info!(target: "boot", "rsdp=0x{addr:x} source=loader"),
+        None => log::info!(target: "boot", "rsdp=none source=none"),
+    }
+    log::info!(
+        target: "cpu",
+        "vendor={} family={} model={} stepping={} brand=\"{}\"",
+        cpu.vendor_str(),
+        cpu.family,
+        cpu.model,
+        cpu.stepping,
+        cpu.brand_str()
+    );
+    log::info!(
+        target: "cpu",
+        "features vmx={} smx={} x2apic={} maxphyaddr={} tsc_hz={} tsc_source={}",
+        YesNo(cpu.vmx),
+        YesNo(cpu.smx),
+        YesNo(cpu.x2apic),
+        cpu.maxphyaddr,
+        time::tsc_hz(),
+        TSC_SOURCE.get().map_or("?", |s| s.name())
+    );
+}
+
+fn apply_cmdline(args: Cmdline) {
+    match cmdline::parse_level(args.get("log")) {
+        Ok(level) => log::set_max_level(level),
+        Err(bad) => {
+            log::warn!(target: "boot", "log={bad} is not a level (error|warn|info|debug|trace); using info")
+        }
+    }
+    match cmdline::OnDone::parse(args.get("on_done")) {
+        Ok(action) => exit::set_on_done(action),
+        Err(bad) => {
+            log::warn!(target: "boot", "on_done={bad} is not one of halt|exit|reboot; using halt")
+        }
+    }
+    for key in args.unknown_keys() {
+        log::warn!(target: "boot", "unknown command-line key '{key}' ignored");
+    }
+}
+
+fn inject(value: &str) {
+    let Some(fault) = Fault::parse(value) else {
+        log::warn!(target: "boot", "fault={value} is not one of ud|pf|gp|de|panic|stack_overflow; ignored");
+        return;
+    };
+    log::warn!(target: "boot", "injecting fault={value} as asked on the command line");
+    // Each arm deliberately raises the exception it names; the handler reports it and ends the run, so
+    // execution never continues past the faulting instruction.
+    match fault {
+        // SAFETY: UD2 only raises #UD.
+        Fault::InvalidOpcode => unsafe { core::arch::asm!("ud2", options(nomem, nostack)) },
+        // SAFETY: canonical but above the 4 GiB identity map, so not present: the read raises #PF.
+        Fault::PageFault => unsafe {
+            core::ptr::read_volatile(0x5_0000_0000u64 as *const u64);
+        },
+        // SAFETY: a non-canonical address raises #GP before any memory is touched.
+        Fault::GeneralProtection => unsafe {
+            core::ptr::read_volatile(0x8000_0000_0000_0000u64 as *const u64);
+        },
+        // SAFETY: dividing by zero raises #DE; only EAX/EDX (declared clobbered) are touched.
+        Fault::DivideError => unsafe {
+            core::arch::asm!("xor edx, edx", "xor eax, eax", "div eax", out("eax") _, out("edx") _, options(nomem, nostack))
+        },
+        Fault::Panic => panic!("deliberate panic (fault=panic on the command line)"),
+        Fault::StackOverflow => overflow(1),
+    }
+}
+
+#[inline(never)]
+fn overflow(depth: u64) {
+    if depth == u64::MAX {
+        return;
+    }
+    let frame = [depth; 64];
+    // The recursion is real: black_box keeps the frame and the call alive.
+    overflow(core::hint::black_box(frame)[0] + 1);
+}
+
+static PANICKING: AtomicBool = AtomicBool::new(false);
+
+/// The panic handler's body: report, then end the run with `verdict=fail`.
+pub fn report_panic(info: &core::panic::PanicInfo) -> ! {
+    if PANICKING.swap(true, Ordering::AcqRel) {
+        exit::fatal(Reason::Panic);
+    }
+    let cpu = percpu::current_index();
+    match info.location() {
+        Some(loc) => {
+            log::error!(target: "panic", "{} at {}:{} cpu={cpu}", info.message(), loc.file(), loc.line())
+        }
+        None => log::error!(target: "panic", "{} cpu={cpu}", info.message()),
+    }
+    exit::fatal(Reason::Panic)
+}

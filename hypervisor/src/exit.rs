@@ -1,0 +1,226 @@
+//! How a run ends: exactly one summary line, then the action `on_done` asks for (docs/serial-log.md).
+
+use crate::{arch, logger, time};
+use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Ok,
+    Degraded,
+    Fail,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Degraded => "degraded",
+            Verdict::Fail => "fail",
+        }
+    }
+
+    /// The value written to QEMU's isa-debug-exit port (QEMU exits with `(value << 1) | 1`).
+    pub fn debug_exit_code(self) -> u8 {
+        match self {
+            Verdict::Ok => 0x10,
+            Verdict::Fail => 0x11,
+            Verdict::Degraded => 0x12,
+        }
+    }
+}
+
+/// Why the verdict is not `ok`: one word in the summary's `reason=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    None,
+    Exception,
+    StackOverflow,
+    Panic,
+    BadHandoff,
+    BadCmdline,
+    ApTimeout,
+    ApFailed,
+    NoMemory,
+    AcpiError,
+    VmxUnsupported,
+    VmxDisabledByFirmware,
+    VmxFailed,
+    SelftestFailed,
+}
+
+impl Reason {
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::None => "none",
+            Reason::Exception => "exception",
+            Reason::StackOverflow => "stack_overflow",
+            Reason::Panic => "panic",
+            Reason::BadHandoff => "bad_handoff",
+            Reason::BadCmdline => "bad_cmdline",
+            Reason::ApTimeout => "ap_timeout",
+            Reason::ApFailed => "ap_failed",
+            Reason::NoMemory => "no_memory",
+            Reason::AcpiError => "acpi_error",
+            Reason::VmxUnsupported => "vmx_unsupported",
+            Reason::VmxDisabledByFirmware => "vmx_disabled_by_firmware",
+            Reason::VmxFailed => "vmx_failed",
+            Reason::SelftestFailed => "selftest_failed",
+        }
+    }
+}
+
+/// The counts the summary reports; updated by the SMP and VMX stages.
+pub struct Tally {
+    pub cpus: AtomicU32,
+    pub online: AtomicU32,
+    pub failed: AtomicU32,
+    pub vmx_root: AtomicU32,
+}
+
+pub static TALLY: Tally = Tally {
+    cpus: AtomicU32::new(1),
+    online: AtomicU32::new(0),
+    failed: AtomicU32::new(0),
+    vmx_root: AtomicU32::new(0),
+};
+
+/// Extra `key=value` pairs later stages add to the summary (self-test counts, phase times).
+static EXTRA: spin::Mutex<[Option<(&'static str, u64)>; 12]> = spin::Mutex::new([None; 12]);
+
+pub fn add_summary_value(key: &'static str, value: u64) {
+    let mut extra = EXTRA.lock();
+    if let Some(slot) = extra.iter_mut().find(|s| s.is_none_or(|(k, _)| k == key)) {
+        *slot = Some((key, value));
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum OnDone {
+    Halt = 0,
+    Exit = 1,
+    Reboot = 2,
+}
+
+static ON_DONE: AtomicU8 = AtomicU8::new(OnDone::Halt as u8);
+static FINISHED: AtomicBool = AtomicBool::new(false);
+
+pub fn set_on_done(action: crate::cmdline::OnDone) {
+    let v = match action {
+        crate::cmdline::OnDone::Halt => OnDone::Halt,
+        crate::cmdline::OnDone::Exit => OnDone::Exit,
+        crate::cmdline::OnDone::Reboot => OnDone::Reboot,
+    };
+    ON_DONE.store(v as u8, Ordering::Relaxed);
+}
+
+/// Formats the summary message (without the log prefix).
+pub fn format_summary(
+    out: &mut impl Write,
+    tally: [u32; 4],
+    verdict: Verdict,
+    boot_us: u64,
+    reason: Reason,
+    extra: &[Option<(&'static str, u64)>],
+) {
+    let [cpus, online, failed, vmx_root] = tally;
+    let _ = write!(
+        out,
+        "summary: cpus={cpus} online={online} failed={failed} vmx_root={vmx_root} verdict={} boot_us={boot_us} reason={}",
+        verdict.name(),
+        reason.name()
+    );
+    for (k, v) in extra.iter().flatten() {
+        let _ = write!(out, " {k}={v}");
+    }
+}
+
+/// Ends the run. Only the first caller prints the summary; any other core that gets here just stops.
+pub fn finish(verdict: Verdict, reason: Reason) -> ! {
+    if FINISHED.swap(true, Ordering::AcqRel) {
+        arch::halt_forever();
+    }
+    let tally = [
+        TALLY.cpus.load(Ordering::Acquire),
+        TALLY.online.load(Ordering::Acquire),
+        TALLY.failed.load(Ordering::Acquire),
+        TALLY.vmx_root.load(Ordering::Acquire),
+    ];
+    let extra = *EXTRA.lock();
+    let mut msg = logger::LineBuf::new();
+    format_summary(&mut msg, tally, verdict, time::now_us(), reason, &extra);
+    let text =
+        core::str::from_utf8(msg.as_bytes()).unwrap_or("summary: verdict=fail reason=format");
+    // The summary is printed whatever the log level: it is the run's verdict.
+    if log::max_level() < log::LevelFilter::Info {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+    log::info!(target: "hypervisor", "{text}");
+    leave(verdict)
+}
+
+/// A failure that ends the run at once.
+pub fn fatal(reason: Reason) -> ! {
+    finish(Verdict::Fail, reason)
+}
+
+fn leave(verdict: Verdict) -> ! {
+    logger::drain();
+    match ON_DONE.load(Ordering::Relaxed) {
+        x if x == OnDone::Exit as u8 => {
+            // SAFETY: port 0xF4 is QEMU's isa-debug-exit when present and unused otherwise; port 0x8900 is
+            // Bochs' shutdown port. Neither write touches memory.
+            unsafe {
+                arch::port::outb(0xF4, verdict.debug_exit_code());
+                for &b in b"Shutdown" {
+                    arch::port::outb(0x8900, b);
+                }
+            }
+            arch::halt_forever()
+        }
+        x if x == OnDone::Reboot as u8 => {
+            // SAFETY: 0xFE to the keyboard controller pulses the reset line; if it does not, an empty IDT plus an
+            // exception forces a triple fault, which resets the machine. Either way nothing runs afterwards.
+            unsafe {
+                arch::port::outb(0x64, 0xFE);
+                let null = x86_64::structures::DescriptorTablePointer {
+                    limit: 0,
+                    base: x86_64::VirtAddr::new(0),
+                };
+                x86_64::instructions::tables::lidt(&null);
+                core::arch::asm!("int3", options(nomem, nostack));
+            }
+            arch::halt_forever()
+        }
+        _ => arch::halt_forever(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_has_the_documented_keys_in_order() {
+        let mut s = String::new();
+        format_summary(
+            &mut s,
+            [4, 4, 0, 4],
+            Verdict::Ok,
+            1834,
+            Reason::None,
+            &[Some(("selftest_pass", 9)), None],
+        );
+        assert_eq!(
+            s,
+            "summary: cpus=4 online=4 failed=0 vmx_root=4 verdict=ok boot_us=1834 reason=none selftest_pass=9"
+        );
+    }
+
+    #[test]
+    fn exit_codes_are_distinct() {
+        let codes = [Verdict::Ok, Verdict::Fail, Verdict::Degraded].map(Verdict::debug_exit_code);
+        assert_eq!(codes, [0x10, 0x11, 0x12]);
+    }
+}
