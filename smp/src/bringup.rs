@@ -1,0 +1,748 @@
+//! Starting the APs with INIT-SIPI-SIPI (SDM Vol. 3A §9.4.4 "MP Initialization Example"),
+//! independent of hardware: the [`Platform`] sends the IPIs, reads the clock and the APs'
+//! "alive" flags.
+//!
+//! Parallel mode (like Linux 6.5's parallel bring-up, where each AP finds its own slot by APIC
+//! id): INIT to every target, one INIT delay, SIPI to every target, one SIPI delay, a second
+//! SIPI only to the APs that have not answered, one SIPI delay, then poll all of them, each with
+//! its own timeout counted from its first SIPI. The total time is about
+//! `init_delay + 2 * sipi_delay + slowest AP`, flat in the number of APs.
+//!
+//! Serial mode does the same sequence one AP at a time (total time grows with the AP count).
+//!
+//! An AP that already reports started never gets an INIT (that would reset a running CPU) nor a
+//! SIPI.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+/// What the bring-up needs from the machine.
+pub trait Platform {
+    /// A monotonic clock in microseconds.
+    fn now_us(&self) -> u64;
+    /// INIT to `apic_id` (the implementation sends assert, and de-assert if it wants).
+    fn send_init(&mut self, apic_id: u32);
+    /// STARTUP IPI to `apic_id` with vector `page` (entry at physical `page << 12`).
+    fn send_sipi(&mut self, apic_id: u32, page: u8);
+    /// Whether the AP with logical index `logical` has set its "alive" flag.
+    fn ap_started(&self, logical: usize) -> bool;
+    /// Busy-waits `us` microseconds.
+    fn delay_us(&mut self, us: u64);
+}
+
+/// One AP to start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApTarget {
+    /// Logical CPU index (index in [`crate::ProcessorList::cpus`]).
+    pub logical: usize,
+    pub apic_id: u32,
+}
+
+/// The APs of `list` to start: usable, not the BSP, in logical order.
+pub fn targets(list: &crate::ProcessorList) -> Vec<ApTarget> {
+    list.startable_aps()
+        .map(|(logical, p)| ApTarget {
+            logical,
+            apic_id: p.apic_id,
+        })
+        .collect()
+}
+
+/// Parallel or serial start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartMode {
+    Parallel,
+    Serial,
+}
+
+impl fmt::Display for StartMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StartMode::Parallel => "parallel",
+            StartMode::Serial => "serial",
+        })
+    }
+}
+
+/// Bring-up settings (command-line words in [`BringupConfig::apply_word`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BringupConfig {
+    /// `ap_start=parallel|serial`.
+    pub mode: StartMode,
+    /// `init_delay_us=`: wait after INIT (SDM §9.4.4.1: 10 ms).
+    pub init_delay_us: u64,
+    /// `sipi_delay_us=`: wait after each SIPI (SDM: 200 us).
+    pub sipi_delay_us: u64,
+    /// `ap_timeout_us=`: how long an AP may take after its first SIPI.
+    pub ap_timeout_us: u64,
+    /// `smp=<n>`: at most `n` processors, BSP included (`None`: no command-line limit).
+    pub max_cpus: Option<usize>,
+}
+
+impl Default for BringupConfig {
+    fn default() -> Self {
+        Self {
+            mode: StartMode::Parallel,
+            init_delay_us: 10_000,
+            sipi_delay_us: 200,
+            ap_timeout_us: 100_000,
+            max_cpus: None,
+        }
+    }
+}
+
+/// Upper bound for every delay and timeout value (60 s).
+pub const MAX_CONFIG_US: u64 = 60_000_000;
+/// Interval between two polls of the APs' flags.
+pub const POLL_INTERVAL_US: u64 = 10;
+
+/// A command-line word this module owns but could not accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfigError<'a> {
+    pub key: &'a str,
+    pub value: &'a str,
+    /// What is accepted.
+    pub expected: &'static str,
+}
+
+impl fmt::Display for ConfigError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid {}={:?}: expected {}",
+            self.key, self.value, self.expected
+        )
+    }
+}
+
+impl BringupConfig {
+    /// Applies one command-line word. Returns `Ok(true)` if the word belongs to this module,
+    /// `Ok(false)` if not (the caller handles it), `Err` for one of ours with a bad value (the
+    /// setting keeps its previous value).
+    pub fn apply_word<'a>(&mut self, word: &'a str) -> Result<bool, ConfigError<'a>> {
+        let Some((key, value)) = word.split_once('=') else {
+            return Ok(false);
+        };
+        let err = |expected| ConfigError {
+            key,
+            value,
+            expected,
+        };
+        let micros = |v: &str| v.parse::<u64>().ok().filter(|&n| n <= MAX_CONFIG_US);
+        match key {
+            "ap_start" => {
+                self.mode = match value {
+                    "parallel" => StartMode::Parallel,
+                    "serial" => StartMode::Serial,
+                    _ => return Err(err("parallel or serial")),
+                }
+            }
+            "init_delay_us" => self.init_delay_us = micros(value).ok_or(err("0..=60000000"))?,
+            "sipi_delay_us" => self.sipi_delay_us = micros(value).ok_or(err("0..=60000000"))?,
+            "ap_timeout_us" => {
+                self.ap_timeout_us = micros(value)
+                    .filter(|&n| n > 0)
+                    .ok_or(err("1..=60000000"))?
+            }
+            "smp" => {
+                let n = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or(err("a CPU count >= 1"))?;
+                self.max_cpus = Some(n);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Parses a whole command line (space-separated words; words of other modules are
+    /// ignored). Returns the settings and the rejected words of this module.
+    pub fn from_cmdline(cmdline: &str) -> (Self, Vec<ConfigError<'_>>) {
+        let mut cfg = Self::default();
+        let errors = cmdline
+            .split_ascii_whitespace()
+            .filter_map(|w| cfg.apply_word(w).err())
+            .collect();
+        (cfg, errors)
+    }
+
+    /// The processor limit to pass to the MADT parser: the smaller of `smp=` and
+    /// `memory_limit` (what memory allows), at least 1.
+    pub fn cpu_limit(&self, memory_limit: usize) -> usize {
+        self.max_cpus
+            .map_or(memory_limit, |n| n.min(memory_limit))
+            .max(1)
+    }
+}
+
+/// How one AP ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApOutcome {
+    /// The AP set its flag `latency_us` after its first SIPI (0 if it was already running).
+    Online { latency_us: u64 },
+    /// No flag within `ap_timeout_us` after its first SIPI.
+    TimedOut,
+}
+
+/// Per-AP result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApReport {
+    pub logical: usize,
+    pub apic_id: u32,
+    pub outcome: ApOutcome,
+    /// INITs sent to it (0 if it was already running).
+    pub inits: u8,
+    /// SIPIs sent to it (0, 1 or 2).
+    pub sipis: u8,
+}
+
+/// Result of [`start_aps`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BringupReport {
+    pub mode: StartMode,
+    /// In the order of the targets.
+    pub aps: Vec<ApReport>,
+    /// Clock time from start to end.
+    pub elapsed_us: u64,
+}
+
+impl BringupReport {
+    pub fn online(&self) -> usize {
+        self.aps
+            .iter()
+            .filter(|a| matches!(a.outcome, ApOutcome::Online { .. }))
+            .count()
+    }
+
+    pub fn timed_out(&self) -> usize {
+        self.aps.len() - self.online()
+    }
+
+    pub fn inits_sent(&self) -> usize {
+        self.aps.iter().map(|a| usize::from(a.inits)).sum()
+    }
+
+    pub fn sipis_sent(&self) -> usize {
+        self.aps.iter().map(|a| usize::from(a.sipis)).sum()
+    }
+}
+
+impl fmt::Display for BringupReport {
+    /// `mode=<m> aps=<n> online=<n> timed_out=<n> inits=<n> sipis=<n> elapsed_us=<n>`
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "mode={} aps={} online={} timed_out={} inits={} sipis={} elapsed_us={}",
+            self.mode,
+            self.aps.len(),
+            self.online(),
+            self.timed_out(),
+            self.inits_sent(),
+            self.sipis_sent(),
+            self.elapsed_us
+        )
+    }
+}
+
+/// Waiting helper: tracks both the clock and the sum of requested delays, so a platform whose
+/// clock does not advance still times out.
+struct Waiter<'p, P: Platform> {
+    p: &'p mut P,
+    waited_us: u64,
+}
+
+/// A point in time: (clock, waited-so-far).
+#[derive(Clone, Copy)]
+struct Mark {
+    clock: u64,
+    waited: u64,
+}
+
+impl<P: Platform> Waiter<'_, P> {
+    fn delay(&mut self, us: u64) {
+        if us > 0 {
+            self.p.delay_us(us);
+            self.waited_us = self.waited_us.saturating_add(us);
+        }
+    }
+
+    fn mark(&self) -> Mark {
+        Mark {
+            clock: self.p.now_us(),
+            waited: self.waited_us,
+        }
+    }
+
+    fn since(&self, m: Mark) -> u64 {
+        self.p
+            .now_us()
+            .saturating_sub(m.clock)
+            .max(self.waited_us - m.waited)
+    }
+}
+
+/// Per-target progress.
+struct Slot {
+    report: ApReport,
+    first_sipi: Option<Mark>,
+    done: bool,
+}
+
+/// Starts `aps` (see the module documentation). `page` is the trampoline's SIPI vector
+/// (physical address >> 12, see [`crate::trampoline::sipi_vector`]).
+pub fn start_aps<P: Platform>(
+    p: &mut P,
+    cfg: &BringupConfig,
+    page: u8,
+    aps: &[ApTarget],
+) -> BringupReport {
+    let mut slots: Vec<Slot> = aps
+        .iter()
+        .map(|t| Slot {
+            report: ApReport {
+                logical: t.logical,
+                apic_id: t.apic_id,
+                outcome: ApOutcome::TimedOut,
+                inits: 0,
+                sipis: 0,
+            },
+            first_sipi: None,
+            done: false,
+        })
+        .collect();
+    let mut w = Waiter { p, waited_us: 0 };
+    let start = w.mark();
+    match cfg.mode {
+        StartMode::Parallel => {
+            let all: Vec<usize> = (0..slots.len()).collect();
+            kick_and_wait(&mut w, cfg, page, &mut slots, &all);
+        }
+        StartMode::Serial => {
+            for i in 0..slots.len() {
+                kick_and_wait(&mut w, cfg, page, &mut slots, &[i]);
+            }
+        }
+    }
+    let report = BringupReport {
+        mode: cfg.mode,
+        aps: slots.into_iter().map(|s| s.report).collect(),
+        elapsed_us: w.since(start),
+    };
+    for a in report
+        .aps
+        .iter()
+        .filter(|a| a.outcome == ApOutcome::TimedOut)
+    {
+        log::warn!(
+            "bringup: cpu={} apic_id={} timed out after {} us",
+            a.logical,
+            a.apic_id,
+            cfg.ap_timeout_us
+        );
+    }
+    log::info!("bringup: {report}");
+    report
+}
+
+/// INIT, SIPI, SIPI to the slots `group`, then poll them until each is online or timed out.
+/// The delay after a SIPI round is skipped when the round sent nothing.
+fn kick_and_wait<P: Platform>(
+    w: &mut Waiter<'_, P>,
+    cfg: &BringupConfig,
+    page: u8,
+    slots: &mut [Slot],
+    group: &[usize],
+) {
+    // Already running (e.g. started earlier): never INIT it.
+    for &i in group {
+        let s = &mut slots[i];
+        if w.p.ap_started(s.report.logical) {
+            s.report.outcome = ApOutcome::Online { latency_us: 0 };
+            s.done = true;
+        }
+    }
+    let pending = |slots: &[Slot]| {
+        group
+            .iter()
+            .copied()
+            .filter(|&i| !slots[i].done)
+            .collect::<Vec<_>>()
+    };
+
+    let todo = pending(slots);
+    if todo.is_empty() {
+        return;
+    }
+    for &i in &todo {
+        w.p.send_init(slots[i].report.apic_id);
+        slots[i].report.inits += 1;
+    }
+    w.delay(cfg.init_delay_us);
+
+    for _round in 0..2 {
+        let mut sent = false;
+        for &i in &pending(slots) {
+            let s = &mut slots[i];
+            // An AP that answered the first SIPI gets no second one.
+            if w.p.ap_started(s.report.logical) {
+                continue;
+            }
+            w.p.send_sipi(s.report.apic_id, page);
+            s.report.sipis += 1;
+            s.first_sipi.get_or_insert(w.mark());
+            sent = true;
+        }
+        if sent {
+            w.delay(cfg.sipi_delay_us);
+        }
+    }
+
+    loop {
+        let mut waiting = false;
+        for &i in group {
+            let s = &mut slots[i];
+            if s.done {
+                continue;
+            }
+            let since = s.first_sipi.map_or(0, |m| w.since(m));
+            if w.p.ap_started(s.report.logical) {
+                s.report.outcome = ApOutcome::Online { latency_us: since };
+                s.done = true;
+            } else if since >= cfg.ap_timeout_us {
+                s.report.outcome = ApOutcome::TimedOut;
+                s.done = true;
+            } else {
+                waiting = true;
+            }
+        }
+        if !waiting {
+            break;
+        }
+        w.delay(POLL_INTERVAL_US);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::vec;
+
+    /// How a fake AP behaves.
+    #[derive(Clone, Copy)]
+    enum Ap {
+        /// Sets its flag `delay` us after the first SIPI.
+        AfterFirstSipi(u64),
+        /// Ignores the first SIPI; answers `delay` us after the second.
+        AfterSecondSipi(u64),
+        /// Never answers.
+        Dead,
+        /// Already running before we start.
+        Running,
+    }
+
+    #[derive(Debug, PartialEq, Eq, Clone, Copy)]
+    enum Ev {
+        Init(u32),
+        Sipi(u32, u8),
+    }
+
+    struct Fake {
+        now: u64,
+        aps: BTreeMap<usize, (u32, Ap)>,
+        sipi_times: BTreeMap<u32, Vec<u64>>,
+        events: Vec<(u64, Ev)>,
+        frozen_clock: bool,
+    }
+
+    impl Fake {
+        fn new(aps: &[Ap]) -> Self {
+            Self {
+                now: 1_000,
+                aps: aps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &a)| (i + 1, (10 + i as u32, a)))
+                    .collect(),
+                sipi_times: BTreeMap::new(),
+                events: vec![],
+                frozen_clock: false,
+            }
+        }
+        fn targets(&self) -> Vec<ApTarget> {
+            self.aps
+                .iter()
+                .map(|(&logical, &(apic_id, _))| ApTarget { logical, apic_id })
+                .collect()
+        }
+        fn count(&self, f: impl Fn(&Ev) -> bool) -> usize {
+            self.events.iter().filter(|(_, e)| f(e)).count()
+        }
+    }
+
+    impl Platform for Fake {
+        fn now_us(&self) -> u64 {
+            self.now
+        }
+        fn send_init(&mut self, apic_id: u32) {
+            self.events.push((self.now, Ev::Init(apic_id)));
+        }
+        fn send_sipi(&mut self, apic_id: u32, page: u8) {
+            self.events.push((self.now, Ev::Sipi(apic_id, page)));
+            self.sipi_times.entry(apic_id).or_default().push(self.now);
+        }
+        fn ap_started(&self, logical: usize) -> bool {
+            let (apic_id, ap) = self.aps[&logical];
+            let sipis = self
+                .sipi_times
+                .get(&apic_id)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            match ap {
+                Ap::Running => true,
+                Ap::Dead => false,
+                Ap::AfterFirstSipi(d) => sipis.first().is_some_and(|&t| self.now >= t + d),
+                Ap::AfterSecondSipi(d) => sipis.get(1).is_some_and(|&t| self.now >= t + d),
+            }
+        }
+        fn delay_us(&mut self, us: u64) {
+            if !self.frozen_clock {
+                self.now += us;
+            }
+        }
+    }
+
+    fn cfg(mode: StartMode) -> BringupConfig {
+        BringupConfig {
+            mode,
+            ..BringupConfig::default()
+        }
+    }
+
+    fn outcomes(r: &BringupReport) -> Vec<bool> {
+        r.aps
+            .iter()
+            .map(|a| matches!(a.outcome, ApOutcome::Online { .. }))
+            .collect()
+    }
+
+    #[test]
+    fn parallel_all_answer() {
+        let mut f = Fake::new(&[
+            Ap::AfterFirstSipi(50),
+            Ap::AfterFirstSipi(120),
+            Ap::AfterFirstSipi(1_000),
+        ]);
+        let t = f.targets();
+        let r = start_aps(&mut f, &cfg(StartMode::Parallel), 0x08, &t);
+        assert_eq!(outcomes(&r), [true, true, true]);
+        assert_eq!(r.inits_sent(), 3);
+        // Fast APs answered before the second SIPI; the slow one got two.
+        assert_eq!(r.aps.iter().map(|a| a.sipis).collect::<Vec<_>>(), [1, 1, 2]);
+        // All INITs before the INIT delay, all first SIPIs together after it.
+        let inits: Vec<u64> = f
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, Ev::Init(_)))
+            .map(|(t, _)| *t)
+            .collect();
+        assert_eq!(inits, [1_000; 3]);
+        assert!(f
+            .events
+            .iter()
+            .all(|(t, e)| !matches!(e, Ev::Sipi(..)) || *t >= 11_000));
+        assert!(f.events.iter().all(|(_, e)| match e {
+            Ev::Sipi(_, p) => *p == 0x08,
+            Ev::Init(_) => true,
+        }));
+        assert_eq!(r.aps[2].outcome, ApOutcome::Online { latency_us: 1_000 });
+        // 10 ms INIT + 2 x 200 us + the slowest AP's remaining time.
+        assert_eq!(r.elapsed_us, 10_000 + 1_000);
+        assert_eq!(
+            r.to_string(),
+            "mode=parallel aps=3 online=3 timed_out=0 inits=3 sipis=4 elapsed_us=11000"
+        );
+    }
+
+    #[test]
+    fn parallel_one_never_answers() {
+        let mut f = Fake::new(&[Ap::AfterFirstSipi(30), Ap::Dead, Ap::AfterFirstSipi(40)]);
+        let t = f.targets();
+        let c = BringupConfig {
+            ap_timeout_us: 5_000,
+            ..cfg(StartMode::Parallel)
+        };
+        let r = start_aps(&mut f, &c, 0x08, &t);
+        assert_eq!(outcomes(&r), [true, false, true]);
+        assert_eq!(r.aps[1].outcome, ApOutcome::TimedOut);
+        assert_eq!(r.aps[1].sipis, 2);
+        assert_eq!(r.timed_out(), 1);
+        // Stops at the dead AP's timeout, counted from its first SIPI.
+        assert_eq!(r.elapsed_us, 10_000 + 5_000);
+    }
+
+    #[test]
+    fn answers_only_after_second_sipi() {
+        let mut f = Fake::new(&[Ap::AfterSecondSipi(10)]);
+        let t = f.targets();
+        let r = start_aps(&mut f, &cfg(StartMode::Parallel), 0x9A, &t);
+        assert_eq!(r.aps[0].sipis, 2);
+        // First SIPI at +0, second at +200, answer at +210, seen at the first poll (+400).
+        assert_eq!(r.aps[0].outcome, ApOutcome::Online { latency_us: 400 });
+        assert_eq!(f.count(|e| *e == Ev::Sipi(10, 0x9A)), 2);
+    }
+
+    #[test]
+    fn serial_vs_parallel_counts_and_time() {
+        let aps = [Ap::AfterFirstSipi(100); 4];
+        let mut fp = Fake::new(&aps);
+        let t = fp.targets();
+        let rp = start_aps(&mut fp, &cfg(StartMode::Parallel), 8, &t);
+        let mut fs = Fake::new(&aps);
+        let rs = start_aps(&mut fs, &cfg(StartMode::Serial), 8, &t);
+        assert_eq!(outcomes(&rp), [true; 4]);
+        assert_eq!(outcomes(&rs), [true; 4]);
+        // Same IPI counts: one INIT and one SIPI each (they answer before the second SIPI).
+        assert_eq!((rp.inits_sent(), rp.sipis_sent()), (4, 4));
+        assert_eq!((rs.inits_sent(), rs.sipis_sent()), (4, 4));
+        // Parallel: one INIT delay + one SIPI delay (no second SIPI was needed). Serial: that
+        // much per AP.
+        assert_eq!(rp.elapsed_us, 10_200);
+        assert_eq!(rs.elapsed_us, 4 * 10_200);
+        // Serial order: INIT(a), SIPI(a), INIT(b), ...
+        let kinds: Vec<Ev> = fs.events.iter().map(|(_, e)| *e).collect();
+        assert_eq!(
+            &kinds[..4],
+            &[Ev::Init(10), Ev::Sipi(10, 8), Ev::Init(11), Ev::Sipi(11, 8)]
+        );
+        // Parallel order: all INITs, then all SIPIs.
+        let kinds: Vec<Ev> = fp.events.iter().map(|(_, e)| *e).collect();
+        assert_eq!(
+            &kinds[..4],
+            &[Ev::Init(10), Ev::Init(11), Ev::Init(12), Ev::Init(13)]
+        );
+    }
+
+    #[test]
+    fn parallel_time_is_flat_in_ap_count() {
+        let time = |n: usize| {
+            let mut f = Fake::new(&vec![Ap::AfterFirstSipi(300); n]);
+            let t = f.targets();
+            start_aps(&mut f, &cfg(StartMode::Parallel), 8, &t).elapsed_us
+        };
+        assert_eq!(time(1), time(64));
+    }
+
+    #[test]
+    fn already_started_ap_gets_no_init() {
+        for mode in [StartMode::Parallel, StartMode::Serial] {
+            let mut f = Fake::new(&[Ap::Running, Ap::AfterFirstSipi(10)]);
+            let t = f.targets();
+            let r = start_aps(&mut f, &cfg(mode), 8, &t);
+            assert_eq!(r.aps[0].outcome, ApOutcome::Online { latency_us: 0 });
+            assert_eq!((r.aps[0].inits, r.aps[0].sipis), (0, 0));
+            assert_eq!(f.count(|e| matches!(e, Ev::Init(10) | Ev::Sipi(10, _))), 0);
+            assert_eq!(f.count(|e| *e == Ev::Init(11)), 1);
+        }
+        // Nothing to do at all: no IPI, no delay.
+        let mut f = Fake::new(&[Ap::Running]);
+        let t = f.targets();
+        let r = start_aps(&mut f, &cfg(StartMode::Parallel), 8, &t);
+        assert!(f.events.is_empty());
+        assert_eq!(r.elapsed_us, 0);
+    }
+
+    #[test]
+    fn frozen_clock_still_times_out() {
+        let mut f = Fake::new(&[Ap::Dead]);
+        f.frozen_clock = true;
+        let t = f.targets();
+        let c = BringupConfig {
+            ap_timeout_us: 1_000,
+            ..cfg(StartMode::Parallel)
+        };
+        let r = start_aps(&mut f, &c, 8, &t);
+        assert_eq!(r.aps[0].outcome, ApOutcome::TimedOut);
+    }
+
+    #[test]
+    fn no_targets() {
+        let mut f = Fake::new(&[]);
+        let r = start_aps(&mut f, &cfg(StartMode::Parallel), 8, &[]);
+        assert!(r.aps.is_empty());
+        assert!(f.events.is_empty());
+    }
+
+    #[test]
+    fn targets_from_processor_list() {
+        use crate::testutil::MadtBuilder;
+        let t = MadtBuilder::new(5)
+            .xapic(0, 0, 1)
+            .xapic(1, 1, 2)
+            .xapic(2, 4, 1)
+            .xapic(3, 2, 1)
+            .build();
+        let l = crate::madt::parse_madt(&t, 2, 16).unwrap();
+        assert_eq!(
+            targets(&l),
+            [
+                ApTarget {
+                    logical: 1,
+                    apic_id: 0
+                },
+                ApTarget {
+                    logical: 3,
+                    apic_id: 4
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn cmdline_parsing() {
+        let (c, errs) = BringupConfig::from_cmdline(
+            "log=debug ap_start=serial init_delay_us=500 sipi_delay_us=0 ap_timeout_us=2000 smp=4 on_done=exit",
+        );
+        assert!(errs.is_empty());
+        assert_eq!(
+            c,
+            BringupConfig {
+                mode: StartMode::Serial,
+                init_delay_us: 500,
+                sipi_delay_us: 0,
+                ap_timeout_us: 2000,
+                max_cpus: Some(4)
+            }
+        );
+        assert_eq!(c.cpu_limit(64), 4);
+        assert_eq!(c.cpu_limit(2), 2);
+        assert_eq!(BringupConfig::default().cpu_limit(0), 1);
+
+        let (c, errs) = BringupConfig::from_cmdline(
+            "ap_start=fast smp=0 init_delay_us=-1 ap_timeout_us=0 sipi_delay_us=99999999999 nosmp",
+        );
+        assert_eq!(c, BringupConfig::default());
+        let keys: Vec<&str> = errs.iter().map(|e| e.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "ap_start",
+                "smp",
+                "init_delay_us",
+                "ap_timeout_us",
+                "sipi_delay_us"
+            ]
+        );
+        assert_eq!(
+            errs[0].to_string(),
+            "invalid ap_start=\"fast\": expected parallel or serial"
+        );
+
+        let mut c = BringupConfig::default();
+        assert_eq!(c.apply_word("ap_start=parallel"), Ok(true));
+        assert_eq!(c.apply_word("console=ttyS0"), Ok(false));
+        assert_eq!(c.apply_word("quiet"), Ok(false));
+    }
+}
