@@ -209,7 +209,7 @@ fn scan_for_rsdp(mem: &impl PhysRead, start: u64, end: u64) -> Option<u64> {
     let mut base = start;
     while base < end {
         let n = (end - base).min(CHUNK) as usize;
-        if mem.read_phys(base, &mut chunk[..n]) {
+        if mem.read(base, &mut chunk[..n]) {
             for off in (0..n).step_by(16) {
                 let sig_here = chunk[off..n].get(..8) == Some(&RSDP_SIGNATURE[..]);
                 let addr = base + off as u64;

@@ -453,7 +453,7 @@ pub fn x2apic_supported() -> bool {
 }
 
 /// The APIC id from CPUID values: the x2APIC id (EDX of leaf 0x1F or 0xB, sub-leaf 0) when a
-/// topology leaf is available, else the initial APIC id in CPUID.01H:EBX[31:24].
+/// topology leaf is available, else the initial APIC id in `CPUID.01H:EBX[31:24]`.
 pub const fn apic_id_from_cpuid(leaf1_ebx: u32, topology_edx: Option<u32>) -> u32 {
     match topology_edx {
         Some(edx) => edx,
@@ -463,7 +463,7 @@ pub const fn apic_id_from_cpuid(leaf1_ebx: u32, topology_edx: Option<u32>) -> u3
 
 /// The executing CPU's initial APIC id, from CPUID (works in either APIC mode and before the
 /// APIC is mapped). Leaf 0x1F is preferred, then 0xB; a leaf counts as present when it is
-/// within the maximum leaf and its sub-leaf 0 reports EBX[15:0] != 0 (SDM CPUID, leaf 0BH).
+/// within the maximum leaf and its sub-leaf 0 reports `EBX[15:0] != 0` (SDM CPUID, leaf 0BH).
 pub fn cpuid_apic_id() -> u32 {
     use core::arch::x86_64::{__cpuid, __cpuid_count};
     let max_leaf = __cpuid(0).eax;

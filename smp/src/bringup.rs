@@ -33,7 +33,9 @@ pub trait Platform {
 /// One AP to start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ApTarget {
-    /// Logical CPU index (index in [`crate::ProcessorList::cpus`]).
+    /// The key passed to [`Platform::ap_started`] for this AP: [`targets`] uses the logical CPU
+    /// index (index in [`crate::ProcessorList::cpus`]); a caller may use its own (e.g. a slot
+    /// index).
     pub logical: usize,
     pub apic_id: u32,
 }
@@ -55,12 +57,19 @@ pub enum StartMode {
     Serial,
 }
 
-impl fmt::Display for StartMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl StartMode {
+    /// `parallel` or `serial` (the `ap_start=` value).
+    pub fn name(self) -> &'static str {
+        match self {
             StartMode::Parallel => "parallel",
             StartMode::Serial => "serial",
-        })
+        }
+    }
+}
+
+impl fmt::Display for StartMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -198,34 +207,32 @@ pub struct ApReport {
     pub sipis: u8,
 }
 
-/// Result of [`start_aps`].
+/// Result of [`run`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BringupReport {
     pub mode: StartMode,
-    /// In the order of the targets.
-    pub aps: Vec<ApReport>,
+    /// One per target, in the order of the targets.
+    pub results: Vec<ApReport>,
+    /// INITs sent in total.
+    pub inits_sent: usize,
+    /// SIPIs sent in total.
+    pub sipis_sent: usize,
     /// Clock time from start to end.
     pub elapsed_us: u64,
 }
 
 impl BringupReport {
+    /// APs that answered.
     pub fn online(&self) -> usize {
-        self.aps
+        self.results
             .iter()
             .filter(|a| matches!(a.outcome, ApOutcome::Online { .. }))
             .count()
     }
 
+    /// APs that did not answer in time.
     pub fn timed_out(&self) -> usize {
-        self.aps.len() - self.online()
-    }
-
-    pub fn inits_sent(&self) -> usize {
-        self.aps.iter().map(|a| usize::from(a.inits)).sum()
-    }
-
-    pub fn sipis_sent(&self) -> usize {
-        self.aps.iter().map(|a| usize::from(a.sipis)).sum()
+        self.results.len() - self.online()
     }
 }
 
@@ -236,11 +243,11 @@ impl fmt::Display for BringupReport {
             f,
             "mode={} aps={} online={} timed_out={} inits={} sipis={} elapsed_us={}",
             self.mode,
-            self.aps.len(),
+            self.results.len(),
             self.online(),
             self.timed_out(),
-            self.inits_sent(),
-            self.sipis_sent(),
+            self.inits_sent,
+            self.sipis_sent,
             self.elapsed_us
         )
     }
@@ -290,15 +297,16 @@ struct Slot {
     done: bool,
 }
 
-/// Starts `aps` (see the module documentation). `page` is the trampoline's SIPI vector
+/// Starts `targets` (see the module documentation); [`Platform::ap_started`] is asked about
+/// each target's [`ApTarget::logical`]. `page` is the trampoline's SIPI vector
 /// (physical address >> 12, see [`crate::trampoline::sipi_vector`]).
-pub fn start_aps<P: Platform>(
+pub fn run<P: Platform>(
     p: &mut P,
-    cfg: &BringupConfig,
+    targets: &[ApTarget],
     page: u8,
-    aps: &[ApTarget],
+    cfg: &BringupConfig,
 ) -> BringupReport {
-    let mut slots: Vec<Slot> = aps
+    let mut slots: Vec<Slot> = targets
         .iter()
         .map(|t| Slot {
             report: ApReport {
@@ -325,13 +333,16 @@ pub fn start_aps<P: Platform>(
             }
         }
     }
+    let results: Vec<ApReport> = slots.into_iter().map(|s| s.report).collect();
     let report = BringupReport {
         mode: cfg.mode,
-        aps: slots.into_iter().map(|s| s.report).collect(),
+        inits_sent: results.iter().map(|a| usize::from(a.inits)).sum(),
+        sipis_sent: results.iter().map(|a| usize::from(a.sipis)).sum(),
+        results,
         elapsed_us: w.since(start),
     };
     for a in report
-        .aps
+        .results
         .iter()
         .filter(|a| a.outcome == ApOutcome::TimedOut)
     {
@@ -522,7 +533,7 @@ mod tests {
     }
 
     fn outcomes(r: &BringupReport) -> Vec<bool> {
-        r.aps
+        r.results
             .iter()
             .map(|a| matches!(a.outcome, ApOutcome::Online { .. }))
             .collect()
@@ -536,11 +547,14 @@ mod tests {
             Ap::AfterFirstSipi(1_000),
         ]);
         let t = f.targets();
-        let r = start_aps(&mut f, &cfg(StartMode::Parallel), 0x08, &t);
+        let r = run(&mut f, &t, 0x08, &cfg(StartMode::Parallel));
         assert_eq!(outcomes(&r), [true, true, true]);
-        assert_eq!(r.inits_sent(), 3);
+        assert_eq!(r.inits_sent, 3);
         // Fast APs answered before the second SIPI; the slow one got two.
-        assert_eq!(r.aps.iter().map(|a| a.sipis).collect::<Vec<_>>(), [1, 1, 2]);
+        assert_eq!(
+            r.results.iter().map(|a| a.sipis).collect::<Vec<_>>(),
+            [1, 1, 2]
+        );
         // All INITs before the INIT delay, all first SIPIs together after it.
         let inits: Vec<u64> = f
             .events
@@ -557,7 +571,10 @@ mod tests {
             Ev::Sipi(_, p) => *p == 0x08,
             Ev::Init(_) => true,
         }));
-        assert_eq!(r.aps[2].outcome, ApOutcome::Online { latency_us: 1_000 });
+        assert_eq!(
+            r.results[2].outcome,
+            ApOutcome::Online { latency_us: 1_000 }
+        );
         // 10 ms INIT + 2 x 200 us + the slowest AP's remaining time.
         assert_eq!(r.elapsed_us, 10_000 + 1_000);
         assert_eq!(
@@ -574,10 +591,10 @@ mod tests {
             ap_timeout_us: 5_000,
             ..cfg(StartMode::Parallel)
         };
-        let r = start_aps(&mut f, &c, 0x08, &t);
+        let r = run(&mut f, &t, 0x08, &c);
         assert_eq!(outcomes(&r), [true, false, true]);
-        assert_eq!(r.aps[1].outcome, ApOutcome::TimedOut);
-        assert_eq!(r.aps[1].sipis, 2);
+        assert_eq!(r.results[1].outcome, ApOutcome::TimedOut);
+        assert_eq!(r.results[1].sipis, 2);
         assert_eq!(r.timed_out(), 1);
         // Stops at the dead AP's timeout, counted from its first SIPI.
         assert_eq!(r.elapsed_us, 10_000 + 5_000);
@@ -587,10 +604,10 @@ mod tests {
     fn answers_only_after_second_sipi() {
         let mut f = Fake::new(&[Ap::AfterSecondSipi(10)]);
         let t = f.targets();
-        let r = start_aps(&mut f, &cfg(StartMode::Parallel), 0x9A, &t);
-        assert_eq!(r.aps[0].sipis, 2);
+        let r = run(&mut f, &t, 0x9A, &cfg(StartMode::Parallel));
+        assert_eq!(r.results[0].sipis, 2);
         // First SIPI at +0, second at +200, answer at +210, seen at the first poll (+400).
-        assert_eq!(r.aps[0].outcome, ApOutcome::Online { latency_us: 400 });
+        assert_eq!(r.results[0].outcome, ApOutcome::Online { latency_us: 400 });
         assert_eq!(f.count(|e| *e == Ev::Sipi(10, 0x9A)), 2);
     }
 
@@ -599,14 +616,14 @@ mod tests {
         let aps = [Ap::AfterFirstSipi(100); 4];
         let mut fp = Fake::new(&aps);
         let t = fp.targets();
-        let rp = start_aps(&mut fp, &cfg(StartMode::Parallel), 8, &t);
+        let rp = run(&mut fp, &t, 8, &cfg(StartMode::Parallel));
         let mut fs = Fake::new(&aps);
-        let rs = start_aps(&mut fs, &cfg(StartMode::Serial), 8, &t);
+        let rs = run(&mut fs, &t, 8, &cfg(StartMode::Serial));
         assert_eq!(outcomes(&rp), [true; 4]);
         assert_eq!(outcomes(&rs), [true; 4]);
         // Same IPI counts: one INIT and one SIPI each (they answer before the second SIPI).
-        assert_eq!((rp.inits_sent(), rp.sipis_sent()), (4, 4));
-        assert_eq!((rs.inits_sent(), rs.sipis_sent()), (4, 4));
+        assert_eq!((rp.inits_sent, rp.sipis_sent), (4, 4));
+        assert_eq!((rs.inits_sent, rs.sipis_sent), (4, 4));
         // Parallel: one INIT delay + one SIPI delay (no second SIPI was needed). Serial: that
         // much per AP.
         assert_eq!(rp.elapsed_us, 10_200);
@@ -630,7 +647,7 @@ mod tests {
         let time = |n: usize| {
             let mut f = Fake::new(&vec![Ap::AfterFirstSipi(300); n]);
             let t = f.targets();
-            start_aps(&mut f, &cfg(StartMode::Parallel), 8, &t).elapsed_us
+            run(&mut f, &t, 8, &cfg(StartMode::Parallel)).elapsed_us
         };
         assert_eq!(time(1), time(64));
     }
@@ -640,16 +657,16 @@ mod tests {
         for mode in [StartMode::Parallel, StartMode::Serial] {
             let mut f = Fake::new(&[Ap::Running, Ap::AfterFirstSipi(10)]);
             let t = f.targets();
-            let r = start_aps(&mut f, &cfg(mode), 8, &t);
-            assert_eq!(r.aps[0].outcome, ApOutcome::Online { latency_us: 0 });
-            assert_eq!((r.aps[0].inits, r.aps[0].sipis), (0, 0));
+            let r = run(&mut f, &t, 8, &cfg(mode));
+            assert_eq!(r.results[0].outcome, ApOutcome::Online { latency_us: 0 });
+            assert_eq!((r.results[0].inits, r.results[0].sipis), (0, 0));
             assert_eq!(f.count(|e| matches!(e, Ev::Init(10) | Ev::Sipi(10, _))), 0);
             assert_eq!(f.count(|e| *e == Ev::Init(11)), 1);
         }
         // Nothing to do at all: no IPI, no delay.
         let mut f = Fake::new(&[Ap::Running]);
         let t = f.targets();
-        let r = start_aps(&mut f, &cfg(StartMode::Parallel), 8, &t);
+        let r = run(&mut f, &t, 8, &cfg(StartMode::Parallel));
         assert!(f.events.is_empty());
         assert_eq!(r.elapsed_us, 0);
     }
@@ -663,15 +680,15 @@ mod tests {
             ap_timeout_us: 1_000,
             ..cfg(StartMode::Parallel)
         };
-        let r = start_aps(&mut f, &c, 8, &t);
-        assert_eq!(r.aps[0].outcome, ApOutcome::TimedOut);
+        let r = run(&mut f, &t, 8, &c);
+        assert_eq!(r.results[0].outcome, ApOutcome::TimedOut);
     }
 
     #[test]
     fn no_targets() {
         let mut f = Fake::new(&[]);
-        let r = start_aps(&mut f, &cfg(StartMode::Parallel), 8, &[]);
-        assert!(r.aps.is_empty());
+        let r = run(&mut f, &[], 8, &cfg(StartMode::Parallel));
+        assert!(r.results.is_empty());
         assert!(f.events.is_empty());
     }
 

@@ -9,19 +9,19 @@ pub trait PhysRead {
     ///
     /// Returns `false` (and leaves `buf` unspecified) if any byte of the range is not readable
     /// (not RAM/ROM, outside the mapped window, address overflow).
-    fn read_phys(&self, addr: u64, buf: &mut [u8]) -> bool;
+    fn read(&self, addr: u64, buf: &mut [u8]) -> bool;
 }
 
 /// Reads `N` bytes at `addr`.
 pub(crate) fn read_array<const N: usize>(mem: &impl PhysRead, addr: u64) -> Option<[u8; N]> {
     let mut buf = [0u8; N];
-    mem.read_phys(addr, &mut buf).then_some(buf)
+    mem.read(addr, &mut buf).then_some(buf)
 }
 
 /// Reads `len` bytes at `addr` into a new vector.
 pub(crate) fn read_vec(mem: &impl PhysRead, addr: u64, len: usize) -> Option<alloc::vec::Vec<u8>> {
     let mut buf = alloc::vec![0u8; len];
-    mem.read_phys(addr, &mut buf).then_some(buf)
+    mem.read(addr, &mut buf).then_some(buf)
 }
 
 /// Little-endian field readers over a byte slice whose length the caller has checked.
@@ -61,7 +61,7 @@ impl<H: AcpiHandler> HandlerReader<H> {
 }
 
 impl<H: AcpiHandler> PhysRead for HandlerReader<H> {
-    fn read_phys(&self, addr: u64, buf: &mut [u8]) -> bool {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
         if buf.is_empty() {
             return true;
         }

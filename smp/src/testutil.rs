@@ -219,7 +219,7 @@ impl MemBuilder {
 }
 
 impl PhysRead for TestMem {
-    fn read_phys(&self, addr: u64, buf: &mut [u8]) -> bool {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
         let Some(end) = addr.checked_add(buf.len() as u64) else {
             return false;
         };

@@ -15,7 +15,7 @@
 //!    IA32_EFER, sets CR0.PG, far-jumps to [`SEL_CODE64`]. The trampoline page must be identity
 //!    mapped in `cr3`'s tables for this switch.
 //! 3. In 64-bit mode the AP reads its own APIC id (CPUID leaf 0xB/0x1F EDX when present, else
-//!    leaf 1 EBX[31:24], see [`crate::apic::cpuid_apic_id`]), scans the `ap_count` slots at
+//!    leaf 1 `EBX[31:24]`, see [`crate::apic::cpuid_apic_id`]), scans the `ap_count` slots at
 //!    `ap_table` (stride [`SLOT_SIZE`]) for it ([`find_slot`] is the reference), loads
 //!    `stack_top` into RSP, `lock inc`s `ap_alive` and jumps to `entry64` (the kernel decides
 //!    the register convention, e.g. RDI = slot address). No slot: `cli; hlt` forever.
@@ -298,10 +298,14 @@ pub const TRAMPOLINE_END: u64 = 0x9_F000;
 
 /// Picks the trampoline page from a memory map of `(start, length, usable)` regions: the
 /// highest 4 KiB page in `TRAMPOLINE_MIN..TRAMPOLINE_END` that lies wholly inside one usable
-/// region and overlaps no non-usable region. The caller removes ranges it already uses (boot
-/// information, its own image) by passing them as non-usable.
-pub fn pick_trampoline_page(regions: impl IntoIterator<Item = (u64, u64, bool)>) -> Option<u64> {
+/// region and overlaps neither a non-usable region nor one of the `exclude` ranges
+/// (`(start, end)`, end exclusive: boot information, the kernel image, ...).
+pub fn pick_trampoline_page(
+    regions: impl IntoIterator<Item = (u64, u64, bool)>,
+    exclude: &[(u64, u64)],
+) -> Option<u64> {
     let regions: Vec<(u64, u64, bool)> = regions.into_iter().collect();
+    let overlaps = |page: u64, start: u64, end: u64| start < page + PAGE_SIZE && page < end;
     let mut page = TRAMPOLINE_END - PAGE_SIZE;
     loop {
         let end = page + PAGE_SIZE;
@@ -310,7 +314,8 @@ pub fn pick_trampoline_page(regions: impl IntoIterator<Item = (u64, u64, bool)>)
             .any(|&(s, len, usable)| usable && s <= page && end <= s.saturating_add(len));
         let clash = regions
             .iter()
-            .any(|&(s, len, usable)| !usable && s < end && page < s.saturating_add(len));
+            .any(|&(s, len, usable)| !usable && overlaps(page, s, s.saturating_add(len)))
+            || exclude.iter().any(|&(s, e)| overlaps(page, s, e));
         if inside && !clash {
             return Some(page);
         }
@@ -524,25 +529,51 @@ mod tests {
             (0xF_0000, 0x1_0000, false),
             (0x10_0000, 0x1000_0000, true),
         ];
-        assert_eq!(pick_trampoline_page(map.iter().copied()), Some(0x9_E000));
+        assert_eq!(
+            pick_trampoline_page(map.iter().copied(), &[]),
+            Some(0x9_E000)
+        );
         // A reserved hole (e.g. boot info) overlapping the top pages is avoided.
         let mut m = map.clone();
         m.push((0x9_E800, 0x10, false));
-        assert_eq!(pick_trampoline_page(m), Some(0x9_D000));
+        assert_eq!(pick_trampoline_page(m, &[]), Some(0x9_D000));
         // Unaligned usable region: only whole pages inside it.
-        assert_eq!(pick_trampoline_page([(0x1800, 0x2000, true)]), Some(0x2000));
-        assert_eq!(pick_trampoline_page([(0x1800, 0x1000, true)]), None);
+        assert_eq!(
+            pick_trampoline_page([(0x1800, 0x2000, true)], &[]),
+            Some(0x2000)
+        );
+        assert_eq!(pick_trampoline_page([(0x1800, 0x1000, true)], &[]), None);
         // Page 0 is never chosen, nor anything at or above 1 MiB.
-        assert_eq!(pick_trampoline_page([(0, 0x1000, true)]), None);
-        assert_eq!(pick_trampoline_page([(0x10_0000, 0x10_0000, true)]), None);
+        assert_eq!(pick_trampoline_page([(0, 0x1000, true)], &[]), None);
+        assert_eq!(
+            pick_trampoline_page([(0x10_0000, 0x10_0000, true)], &[]),
+            None
+        );
         // Usable memory only above TRAMPOLINE_END (e.g. 0x9F000..0xA0000) is not used.
-        assert_eq!(pick_trampoline_page([(0x9_F000, 0x1000, true)]), None);
-        assert_eq!(pick_trampoline_page([(0x1000, 0x1000, true)]), Some(0x1000));
+        assert_eq!(pick_trampoline_page([(0x9_F000, 0x1000, true)], &[]), None);
+        assert_eq!(
+            pick_trampoline_page([(0x1000, 0x1000, true)], &[]),
+            Some(0x1000)
+        );
         // Nothing usable.
-        assert_eq!(pick_trampoline_page(core::iter::empty()), None);
+        assert_eq!(pick_trampoline_page(core::iter::empty(), &[]), None);
+        // Excluded ranges (end exclusive) are avoided; one ending exactly at a page start is not
+        // a clash.
+        assert_eq!(
+            pick_trampoline_page(map.iter().copied(), &[(0x9_D000, 0x9_F000)]),
+            Some(0x9_C000)
+        );
+        assert_eq!(
+            pick_trampoline_page(map.iter().copied(), &[(0x9_EFFF, 0x9_F001)]),
+            Some(0x9_D000)
+        );
+        assert_eq!(
+            pick_trampoline_page(map.iter().copied(), &[(0x9_0000, 0x9_E000)]),
+            Some(0x9_E000)
+        );
         // Huge lengths do not overflow.
         assert_eq!(
-            pick_trampoline_page([(0x1000, u64::MAX, true)]),
+            pick_trampoline_page([(0x1000, u64::MAX, true)], &[]),
             Some(0x9_E000)
         );
         assert!(sipi_vector(0x9_E000).is_some());
