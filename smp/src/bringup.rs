@@ -347,13 +347,13 @@ pub fn run<P: Platform>(
         .filter(|a| a.outcome == ApOutcome::TimedOut)
     {
         log::warn!(
-            "bringup: cpu={} apic_id={} timed out after {} us",
+            "cpu={} apic_id={} did not answer within {} us of its first SIPI",
             a.logical,
             a.apic_id,
             cfg.ap_timeout_us
         );
     }
-    log::info!("bringup: {report}");
+    log::info!("{report}");
     report
 }
 
@@ -390,6 +390,9 @@ fn kick_and_wait<P: Platform>(
         w.p.send_init(slots[i].report.apic_id);
         slots[i].report.inits += 1;
     }
+    // Fallback start of the timeout for an AP that got no SIPI (it reported started between
+    // INIT and SIPI), so that the poll loop below always ends.
+    let init_mark = w.mark();
     w.delay(cfg.init_delay_us);
 
     for _round in 0..2 {
@@ -417,7 +420,7 @@ fn kick_and_wait<P: Platform>(
             if s.done {
                 continue;
             }
-            let since = s.first_sipi.map_or(0, |m| w.since(m));
+            let since = w.since(s.first_sipi.unwrap_or(init_mark));
             if w.p.ap_started(s.report.logical) {
                 s.report.outcome = ApOutcome::Online { latency_us: since };
                 s.done = true;
@@ -452,6 +455,8 @@ mod tests {
         Dead,
         /// Already running before we start.
         Running,
+        /// Reports started only while the fake clock is in `[from, to)`.
+        Flicker(u64, u64),
     }
 
     #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -514,6 +519,7 @@ mod tests {
             match ap {
                 Ap::Running => true,
                 Ap::Dead => false,
+                Ap::Flicker(from, to) => (from..to).contains(&self.now),
                 Ap::AfterFirstSipi(d) => sipis.first().is_some_and(|&t| self.now >= t + d),
                 Ap::AfterSecondSipi(d) => sipis.get(1).is_some_and(|&t| self.now >= t + d),
             }
@@ -650,6 +656,23 @@ mod tests {
             run(&mut f, &t, 8, &cfg(StartMode::Parallel)).elapsed_us
         };
         assert_eq!(time(1), time(64));
+    }
+
+    #[test]
+    fn flag_seen_only_around_sipis_still_ends() {
+        // The first AP's flag reads set during both SIPI rounds (so it never gets a SIPI) and
+        // clear afterwards: it must time out, counted from its INIT, not hang the poll loop.
+        let mut f = Fake::new(&[Ap::Flicker(11_000, 11_201), Ap::AfterFirstSipi(300)]);
+        let t = f.targets();
+        let c = BringupConfig {
+            ap_timeout_us: 20_000,
+            ..cfg(StartMode::Parallel)
+        };
+        let r = run(&mut f, &t, 8, &c);
+        assert_eq!((r.results[0].inits, r.results[0].sipis), (1, 0));
+        assert_eq!(r.results[0].outcome, ApOutcome::TimedOut);
+        assert!(matches!(r.results[1].outcome, ApOutcome::Online { .. }));
+        assert_eq!(r.elapsed_us, 20_000);
     }
 
     #[test]
