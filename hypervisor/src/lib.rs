@@ -13,6 +13,7 @@ pub mod logger;
 pub mod memory;
 pub mod percpu;
 pub mod time;
+pub mod vmx;
 
 #[cfg(target_os = "none")]
 mod bsp;

@@ -1,0 +1,288 @@
+//! The real processor: `asm!` wrappers for the VMX instructions, and MSR/CR/CPUID access.
+//!
+//! Status reporting follows SDM vol. 3C 30.2 "Conventions": VMsucceed clears CF and ZF; VMfailInvalid sets CF
+//! (no current VMCS to hold an error number); VMfailValid sets ZF and stores an error number in the current
+//! VMCS's VM-instruction error field (encoding 0x4400), read here with VMREAD. CF and ZF are captured with
+//! SETC/SETZ inside the same `asm!` block as the instruction, so no compiler-generated code can clobber them.
+//!
+//! VMXON, VMCLEAR and VMPTRLD take a memory operand that holds the 64-bit physical address; VMPTRST stores to a
+//! memory operand. None of the blocks is `nomem` (the instructions read or write memory: the operand, and the
+//! regions the processor owns) and none is `preserves_flags`; all are `nostack` (they push nothing).
+//!
+//! Fault fix-up ([`HardwareCpu::vmxon_probe`]): the probing VMXON registers itself in the kernel's `.ex_table`
+//! section as one 16-byte entry `{ fault_rip: u64, resume_rip: u64 }` (fault_rip = the VMXON instruction,
+//! resume_rip = the first instruction after the flag capture). The kernel's exception dispatcher, on any vector
+//! raised at `fault_rip`, sets the saved RIP to `resume_rip` and the saved RAX to the vector number, then IRETQs.
+//! RAX is preloaded with `u64::MAX`, so RAX != `u64::MAX` after the block means "faulted with vector RAX".
+
+use core::arch::asm;
+use core::arch::x86_64::{__cpuid_count, CpuidResult};
+use core::marker::PhantomData;
+
+use x86_64::registers::control::{Cr0, Cr4};
+use x86_64::registers::model_specific::Msr;
+
+use super::{InstrOutcome, InstructionError, VmFail, VmxCpu, VMCS_VM_INSTRUCTION_ERROR};
+
+/// RAX before a probing instruction; the fix-up overwrites it with the vector.
+#[cfg(target_os = "none")]
+const NO_FAULT: u64 = u64::MAX;
+
+/// The processor this code runs on. Not `Send`: it stands for one core's registers.
+#[derive(Debug)]
+pub struct HardwareCpu {
+    catch_faults: bool,
+    _this_core_only: PhantomData<*mut ()>,
+}
+
+impl HardwareCpu {
+    /// # Safety
+    /// Must be created and used at CPL 0 in 64-bit mode, on the core whose registers it changes (it is not
+    /// `Send`, so it stays on the core that created it as long as the kernel does not migrate threads, which
+    /// this hypervisor never does).
+    pub const unsafe fn new() -> Self {
+        Self {
+            catch_faults: false,
+            _this_core_only: PhantomData,
+        }
+    }
+
+    /// Declares that the kernel's fix-up table is in place on this core: the loaded IDT sends every exception
+    /// whose RIP is listed in `.ex_table` to the entry's resume RIP with RAX = vector (see the module docs).
+    /// Makes [`VmxCpu::can_catch_faults`] true. If the claim is false, a fault in the self-test is reported as
+    /// an ordinary fatal exception.
+    pub const fn with_fault_fixup(mut self) -> Self {
+        self.catch_faults = true;
+        self
+    }
+
+    /// Turns the flags captured after a VMX instruction into a result; on VMfailValid reads the error number.
+    ///
+    /// # Safety
+    /// Must directly follow a VMX instruction executed in VMX operation (VMfailValid implies a current VMCS).
+    unsafe fn status(&mut self, cf: u8, zf: u8) -> Result<(), VmFail> {
+        if cf != 0 {
+            Err(VmFail::Invalid)
+        } else if zf != 0 {
+            // SAFETY: ZF = 1 means the instruction ran in VMX root operation with a current VMCS, whose
+            // VM-instruction error field VMREAD can read.
+            let number = match unsafe { self.vmread_raw(VMCS_VM_INSTRUCTION_ERROR) } {
+                Ok(value) => value as u32,
+                // Cannot happen per the SDM; report error number 0 ("no error") rather than lose the failure.
+                Err(_) => 0,
+            };
+            Err(VmFail::Valid(InstructionError(number)))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// VMREAD without the VMfailValid error lookup (which would recurse).
+    ///
+    /// # Safety
+    /// In VMX root operation.
+    unsafe fn vmread_raw(&mut self, field: u64) -> Result<u64, (u8, u8)> {
+        let value: u64;
+        let (cf, zf): (u8, u8);
+        // SAFETY: the caller guarantees VMX root operation, so VMREAD cannot #UD; with a register destination it
+        // only reads the current VMCS, which the processor owns.
+        unsafe {
+            asm!(
+                "vmread {value}, {field}",
+                "setc {cf}",
+                "setz {zf}",
+                field = in(reg) field,
+                value = out(reg) value,
+                cf = out(reg_byte) cf,
+                zf = out(reg_byte) zf,
+                options(nostack),
+            );
+        }
+        if cf != 0 || zf != 0 {
+            Err((cf, zf))
+        } else {
+            Ok(value)
+        }
+    }
+}
+
+impl VmxCpu for HardwareCpu {
+    fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidResult {
+        __cpuid_count(leaf, subleaf)
+    }
+
+    fn read_msr(&self, msr: u32) -> u64 {
+        // SAFETY: RDMSR has no side effect on the MSRs this module reads (feature control and the VMX capability
+        // MSRs, read only after CPUID reports VMX). A missing MSR raises #GP, which is fatal but touches no memory.
+        unsafe { Msr::new(msr).read() }
+    }
+
+    unsafe fn write_msr(&mut self, msr: u32, value: u64) {
+        // SAFETY: forwarded to the caller's guarantee (trait documentation).
+        unsafe { Msr::new(msr).write(value) }
+    }
+
+    fn read_cr0(&self) -> u64 {
+        Cr0::read_raw()
+    }
+
+    fn read_cr4(&self) -> u64 {
+        Cr4::read_raw()
+    }
+
+    unsafe fn write_cr0(&mut self, value: u64) {
+        // SAFETY: forwarded to the caller's guarantee (trait documentation).
+        unsafe { Cr0::write_raw(value) }
+    }
+
+    unsafe fn write_cr4(&mut self, value: u64) {
+        // SAFETY: forwarded to the caller's guarantee (trait documentation).
+        unsafe { Cr4::write_raw(value) }
+    }
+
+    unsafe fn vmxon(&mut self, phys: u64) -> Result<(), VmFail> {
+        let (cf, zf): (u8, u8);
+        // SAFETY: the caller guarantees CPL 0 and that the region at `phys` is reserved for the processor; the
+        // memory operand is a live local holding the physical address.
+        unsafe {
+            asm!(
+                "vmxon qword ptr [{ptr}]",
+                "setc {cf}",
+                "setz {zf}",
+                ptr = in(reg) &phys,
+                cf = out(reg_byte) cf,
+                zf = out(reg_byte) zf,
+                options(nostack),
+            );
+        }
+        // SAFETY: VMfailValid from VMXON means we were already in VMX root operation with a current VMCS.
+        unsafe { self.status(cf, zf) }
+    }
+
+    unsafe fn vmclear(&mut self, phys: u64) -> Result<(), VmFail> {
+        let (cf, zf): (u8, u8);
+        // SAFETY: the caller guarantees VMX root operation and that `phys`, if valid, is a reserved VMX region.
+        unsafe {
+            asm!(
+                "vmclear qword ptr [{ptr}]",
+                "setc {cf}",
+                "setz {zf}",
+                ptr = in(reg) &phys,
+                cf = out(reg_byte) cf,
+                zf = out(reg_byte) zf,
+                options(nostack),
+            );
+        }
+        // SAFETY: directly after a VMX instruction in VMX root operation.
+        unsafe { self.status(cf, zf) }
+    }
+
+    unsafe fn vmptrld(&mut self, phys: u64) -> Result<(), VmFail> {
+        let (cf, zf): (u8, u8);
+        // SAFETY: the caller guarantees VMX root operation and that `phys`, if valid, is a reserved VMX region.
+        unsafe {
+            asm!(
+                "vmptrld qword ptr [{ptr}]",
+                "setc {cf}",
+                "setz {zf}",
+                ptr = in(reg) &phys,
+                cf = out(reg_byte) cf,
+                zf = out(reg_byte) zf,
+                options(nostack),
+            );
+        }
+        // SAFETY: directly after a VMX instruction in VMX root operation.
+        unsafe { self.status(cf, zf) }
+    }
+
+    unsafe fn vmptrst(&mut self) -> Result<u64, VmFail> {
+        let mut pointer: u64 = 0;
+        let (cf, zf): (u8, u8);
+        // SAFETY: the caller guarantees VMX root operation; VMPTRST writes 8 bytes to the local `pointer`.
+        unsafe {
+            asm!(
+                "vmptrst qword ptr [{ptr}]",
+                "setc {cf}",
+                "setz {zf}",
+                ptr = in(reg) &mut pointer,
+                cf = out(reg_byte) cf,
+                zf = out(reg_byte) zf,
+                options(nostack),
+            );
+        }
+        // SAFETY: directly after a VMX instruction in VMX root operation.
+        unsafe { self.status(cf, zf) }.map(|()| pointer)
+    }
+
+    unsafe fn vmread(&mut self, field: u64) -> Result<u64, VmFail> {
+        // SAFETY: the caller guarantees VMX root operation.
+        match unsafe { self.vmread_raw(field) } {
+            Ok(value) => Ok(value),
+            // SAFETY: directly after VMREAD in VMX root operation; the flags are those it produced.
+            Err((cf, zf)) => unsafe { self.status(cf, zf) }.map(|()| 0),
+        }
+    }
+
+    unsafe fn vmxoff(&mut self) -> Result<(), VmFail> {
+        let (cf, zf): (u8, u8);
+        // SAFETY: the caller guarantees VMX root operation; VMXOFF takes no operand.
+        unsafe {
+            asm!(
+                "vmxoff",
+                "setc {cf}",
+                "setz {zf}",
+                cf = out(reg_byte) cf,
+                zf = out(reg_byte) zf,
+                options(nostack),
+            );
+        }
+        // SAFETY: directly after a VMX instruction in VMX root operation.
+        unsafe { self.status(cf, zf) }
+    }
+
+    fn can_catch_faults(&self) -> bool {
+        self.catch_faults && cfg!(target_os = "none")
+    }
+
+    unsafe fn vmxon_probe(&mut self, phys: u64) -> InstrOutcome {
+        #[cfg(target_os = "none")]
+        {
+            let vector: u64;
+            let (cf, zf): (u8, u8);
+            // SAFETY: as `vmxon` (the caller's guarantee). A fault on the VMXON at label 2 is redirected by the
+            // kernel's fix-up to label 3 with RAX = vector; RAX is an explicit operand, so no other operand is
+            // allocated to it. The `.ex_table` entry is read-only data the linker script keeps.
+            unsafe {
+                asm!(
+                    "2:",
+                    "vmxon qword ptr [{ptr}]",
+                    "setc {cf}",
+                    "setz {zf}",
+                    "3:",
+                    ".pushsection .ex_table, \"a\"",
+                    ".balign 8",
+                    ".quad 2b, 3b",
+                    ".popsection",
+                    ptr = in(reg) &phys,
+                    cf = out(reg_byte) cf,
+                    zf = out(reg_byte) zf,
+                    inout("rax") NO_FAULT => vector,
+                    options(nostack),
+                );
+            }
+            if vector != NO_FAULT {
+                return InstrOutcome::Fault(super::Exception {
+                    vector: vector as u8,
+                });
+            }
+            // SAFETY: VMfailValid from VMXON means VMX root operation with a current VMCS.
+            unsafe { self.status(cf, zf) }.into()
+        }
+        #[cfg(not(target_os = "none"))]
+        {
+            // Host builds have no kernel fix-up table (and `can_catch_faults` is false): a plain VMXON.
+            // SAFETY: forwarded to the caller's guarantee.
+            unsafe { self.vmxon(phys) }.into()
+        }
+    }
+}

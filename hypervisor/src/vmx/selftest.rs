@@ -1,0 +1,1089 @@
+//! Negative VMX cases in the style of kvm-unit-tests' x86/vmx.c: each case puts the processor in a precise
+//! state, executes one VMX instruction that must fail in a precise way, and restores the state.
+//!
+//! The cases are data ([`CASES`]); [`run_selftest`] walks them in three phases:
+//! 1. [`Phase::BeforeLock`]: only when IA32_FEATURE_CONTROL arrived unlocked (nothing has locked it yet);
+//! 2. [`Phase::OutsideVmx`]: feature control locked, CR0/CR4 ready, regions prepared, not in VMX operation;
+//! 3. [`Phase::InRoot`]: in VMX root operation with the VMCS current (so failures are VMfailValid with a number).
+//!
+//! Expected results come from the instructions' operation pseudocode (SDM vol. 3C 30.3) and the error numbers
+//! of 30.4. Cases that expect an exception need the kernel's fault fix-up ([`VmxCpu::can_catch_faults`]);
+//! without it they are skipped.
+//!
+//! The run ends in the state it started in: a core in root operation leaves it for phase 2 and comes back with
+//! the same regions and the same [`VmxState`] report; a core outside VMX operation ends outside (feature control
+//! stays locked: a lock cannot be undone).
+
+use core::fmt;
+
+use super::basic::{RegionPair, VmxBasic};
+use super::caps::Caps;
+use super::feature_control::{
+    decide, enable_feature_control, hold_lock, Decision, FeatureControlReport, LOCK,
+};
+use super::fixed_bits::{prepare_control_registers, CR0_MODE_BITS, CR4_VMXE};
+use super::root::{enter_vmx_root, leave_vmx_root, VmxState};
+use super::{
+    Exception, InstrOutcome, InstructionError, VmFail, VmxCpu, VmxError, IA32_FEATURE_CONTROL,
+    IA32_VMX_BASIC, IA32_VMX_CR0_FIXED0,
+};
+
+/// Where a case runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    BeforeLock,
+    OutsideVmx,
+    InRoot,
+}
+
+/// What a case changes before its instruction (and restores after it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setup {
+    Nothing,
+    /// The VMXON region holds a revision identifier other than IA32_VMX_BASIC's.
+    WrongRevision,
+    /// The VMXON region holds the right revision identifier with bit 31 set.
+    RevisionBit31,
+    /// CR4.VMXE cleared.
+    ClearCr4Vmxe,
+    /// One CR0 bit that IA32_VMX_CR0_FIXED0 requires (other than PE/PG, e.g. NE) cleared.
+    ClearCr0FixedOne,
+}
+
+/// The physical-address operand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Address {
+    VmxonRegion,
+    /// VMXON region + 0x800.
+    VmxonRegionUnaligned,
+    /// VMXON region with the bit just above the physical-address width set.
+    VmxonRegionBeyondWidth,
+    /// VMCS region + 0x800.
+    VmcsRegionUnaligned,
+    /// VMCS region with the bit just above the physical-address width set.
+    VmcsRegionBeyondWidth,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Vmxon(Address),
+    Vmclear(Address),
+    Vmptrld(Address),
+    Vmread(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    VmFailInvalid,
+    VmFailValid(InstructionError),
+    Fault(Exception),
+}
+
+impl Expect {
+    const fn matches(self, outcome: InstrOutcome) -> bool {
+        match (self, outcome) {
+            (Self::VmFailInvalid, InstrOutcome::VmFail(VmFail::Invalid)) => true,
+            (Self::VmFailValid(want), InstrOutcome::VmFail(VmFail::Valid(got))) => want.0 == got.0,
+            (Self::Fault(want), InstrOutcome::Fault(got)) => want.vector == got.vector,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Expect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::VmFailInvalid => f.write_str("VMfailInvalid"),
+            Self::VmFailValid(error) => write!(f, "VMfailValid with {error}"),
+            Self::Fault(exception) => write!(f, "{exception}"),
+        }
+    }
+}
+
+/// One self-test case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Case {
+    pub name: &'static str,
+    pub phase: Phase,
+    pub setup: Setup,
+    pub operation: Operation,
+    pub expect: Expect,
+}
+
+/// A VMCS field encoding with reserved bit 15 set: no processor supports it (SDM vol. 3D B, "field encoding").
+pub const UNSUPPORTED_FIELD: u64 = 0x8000;
+
+const fn case(
+    name: &'static str,
+    phase: Phase,
+    setup: Setup,
+    operation: Operation,
+    expect: Expect,
+) -> Case {
+    Case {
+        name,
+        phase,
+        setup,
+        operation,
+        expect,
+    }
+}
+
+pub const CASE_COUNT: usize = 14;
+
+/// The cases, in the order they run.
+pub static CASES: [Case; CASE_COUNT] = {
+    use Address::*;
+    use Operation::*;
+    use Phase::*;
+    use Setup::*;
+    [
+        case(
+            "vmxon before feature control is locked",
+            BeforeLock,
+            Nothing,
+            Vmxon(VmxonRegion),
+            Expect::Fault(Exception::GP),
+        ),
+        case(
+            "vmxon with CR4.VMXE clear",
+            OutsideVmx,
+            ClearCr4Vmxe,
+            Vmxon(VmxonRegion),
+            Expect::Fault(Exception::UD),
+        ),
+        case(
+            "vmxon with a CR0 fixed-1 bit clear",
+            OutsideVmx,
+            ClearCr0FixedOne,
+            Vmxon(VmxonRegion),
+            Expect::Fault(Exception::GP),
+        ),
+        case(
+            "vmxon with an unaligned pointer",
+            OutsideVmx,
+            Nothing,
+            Vmxon(VmxonRegionUnaligned),
+            Expect::VmFailInvalid,
+        ),
+        case(
+            "vmxon with a pointer beyond MAXPHYADDR",
+            OutsideVmx,
+            Nothing,
+            Vmxon(VmxonRegionBeyondWidth),
+            Expect::VmFailInvalid,
+        ),
+        case(
+            "vmxon with a wrong revision identifier",
+            OutsideVmx,
+            WrongRevision,
+            Vmxon(VmxonRegion),
+            Expect::VmFailInvalid,
+        ),
+        case(
+            "vmxon with revision bit 31 set",
+            OutsideVmx,
+            RevisionBit31,
+            Vmxon(VmxonRegion),
+            Expect::VmFailInvalid,
+        ),
+        case(
+            "vmxon in VMX root operation",
+            InRoot,
+            Nothing,
+            Vmxon(VmxonRegion),
+            Expect::VmFailValid(InstructionError::VMXON_IN_VMX_ROOT),
+        ),
+        case(
+            "vmclear of the VMXON pointer",
+            InRoot,
+            Nothing,
+            Vmclear(VmxonRegion),
+            Expect::VmFailValid(InstructionError::VMCLEAR_VMXON_POINTER),
+        ),
+        case(
+            "vmptrld of the VMXON pointer",
+            InRoot,
+            Nothing,
+            Vmptrld(VmxonRegion),
+            Expect::VmFailValid(InstructionError::VMPTRLD_VMXON_POINTER),
+        ),
+        case(
+            "vmclear with an unaligned address",
+            InRoot,
+            Nothing,
+            Vmclear(VmcsRegionUnaligned),
+            Expect::VmFailValid(InstructionError::VMCLEAR_INVALID_ADDRESS),
+        ),
+        case(
+            "vmptrld with an unaligned address",
+            InRoot,
+            Nothing,
+            Vmptrld(VmcsRegionUnaligned),
+            Expect::VmFailValid(InstructionError::VMPTRLD_INVALID_ADDRESS),
+        ),
+        case(
+            "vmptrld beyond MAXPHYADDR",
+            InRoot,
+            Nothing,
+            Vmptrld(VmcsRegionBeyondWidth),
+            Expect::VmFailValid(InstructionError::VMPTRLD_INVALID_ADDRESS),
+        ),
+        case(
+            "vmread of an unsupported field",
+            InRoot,
+            Nothing,
+            Vmread(UNSUPPORTED_FIELD),
+            Expect::VmFailValid(InstructionError::UNSUPPORTED_VMCS_COMPONENT),
+        ),
+    ]
+};
+
+/// Why a case did not run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// Not reached (an earlier problem stopped the run; see the other results).
+    NotRun,
+    VmxUnsupported,
+    DisabledByFirmware {
+        value: u64,
+    },
+    /// Feature control was already locked when the self-test started.
+    FeatureControlAlreadyLocked {
+        value: u64,
+    },
+    /// The case expects an exception and the kernel's fix-up is not available.
+    NoFaultFixup,
+    /// IA32_VMX_CR0_FIXED0 requires no CR0 bit besides PE and PG, so there is nothing to clear.
+    NoClearableCr0Bit,
+    /// The regions passed differ from those the core entered root operation with.
+    RegionsDifferFromState,
+    /// An earlier case left the processor in a state the runner could not restore.
+    StateBroken,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotRun => f.write_str("not reached"),
+            Self::VmxUnsupported => f.write_str("VMX is not supported by this processor"),
+            Self::DisabledByFirmware { value } => {
+                write!(
+                    f,
+                    "VMX is disabled by firmware (IA32_FEATURE_CONTROL=0x{value:x})"
+                )
+            }
+            Self::FeatureControlAlreadyLocked { value } => {
+                write!(f, "IA32_FEATURE_CONTROL was already locked (0x{value:x})")
+            }
+            Self::NoFaultFixup => {
+                f.write_str("needs the kernel's fault fix-up, which is not available")
+            }
+            Self::NoClearableCr0Bit => {
+                f.write_str("IA32_VMX_CR0_FIXED0 requires no bit other than PE and PG")
+            }
+            Self::RegionsDifferFromState => f.write_str(
+                "the regions passed are not the ones this core entered root operation with",
+            ),
+            Self::StateBroken => {
+                f.write_str("an earlier case left the processor in an unknown state")
+            }
+        }
+    }
+}
+
+/// Why a case failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The instruction did something other than expected.
+    Unexpected {
+        expected: Expect,
+        observed: InstrOutcome,
+    },
+    /// The phase's preparation failed, so the case could not run.
+    Setup(VmxError),
+    /// The instruction behaved as expected (or not) but the state could not be restored afterwards.
+    NotRestored(VmxError),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unexpected { expected, observed } => {
+                write!(f, "expected {expected}, got {observed}")
+            }
+            Self::Setup(error) => write!(f, "could not prepare the case: {error}"),
+            Self::NotRestored(error) => {
+                write!(f, "could not restore the state afterwards: {error}")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseOutcome {
+    Pass,
+    Fail(Failure),
+    Skipped(SkipReason),
+}
+
+/// One case and what happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CaseResult {
+    pub case: &'static Case,
+    pub outcome: CaseOutcome,
+}
+
+/// `case="<name>" result=pass|fail|skip [reason="<words>"]`.
+impl fmt::Display for CaseResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "case=\"{}\" ", self.case.name)?;
+        match &self.outcome {
+            CaseOutcome::Pass => f.write_str("result=pass"),
+            CaseOutcome::Fail(failure) => write!(f, "result=fail reason=\"{failure}\""),
+            CaseOutcome::Skipped(reason) => write!(f, "result=skip reason=\"{reason}\""),
+        }
+    }
+}
+
+/// Counts of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+/// `passed=<n> failed=<n> skipped=<n>`.
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "passed={} failed={} skipped={}",
+            self.passed, self.failed, self.skipped
+        )
+    }
+}
+
+/// The results of [`run_selftest`], one per entry of [`CASES`], in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelftestReport {
+    pub results: [CaseResult; CASE_COUNT],
+    /// What the self-test did to IA32_FEATURE_CONTROL (None if it did not get that far).
+    pub feature_control: Option<FeatureControlReport>,
+    /// Set when the run could not put the core back in the state it started in (the core may then be in VMX
+    /// root operation while the state says otherwise; a later `enter_vmx_root` reports the VMXON failure).
+    pub restore_error: Option<VmxError>,
+}
+
+impl SelftestReport {
+    fn new() -> Self {
+        let mut results = [CaseResult {
+            case: &CASES[0],
+            outcome: CaseOutcome::Skipped(SkipReason::NotRun),
+        }; CASE_COUNT];
+        for (result, case) in results.iter_mut().zip(CASES.iter()) {
+            result.case = case;
+        }
+        Self {
+            results,
+            feature_control: None,
+            restore_error: None,
+        }
+    }
+
+    pub fn summary(&self) -> Summary {
+        let mut summary = Summary {
+            passed: 0,
+            failed: 0,
+            skipped: 0,
+        };
+        for result in &self.results {
+            match result.outcome {
+                CaseOutcome::Pass => summary.passed += 1,
+                CaseOutcome::Fail(_) => summary.failed += 1,
+                CaseOutcome::Skipped(_) => summary.skipped += 1,
+            }
+        }
+        summary
+    }
+
+    fn set_phase(&mut self, phase: Phase, outcome: CaseOutcome) {
+        for result in self
+            .results
+            .iter_mut()
+            .filter(|result| result.case.phase == phase)
+        {
+            result.outcome = outcome;
+        }
+    }
+
+    /// The run stops because the state could not be restored: the cases not reached say so.
+    fn stopped(mut self, error: VmxError) -> Self {
+        for result in &mut self.results {
+            if result.outcome == CaseOutcome::Skipped(SkipReason::NotRun) {
+                result.outcome = CaseOutcome::Skipped(SkipReason::StateBroken);
+            }
+        }
+        self.restore_error = Some(error);
+        self
+    }
+
+    fn set_all(&mut self, outcome: CaseOutcome) {
+        for result in &mut self.results {
+            result.outcome = outcome;
+        }
+    }
+}
+
+/// What the cases need to know.
+struct Context {
+    basic: VmxBasic,
+    /// Physical-address width regions must fit in.
+    width: u8,
+    cr0_fixed0: u64,
+}
+
+/// Runs [`CASES`] on the calling core (see the module documentation) and returns each result.
+///
+/// `regions` must be this core's regions: the same that [`enter_vmx_root`] is (or was) given. Run it before any
+/// guest exists: it leaves and re-enters VMX root operation.
+pub fn run_selftest(
+    cpu: &mut impl VmxCpu,
+    state: &mut VmxState,
+    regions: &RegionPair,
+) -> SelftestReport {
+    let mut report = SelftestReport::new();
+    let caps = Caps::read(cpu);
+    if !caps.vmx {
+        report.set_all(CaseOutcome::Skipped(SkipReason::VmxUnsupported));
+        return report;
+    }
+    let initial = *state;
+    if initial
+        .vmxon_phys()
+        .is_some_and(|phys| phys != regions.vmxon.phys())
+        || initial
+            .vmcs_phys()
+            .is_some_and(|phys| phys != regions.vmcs.phys())
+    {
+        report.set_all(CaseOutcome::Skipped(SkipReason::RegionsDifferFromState));
+        return report;
+    }
+    let feature_control = cpu.read_msr(IA32_FEATURE_CONTROL);
+    if let Decision::DisabledByFirmware(value) = decide(feature_control, caps.smx) {
+        report.set_all(CaseOutcome::Skipped(SkipReason::DisabledByFirmware {
+            value,
+        }));
+        return report;
+    }
+    let basic = VmxBasic::decode(cpu.read_msr(IA32_VMX_BASIC));
+    if let Err(error) = basic
+        .check()
+        .and_then(|()| regions.validate(&basic, caps.maxphyaddr))
+    {
+        report.set_all(CaseOutcome::Fail(Failure::Setup(error)));
+        return report;
+    }
+    let context = Context {
+        basic,
+        width: basic.address_width(caps.maxphyaddr),
+        cr0_fixed0: cpu.read_msr(IA32_VMX_CR0_FIXED0),
+    };
+    let mut broken: Option<VmxError> = None;
+
+    // Phase 1: before the lock (only possible if nobody locked it yet, so never when already in root). The
+    // global lock keeps other cores from locking a shared MSR while the case runs.
+    {
+        let _guard = hold_lock();
+        let feature_control = cpu.read_msr(IA32_FEATURE_CONTROL);
+        if feature_control & LOCK == 0 && !initial.is_in_root() {
+            match prepare_outside(cpu, regions, &basic) {
+                Ok(()) => run_phase(
+                    cpu,
+                    regions,
+                    &context,
+                    Phase::BeforeLock,
+                    &mut report,
+                    &mut broken,
+                ),
+                Err(error) => {
+                    report.set_phase(Phase::BeforeLock, CaseOutcome::Fail(Failure::Setup(error)))
+                }
+            }
+        } else {
+            let reason = SkipReason::FeatureControlAlreadyLocked {
+                value: feature_control,
+            };
+            report.set_phase(Phase::BeforeLock, CaseOutcome::Skipped(reason));
+        }
+    }
+    if let Some(error) = broken {
+        return report.stopped(error);
+    }
+
+    // Phase 2: outside VMX operation, everything else in order.
+    if let Err(error) = leave_vmx_root(cpu, state) {
+        report.set_phase(Phase::OutsideVmx, CaseOutcome::Fail(Failure::Setup(error)));
+        report.set_phase(Phase::InRoot, CaseOutcome::Fail(Failure::Setup(error)));
+        return report;
+    }
+    let outside_ready = enable_feature_control(cpu).and_then(|fc| {
+        report.feature_control = Some(fc);
+        prepare_outside(cpu, regions, &basic)
+    });
+    match outside_ready {
+        Ok(()) => run_phase(
+            cpu,
+            regions,
+            &context,
+            Phase::OutsideVmx,
+            &mut report,
+            &mut broken,
+        ),
+        Err(error) => report.set_phase(Phase::OutsideVmx, CaseOutcome::Fail(Failure::Setup(error))),
+    }
+    if let Some(error) = broken {
+        return report.stopped(error);
+    }
+
+    // Phase 3: in root operation with the VMCS current.
+    match enter_vmx_root(cpu, state, regions) {
+        Ok(_) => run_phase(
+            cpu,
+            regions,
+            &context,
+            Phase::InRoot,
+            &mut report,
+            &mut broken,
+        ),
+        Err(error) => report.set_phase(Phase::InRoot, CaseOutcome::Fail(Failure::Setup(error))),
+    }
+    if let Some(error) = broken {
+        return report.stopped(error);
+    }
+
+    // Back to where the core started.
+    let restored = match initial {
+        VmxState::NotEntered => leave_vmx_root(cpu, state),
+        VmxState::InRoot(_) => enter_vmx_root(cpu, state, regions).map(|_| *state = initial),
+    };
+    report.restore_error = restored.err();
+    report
+}
+
+/// Regions prepared (revision identifiers, zeroed) and CR0/CR4 ready for VMXON; only outside VMX operation.
+fn prepare_outside(
+    cpu: &mut impl VmxCpu,
+    regions: &RegionPair,
+    basic: &VmxBasic,
+) -> Result<(), VmxError> {
+    regions.vmxon.prepare(basic);
+    regions.vmcs.prepare(basic);
+    prepare_control_registers(cpu).map(|_| ())
+}
+
+fn run_phase(
+    cpu: &mut impl VmxCpu,
+    regions: &RegionPair,
+    context: &Context,
+    phase: Phase,
+    report: &mut SelftestReport,
+    broken: &mut Option<VmxError>,
+) {
+    for result in report
+        .results
+        .iter_mut()
+        .filter(|result| result.case.phase == phase)
+    {
+        if broken.is_some() {
+            result.outcome = CaseOutcome::Skipped(SkipReason::StateBroken);
+            continue;
+        }
+        result.outcome = run_case(cpu, regions, context, result.case, broken);
+    }
+}
+
+/// State changed by a case's setup, to put back.
+enum Undo {
+    Nothing,
+    Revision(u32),
+    Cr0(u64),
+    Cr4(u64),
+}
+
+fn run_case(
+    cpu: &mut impl VmxCpu,
+    regions: &RegionPair,
+    context: &Context,
+    case: &Case,
+    broken: &mut Option<VmxError>,
+) -> CaseOutcome {
+    let expects_fault = matches!(case.expect, Expect::Fault(_));
+    if expects_fault && !cpu.can_catch_faults() {
+        return CaseOutcome::Skipped(SkipReason::NoFaultFixup);
+    }
+
+    // Setup. All of these are legal outside VMX operation only, which is where such cases run.
+    let revision = context.basic.revision_id & 0x7FFF_FFFF;
+    let undo = match case.setup {
+        Setup::Nothing => Undo::Nothing,
+        Setup::WrongRevision => {
+            regions
+                .vmxon
+                .write_revision(revision.wrapping_add(1) & 0x7FFF_FFFF);
+            Undo::Revision(revision)
+        }
+        Setup::RevisionBit31 => {
+            regions.vmxon.write_revision(revision | 0x8000_0000);
+            Undo::Revision(revision)
+        }
+        Setup::ClearCr4Vmxe => {
+            let cr4 = cpu.read_cr4();
+            // SAFETY: outside VMX operation clearing CR4.VMXE only disables the VMX instructions.
+            unsafe { cpu.write_cr4(cr4 & !CR4_VMXE) };
+            Undo::Cr4(cr4)
+        }
+        Setup::ClearCr0FixedOne => {
+            let cr0 = cpu.read_cr0();
+            let candidates = context.cr0_fixed0 & !CR0_MODE_BITS & cr0;
+            if candidates == 0 {
+                return CaseOutcome::Skipped(SkipReason::NoClearableCr0Bit);
+            }
+            let bit = candidates & candidates.wrapping_neg();
+            // SAFETY: outside VMX operation; the bit is neither PE nor PG (in practice it is NE, which only
+            // selects how x87 errors are reported, and no x87 code runs meanwhile). Restored right after.
+            unsafe { cpu.write_cr0(cr0 & !bit) };
+            Undo::Cr0(cr0)
+        }
+    };
+
+    let address = |which: Address| -> u64 {
+        let beyond = if context.width < 64 {
+            1u64 << context.width
+        } else {
+            0
+        };
+        match which {
+            Address::VmxonRegion => regions.vmxon.phys(),
+            Address::VmxonRegionUnaligned => regions.vmxon.phys() + 0x800,
+            Address::VmxonRegionBeyondWidth => regions.vmxon.phys() | beyond,
+            Address::VmcsRegionUnaligned => regions.vmcs.phys() + 0x800,
+            Address::VmcsRegionBeyondWidth => regions.vmcs.phys() | beyond,
+        }
+    };
+
+    let observed = match case.operation {
+        Operation::Vmxon(which) => {
+            let phys = address(which);
+            if cpu.can_catch_faults() {
+                // SAFETY: CPL 0; the address is the VMXON region or an invalid address that VMXON rejects before
+                // touching memory. Should VMXON accept it anyway, it is undone below before anything else runs.
+                unsafe { cpu.vmxon_probe(phys) }
+            } else {
+                // SAFETY: as above; this case expects no fault (fault cases were skipped without the fix-up).
+                InstrOutcome::from(unsafe { cpu.vmxon(phys) })
+            }
+        }
+        Operation::Vmclear(which) => {
+            // SAFETY: in VMX root (InRoot phase); the address is the VMXON pointer or invalid, which VMCLEAR
+            // rejects without writing memory.
+            InstrOutcome::from(unsafe { cpu.vmclear(address(which)) })
+        }
+        Operation::Vmptrld(which) => {
+            // SAFETY: in VMX root; the address is the VMXON pointer or invalid, which VMPTRLD rejects.
+            InstrOutcome::from(unsafe { cpu.vmptrld(address(which)) })
+        }
+        Operation::Vmread(field) => {
+            // SAFETY: in VMX root with a current VMCS; VMREAD into a register touches no software memory.
+            InstrOutcome::from(unsafe { cpu.vmread(field) }.map(|_| ()))
+        }
+    };
+
+    // Restore, most recent change first: an unexpected VMXON success is undone before CR0/CR4 change back.
+    let mut restore: Result<(), VmxError> = Ok(());
+    if case.phase != Phase::InRoot && observed == InstrOutcome::Succeeded {
+        // SAFETY: VMXON just succeeded, so this core is in VMX root operation with no current VMCS.
+        restore = unsafe { cpu.vmxoff() }
+            .map_err(|fail| VmxError::from_vmfail(super::VmxInstruction::Vmxoff, fail));
+    }
+    if restore.is_ok() {
+        match undo {
+            Undo::Nothing => {}
+            Undo::Revision(value) => regions.vmxon.write_revision(value),
+            // SAFETY: the value read before the case; outside VMX operation.
+            Undo::Cr0(value) => unsafe { cpu.write_cr0(value) },
+            // SAFETY: the value read before the case; outside VMX operation.
+            Undo::Cr4(value) => unsafe { cpu.write_cr4(value) },
+        }
+    }
+    if restore.is_ok() && case.phase == Phase::InRoot {
+        restore = ensure_current(cpu, regions.vmcs.phys());
+    }
+    if let Err(error) = restore {
+        *broken = Some(error);
+        return CaseOutcome::Fail(Failure::NotRestored(error));
+    }
+
+    if case.expect.matches(observed) {
+        CaseOutcome::Pass
+    } else {
+        CaseOutcome::Fail(Failure::Unexpected {
+            expected: case.expect,
+            observed,
+        })
+    }
+}
+
+/// Makes the VMCS current again if a case disturbed it.
+fn ensure_current(cpu: &mut impl VmxCpu, vmcs_phys: u64) -> Result<(), VmxError> {
+    use super::VmxInstruction;
+    // SAFETY: in VMX root operation (InRoot phase).
+    let current = unsafe { cpu.vmptrst() }
+        .map_err(|fail| VmxError::from_vmfail(VmxInstruction::Vmptrst, fail))?;
+    if current != vmcs_phys {
+        // SAFETY: in VMX root operation; the VMCS region is reserved for VMX and carries the revision.
+        unsafe { cpu.vmptrld(vmcs_phys) }
+            .map_err(|fail| VmxError::from_vmfail(VmxInstruction::Vmptrld, fail))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vmx::fake::{FakeCpu, Instr, Quirk, TestRegions};
+    use crate::vmx::fixed_bits::CR0_NE;
+
+    fn outcome(report: &SelftestReport, name: &str) -> CaseOutcome {
+        report
+            .results
+            .iter()
+            .find(|result| result.case.name == name)
+            .unwrap()
+            .outcome
+    }
+
+    #[test]
+    fn the_case_list_is_consistent() {
+        assert_eq!(CASES.len(), CASE_COUNT);
+        for (index, case) in CASES.iter().enumerate() {
+            assert!(
+                CASES[..index].iter().all(|other| other.name != case.name),
+                "duplicate {}",
+                case.name
+            );
+            assert!(!case.name.contains('"'));
+            // Phases are in running order.
+            if index > 0 {
+                assert!(
+                    CASES[index - 1].phase as u8 <= case.phase as u8,
+                    "{}",
+                    case.name
+                );
+            }
+            // Setups that change the state outside VMX operation only run there.
+            if case.setup != Setup::Nothing {
+                assert_ne!(case.phase, Phase::InRoot, "{}", case.name);
+            }
+        }
+    }
+
+    #[test]
+    fn all_cases_pass_on_a_correct_processor_starting_unlocked() {
+        let mut cpu = FakeCpu::bochs_haswell();
+        cpu.set_feature_control(0);
+        cpu.fault_fixup = true;
+        let regions = TestRegions::new(&mut cpu);
+        let mut state = VmxState::new();
+        let (cr0, cr4) = (cpu.cr0, cpu.cr4);
+        let report = run_selftest(&mut cpu, &mut state, &regions.pair);
+        for result in &report.results {
+            assert_eq!(result.outcome, CaseOutcome::Pass, "{result}");
+        }
+        assert_eq!(
+            report.summary(),
+            Summary {
+                passed: CASE_COUNT,
+                failed: 0,
+                skipped: 0
+            }
+        );
+        assert_eq!(
+            format!("{}", report.summary()),
+            "passed=14 failed=0 skipped=0"
+        );
+        assert_eq!(
+            report.feature_control,
+            Some(FeatureControlReport {
+                before: 0,
+                after: 5
+            })
+        );
+        assert_eq!(report.restore_error, None);
+        // Ends where it started: outside VMX, VMXE clear again (NE stays: the fixed bits put it there).
+        assert_eq!(state, VmxState::NotEntered);
+        assert!(!cpu.in_root());
+        assert_eq!(cpu.cr4, cr4);
+        assert_eq!(cpu.cr0, cr0 | CR0_NE);
+        assert_eq!(regions.pair.vmxon.revision(), 0x2b);
+        // The instruction log shows the #GP before the lock and the #UD with VMXE clear.
+        assert!(cpu
+            .executed
+            .contains(&(Instr::Vmxon, InstrOutcome::Fault(Exception::GP))));
+        assert!(cpu
+            .executed
+            .contains(&(Instr::Vmxon, InstrOutcome::Fault(Exception::UD))));
+        // And a normal entry works afterwards.
+        assert!(enter_vmx_root(&mut cpu, &mut state, &regions.pair).is_ok());
+    }
+
+    #[test]
+    fn a_core_in_root_stays_in_root_with_its_report() {
+        let mut cpu = FakeCpu::bochs_haswell();
+        cpu.set_feature_control(0);
+        cpu.fault_fixup = true;
+        let regions = TestRegions::new(&mut cpu);
+        let mut state = VmxState::new();
+        let entered = enter_vmx_root(&mut cpu, &mut state, &regions.pair).unwrap();
+        let report = run_selftest(&mut cpu, &mut state, &regions.pair);
+        assert_eq!(
+            report.summary(),
+            Summary {
+                passed: 13,
+                failed: 0,
+                skipped: 1
+            }
+        );
+        assert_eq!(
+            outcome(&report, "vmxon before feature control is locked"),
+            CaseOutcome::Skipped(SkipReason::FeatureControlAlreadyLocked { value: 5 })
+        );
+        assert_eq!(
+            state,
+            VmxState::InRoot(entered),
+            "the original report (feature_control 0x0->0x5) is kept"
+        );
+        assert!(cpu.in_root());
+        assert_eq!(cpu.current_vmcs, Some(TestRegions::VMCS));
+        assert_eq!(report.restore_error, None);
+    }
+
+    #[test]
+    fn bochs_bios_locked_msr_skips_only_the_lock_case() {
+        let mut cpu = FakeCpu::bochs_haswell();
+        cpu.fault_fixup = true;
+        let regions = TestRegions::new(&mut cpu);
+        let report = run_selftest(&mut cpu, &mut VmxState::new(), &regions.pair);
+        assert_eq!(
+            report.summary(),
+            Summary {
+                passed: 13,
+                failed: 0,
+                skipped: 1
+            }
+        );
+        assert!(cpu.msr_writes.is_empty());
+    }
+
+    #[test]
+    fn without_the_fixup_fault_cases_are_skipped() {
+        let mut cpu = FakeCpu::bochs_haswell();
+        cpu.set_feature_control(0);
+        let regions = TestRegions::new(&mut cpu);
+        let report = run_selftest(&mut cpu, &mut VmxState::new(), &regions.pair);
+        assert_eq!(
+            report.summary(),
+            Summary {
+                passed: 11,
+                failed: 0,
+                skipped: 3
+            }
+        );
+        assert_eq!(
+            outcome(&report, "vmxon with CR4.VMXE clear"),
+            CaseOutcome::Skipped(SkipReason::NoFaultFixup)
+        );
+        // The fake panics on an uncaught fault, so reaching here also proves no fault was raised unprotected.
+        assert!(cpu
+            .executed
+            .iter()
+            .all(|(_, outcome)| !matches!(outcome, InstrOutcome::Fault(_))));
+    }
+
+    #[test]
+    fn no_vmx_or_disabled_firmware_skips_everything_and_touches_nothing() {
+        let mut cpu = FakeCpu::bochs_haswell();
+        cpu.vmx = false;
+        let regions = TestRegions::new(&mut cpu);
+        let report = run_selftest(&mut cpu, &mut VmxState::new(), &regions.pair);
+        assert_eq!(
+            report.summary(),
+            Summary {
+                passed: 0,
+                failed: 0,
+                skipped: CASE_COUNT
+            }
+        );
+        assert!(cpu.executed.is_empty());
+
+        let mut cpu = FakeCpu::bochs_haswell();
+        cpu.set_feature_control(1);
+        let regions = TestRegions::new(&mut cpu);
+        let report = run_selftest(&mut cpu, &mut VmxState::new(), &regions.pair);
+        assert_eq!(report.summary().skipped, CASE_COUNT);
+        assert_eq!(
+            report.results[3].outcome,
+            CaseOutcome::Skipped(SkipReason::DisabledByFirmware { value: 1 })
+        );
+        assert!(cpu.executed.is_empty() && cpu.msr_writes.is_empty());
+    }
+
+    #[test]
+    fn a_processor_that_ignores_alignment_fails_that_case_and_the_run_goes_on() {
+        let mut cpu = FakeCpu::bochs_haswell();
+        cpu.fault_fixup = true;
+        cpu.quirk = Some(Quirk::VmxonIgnoresAlignment);
+        let regions = TestRegions::new(&mut cpu);
+        let mut state = VmxState::new();
+        let report = run_selftest(&mut cpu, &mut state, &regions.pair);
+        assert_eq!(
+            outcome(&report, "vmxon with an unaligned pointer"),
+            CaseOutcome::Fail(Failure::Unexpected {
+                expected: Expect::VmFailInvalid,
+                observed: InstrOutcome::Succeeded
+            })
+        );
+        let line = format!(
+            "{}",
+            report
+                .results
+                .iter()
+                .find(|r| r.case.name == "vmxon with an unaligned pointer")
+                .unwrap()
+        );
+        assert_eq!(
+            line,
+            "case=\"vmxon with an unaligned pointer\" result=fail reason=\"expected VMfailInvalid, got VMsucceed\""
+        );
+        // The unexpected VMXON was undone, so every later case still ran and passed.
+        assert_eq!(
+            report.summary(),
+            Summary {
+                passed: 12,
+                failed: 1,
+                skipped: 1
+            }
+        );
+        assert_eq!(state, VmxState::NotEntered);
+        assert!(!cpu.in_root());
+    }
+
+    #[test]
+    fn an_unrestorable_state_stops_the_run_and_is_reported() {
+        let mut cpu = FakeCpu::bochs_haswell();
+        cpu.fault_fixup = true;
+        cpu.quirk = Some(Quirk::VmxonIgnoresAlignment);
+        cpu.inject(
+            Instr::Vmxoff,
+            VmFail::Valid(InstructionError::VMXOFF_UNDER_DUAL_MONITOR),
+        );
+        let regions = TestRegions::new(&mut cpu);
+        let mut state = VmxState::new();
+        let report = run_selftest(&mut cpu, &mut state, &regions.pair);
+        let error = VmxError::VmFailValid {
+            instr: crate::vmx::VmxInstruction::Vmxoff,
+            error: InstructionError::VMXOFF_UNDER_DUAL_MONITOR,
+        };
+        assert_eq!(
+            outcome(&report, "vmxon with an unaligned pointer"),
+            CaseOutcome::Fail(Failure::NotRestored(error))
+        );
+        assert_eq!(
+            outcome(&report, "vmxon in VMX root operation"),
+            CaseOutcome::Skipped(SkipReason::StateBroken)
+        );
+        assert_eq!(report.restore_error, Some(error));
+        // The core is stuck in VMX root operation with a VMXON pointer nobody chose; a later entry reports the
+        // VMXON failure instead of crashing.
+        assert!(cpu.in_root());
+        assert_eq!(state, VmxState::NotEntered);
+        assert_eq!(
+            enter_vmx_root(&mut cpu, &mut state, &regions.pair),
+            Err(VmxError::VmFailInvalid {
+                instr: crate::vmx::VmxInstruction::Vmxon
+            })
+        );
+    }
+
+    #[test]
+    fn a_processor_that_loads_the_vmxon_pointer_is_caught_and_the_vmcs_restored() {
+        let mut cpu = FakeCpu::bochs_haswell();
+        cpu.fault_fixup = true;
+        cpu.quirk = Some(Quirk::VmptrldAcceptsVmxonPointer);
+        let regions = TestRegions::new(&mut cpu);
+        let report = run_selftest(&mut cpu, &mut VmxState::new(), &regions.pair);
+        assert!(matches!(
+            outcome(&report, "vmptrld of the VMXON pointer"),
+            CaseOutcome::Fail(Failure::Unexpected {
+                observed: InstrOutcome::Succeeded,
+                ..
+            })
+        ));
+        // ensure_current re-loaded the VMCS, so the cases after it still see error numbers.
+        assert_eq!(
+            outcome(&report, "vmclear with an unaligned address"),
+            CaseOutcome::Pass
+        );
+        assert_eq!(report.summary().failed, 1);
+    }
+
+    #[test]
+    fn wrong_error_numbers_are_reported_in_words() {
+        let mut cpu = FakeCpu::bochs_haswell();
+        cpu.fault_fixup = true;
+        cpu.quirk = Some(Quirk::VmclearReportsWrongError);
+        let regions = TestRegions::new(&mut cpu);
+        let report = run_selftest(&mut cpu, &mut VmxState::new(), &regions.pair);
+        let result = report
+            .results
+            .iter()
+            .find(|r| r.case.name == "vmclear of the VMXON pointer")
+            .unwrap();
+        assert_eq!(
+            format!("{result}"),
+            "case=\"vmclear of the VMXON pointer\" result=fail reason=\"expected VMfailValid with \
+             VM-instruction error 3 (VMCLEAR with VMXON pointer), got VMfailValid with VM-instruction error 2 \
+             (VMCLEAR with invalid physical address)\""
+        );
+    }
+
+    #[test]
+    fn regions_other_than_the_entered_ones_are_refused() {
+        let mut cpu = FakeCpu::bochs_haswell();
+        let regions = TestRegions::new(&mut cpu);
+        let other = TestRegions::at(&mut cpu, 0x10_0000, 0x10_1000);
+        let mut state = VmxState::new();
+        enter_vmx_root(&mut cpu, &mut state, &regions.pair).unwrap();
+        let executed = cpu.executed.len();
+        let report = run_selftest(&mut cpu, &mut state, &other.pair);
+        assert_eq!(
+            report.results[0].outcome,
+            CaseOutcome::Skipped(SkipReason::RegionsDifferFromState)
+        );
+        assert_eq!(cpu.executed.len(), executed);
+    }
+
+    #[test]
+    fn cr0_case_is_skipped_when_only_pe_and_pg_are_fixed() {
+        let mut cpu = FakeCpu::bochs_haswell();
+        cpu.fault_fixup = true;
+        cpu.set_msr(IA32_VMX_CR0_FIXED0, 0x8000_0001);
+        let regions = TestRegions::new(&mut cpu);
+        let report = run_selftest(&mut cpu, &mut VmxState::new(), &regions.pair);
+        assert_eq!(
+            outcome(&report, "vmxon with a CR0 fixed-1 bit clear"),
+            CaseOutcome::Skipped(SkipReason::NoClearableCr0Bit)
+        );
+    }
+}
