@@ -3,7 +3,7 @@
 use crate::arch::cpuid::{CpuInfo, YesNo};
 use crate::cmdline::{self, Cmdline, Fault};
 use crate::exit::{self, Reason, Verdict};
-use crate::{interrupts, logger, memory, percpu, time};
+use crate::{interrupts, logger, memory, percpu, smp_stage, time};
 use boot::{BootInfo, IdentityMapped};
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -75,20 +75,34 @@ extern "C" fn bsp_main(stack: u64) -> ! {
     let stack = unsafe { *(stack as *const (u64, u64, u64)) };
     let info = BOOT_INFO.get().expect("set by start");
     let cpu = CpuInfo::read();
-    if percpu::build_and_install(0, cpu.initial_apic_id, false, stack).is_none() {
+    let args = Cmdline(info.cmdline());
+    let Some(pcb) = percpu::build_and_install(0, smp::apic::cpuid_apic_id(), false, stack) else {
         log::error!(target: "memory", "no memory for the BSP's PCB");
         exit::fatal(Reason::NoMemory);
-    }
+    };
     exit::TALLY.online.store(1, Ordering::Release);
-    early_report(info, &cpu);
+    let rsdp = match info.rsdp {
+        Some(addr) => Some((addr, "loader")),
+        None => smp::find_rsdp(&smp_stage::Phys).map(|addr| (addr, "scan")),
+    };
+    early_report(info, &cpu, rsdp);
+    smp_stage::pcb_built(pcb);
 
-    if let Some(fault) = Cmdline(info.cmdline()).get("fault") {
+    if let Some(fault) = args.get("fault") {
         inject(fault);
     }
-    exit::finish(Verdict::Ok, Reason::None)
+    let smp = smp_stage::run(info, rsdp.map(|(a, _)| a), args);
+    let (verdict, reason) = if !smp.acpi_ok {
+        (Verdict::Degraded, Reason::AcpiError)
+    } else if smp.failed > 0 {
+        (Verdict::Degraded, Reason::ApTimeout)
+    } else {
+        (Verdict::Ok, Reason::None)
+    };
+    exit::finish(verdict, reason)
 }
 
-fn early_report(info: &BootInfo, cpu: &CpuInfo) {
+fn early_report(info: &BootInfo, cpu: &CpuInfo, rsdp: Option<(u64, &str)>) {
     log::info!(target: "boot", "loader={} cmdline=\"{}\"", info.loader.name(), info.cmdline());
     if !info.loader_name().is_empty() {
         log::debug!(target: "boot", "bootloader=\"{}\"", info.loader_name());
@@ -103,8 +117,8 @@ fn early_report(info: &BootInfo, cpu: &CpuInfo) {
     for r in info.regions() {
         log::debug!(target: "boot", "region 0x{:012x}-0x{:012x} {:?}", r.start, r.end(), r.kind);
     }
-    match info.rsdp {
-        Some(addr) => log::info!(target: "boot", "rsdp=0x{addr:x} source=loader"),
+    match rsdp {
+        Some((addr, source)) => log::info!(target: "boot", "rsdp=0x{addr:x} source={source}"),
         None => log::info!(target: "boot", "rsdp=none source=none"),
     }
     log::info!(

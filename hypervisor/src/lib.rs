@@ -5,7 +5,11 @@
 //! `interrupts` and `percpu`, and in the `cfg(target_os = "none")` parts.
 #![cfg_attr(not(test), no_std)]
 
+extern crate alloc;
+
+pub mod apic;
 pub mod arch;
+pub mod bringup;
 pub mod cmdline;
 pub mod exit;
 pub mod interrupts;
@@ -17,5 +21,7 @@ pub mod vmx;
 
 #[cfg(target_os = "none")]
 mod bsp;
+#[cfg(target_os = "none")]
+mod smp_stage;
 #[cfg(target_os = "none")]
 pub use bsp::{report_panic, start};

@@ -563,12 +563,12 @@ pub fn log_lines(list: &ProcessorList) -> Vec<(LineLevel, String)> {
     out
 }
 
-/// Emits [`log_lines`] through the `log` crate (target `smp::madt`).
+/// Emits [`log_lines`] through the `log` crate (target `acpi`, so a line reads `acpi: madt: ...`).
 pub fn log_processor_list(list: &ProcessorList) {
     for (level, text) in log_lines(list) {
         match level {
-            LineLevel::Info => log::info!("{text}"),
-            LineLevel::Warn => log::warn!("{text}"),
+            LineLevel::Info => log::info!(target: "acpi", "{text}"),
+            LineLevel::Warn => log::warn!(target: "acpi", "{text}"),
         }
     }
 }

@@ -1,0 +1,190 @@
+//! The hardware side of AP start-up: per-AP slots (stack, logical index), the trampoline page, and the Rust
+//! entry every AP reaches. The decisions (MADT -> CPU list, INIT/SIPI timing, timeouts) live in the `smp` crate.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+/// Slot states, written by the AP (STARTED, ONLINE, FAILED) and read by the BSP.
+pub mod slot_state {
+    pub const WAITING: u32 = 0;
+    /// The AP reached Rust: it answered the SIPI.
+    pub const STARTED: u32 = 1;
+    /// Its PCB is built and installed.
+    pub const ONLINE: u32 = 2;
+    pub const FAILED: u32 = 3;
+}
+
+/// What the trampoline needs to find an AP's stack from its APIC id (stride 64 bytes, see trampoline.s).
+#[repr(C, align(64))]
+pub struct ApSlot {
+    pub apic_id: u32,
+    pub index: u32,
+    pub stack_top: u64,
+    pub stack_bottom: u64,
+    pub guard_page: u64,
+    pub state: AtomicU32,
+    /// Microseconds since boot when the AP reached Rust, and when its PCB was built.
+    pub started_us: core::sync::atomic::AtomicU64,
+    pub online_us: core::sync::atomic::AtomicU64,
+}
+
+impl ApSlot {
+    pub fn new(apic_id: u32, index: u32, stack: (u64, u64, u64)) -> Self {
+        ApSlot {
+            apic_id,
+            index,
+            guard_page: stack.0,
+            stack_bottom: stack.1,
+            stack_top: stack.2,
+            state: AtomicU32::new(slot_state::WAITING),
+            started_us: core::sync::atomic::AtomicU64::new(0),
+            online_us: core::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub fn state(&self) -> u32 {
+        self.state.load(Ordering::Acquire)
+    }
+}
+
+/// Offsets inside the trampoline, exported by trampoline.s (in this order).
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct TrampolineOffsets {
+    pub gdt: u64,
+    pub gdtr: u64,
+    pub far32: u64,
+    pub pm32: u64,
+    pub far64: u64,
+    pub lm64: u64,
+    pub cr3: u64,
+    pub entry: u64,
+    pub table: u64,
+    pub count: u64,
+}
+
+/// The patches the BSP applies to the copied trampoline at `page`: (offset, bytes) pairs.
+pub fn trampoline_patches(
+    page: u64,
+    off: &TrampolineOffsets,
+    cr3: u64,
+    entry: u64,
+    table: u64,
+    count: u64,
+) -> [(u64, u64, usize); 7] {
+    [
+        (off.gdtr + 2, page + off.gdt, 4),
+        (off.far32, page + off.pm32, 4),
+        (off.far64, page + off.lm64, 4),
+        (off.cr3, cr3, 8),
+        (off.entry, entry, 8),
+        (off.table, table, 8),
+        (off.count, count, 8),
+    ]
+}
+
+#[cfg(target_os = "none")]
+pub use hw::*;
+
+#[cfg(target_os = "none")]
+mod hw {
+    use super::*;
+    use crate::{exit, interrupts, memory, percpu, time};
+
+    core::arch::global_asm!(include_str!("trampoline.s"), options(att_syntax));
+
+    extern "C" {
+        static trampoline_start: u8;
+        static trampoline_end: u8;
+        static trampoline_offsets: TrampolineOffsets;
+    }
+
+    /// Copies the trampoline to `page` (below 1 MiB, free) and points it at `slots`.
+    ///
+    /// # Safety
+    /// `page` must be a free, identity-mapped 4 KiB page below 1 MiB that nothing else uses while APs start;
+    /// `slots` must outlive the bring-up.
+    pub unsafe fn install_trampoline(page: u64, slots: &'static [ApSlot]) {
+        let start = core::ptr::addr_of!(trampoline_start);
+        let len = core::ptr::addr_of!(trampoline_end) as usize - start as usize;
+        assert!(
+            len <= memory::PAGE_SIZE as usize,
+            "trampoline larger than a page"
+        );
+        // SAFETY: the exported offsets table is a plain array of u64 in .rodata.
+        let off = unsafe { core::ptr::addr_of!(trampoline_offsets).read() };
+        let (cr3, _) = x86_64::registers::control::Cr3::read_raw();
+        let cr3 = cr3.start_address().as_u64();
+        assert!(cr3 < 1 << 32, "the APs' 32-bit code loads CR3 from 32 bits");
+        let patches = trampoline_patches(
+            page,
+            &off,
+            cr3,
+            ap_entry as *const () as u64,
+            slots.as_ptr() as u64,
+            slots.len() as u64,
+        );
+        // SAFETY: per the caller's guarantee the page is free and identity-mapped; the copy and the patches
+        // stay inside the `len` bytes copied (the offsets come from the same assembly).
+        unsafe {
+            core::ptr::copy_nonoverlapping(start, page as *mut u8, len);
+            for (at, value, width) in patches {
+                let dst = (page + at) as *mut u8;
+                core::ptr::copy_nonoverlapping(value.to_le_bytes().as_ptr(), dst, width);
+            }
+        }
+    }
+
+    /// Every AP arrives here from the trampoline, on its own stack, with its slot.
+    extern "C" fn ap_entry(slot: &'static ApSlot) -> ! {
+        slot.started_us.store(time::now_us(), Ordering::Relaxed);
+        slot.state.store(slot_state::STARTED, Ordering::Release);
+        interrupts::load();
+        let stack = (slot.guard_page, slot.stack_bottom, slot.stack_top);
+        let x2apic = crate::apic::enable_on_this_cpu();
+        let Some(pcb) = percpu::build_and_install(slot.index, slot.apic_id, x2apic, stack) else {
+            slot.state.store(slot_state::FAILED, Ordering::Release);
+            crate::arch::halt_forever();
+        };
+        crate::smp_stage::pcb_built(pcb);
+        slot.online_us.store(time::now_us(), Ordering::Relaxed);
+        exit::TALLY.online.fetch_add(1, Ordering::AcqRel);
+        slot.state.store(slot_state::ONLINE, Ordering::Release);
+        crate::smp_stage::ap_idle(pcb)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_layout_matches_the_trampoline() {
+        // trampoline.s compares the APIC id at offset 0, loads the stack top from offset 8, strides 64 bytes.
+        assert_eq!(core::mem::size_of::<ApSlot>(), 64);
+        assert_eq!(core::mem::offset_of!(ApSlot, apic_id), 0);
+        assert_eq!(core::mem::offset_of!(ApSlot, stack_top), 8);
+    }
+
+    #[test]
+    fn patches_point_into_the_copied_page() {
+        let off = TrampolineOffsets {
+            gdt: 0x100,
+            gdtr: 0x120,
+            far32: 0x128,
+            pm32: 0x20,
+            far64: 0x130,
+            lm64: 0x60,
+            cr3: 0x138,
+            entry: 0x140,
+            table: 0x148,
+            count: 0x150,
+        };
+        let p = trampoline_patches(0x8000, &off, 0x1000, 0x20_1234, 0x30_0000, 7);
+        assert_eq!(p[0], (0x122, 0x8100, 4));
+        assert_eq!(p[1], (0x128, 0x8020, 4));
+        assert_eq!(p[2], (0x130, 0x8060, 4));
+        assert_eq!(p[6], (0x150, 7, 8));
+        // Every patch stays inside the page.
+        assert!(p.iter().all(|&(at, _, w)| at + w as u64 <= 4096));
+    }
+}

@@ -1,0 +1,232 @@
+//! The SMP stage on the BSP: processors from the MADT, a slot and a guarded stack per AP, the trampoline page,
+//! INIT-SIPI-SIPI through the `smp` crate's state machine, then waiting for every AP to build its PCB.
+
+use crate::bringup::{slot_state, ApSlot};
+use crate::cmdline::Cmdline;
+use crate::exit::{self, TALLY};
+use crate::percpu::Pcb;
+use crate::{apic, bsp, memory, time};
+use alloc::vec::Vec;
+use boot::{BootInfo, IdentityMapped, PhysMem};
+use core::sync::atomic::Ordering;
+use smp::bringup::{ApTarget, BringupConfig, Platform};
+use smp::LocalApic;
+
+/// Frames one core needs: stack + guard, three IST stacks, PCB, VMXON and VMCS regions, heap share.
+const BYTES_PER_CPU: u64 =
+    (bsp::STACK_PAGES + 1) * 4096 + 3 * crate::percpu::IST_STACK_BYTES + 4 * 4096;
+/// Memory kept back for everything else.
+const RESERVE_BYTES: u64 = 4 << 20;
+
+/// What the stage found and did (the counts themselves are in `exit::TALLY`).
+pub struct SmpOutcome {
+    /// APs that were started but never came online.
+    pub failed: usize,
+    /// False when no processor list could be read: the run continued on the BSP alone.
+    pub acpi_ok: bool,
+}
+
+/// Reads physical memory for the ACPI parser through the identity map.
+pub struct Phys;
+
+impl smp::PhysRead for Phys {
+    fn read(&self, paddr: u64, buf: &mut [u8]) -> bool {
+        IdentityMapped.read(paddr, buf)
+    }
+}
+
+/// Logs the BSP's or an AP's PCB line (docs/serial-log.md).
+pub fn pcb_built(pcb: &Pcb) {
+    log::info!(
+        target: "smp",
+        "pcb cpu={} apic_id={} x2apic={} stack=0x{:x}-0x{:x} guard=0x{:x}",
+        pcb.index,
+        pcb.apic_id,
+        crate::arch::cpuid::YesNo(pcb.x2apic),
+        pcb.stack.0,
+        pcb.stack.1,
+        pcb.guard_page
+    );
+}
+
+/// An online AP's life after its PCB: run the per-core stages, then sleep until the run ends.
+pub fn ap_idle(_pcb: &'static Pcb) -> ! {
+    crate::arch::halt_forever()
+}
+
+/// The hardware the bring-up state machine drives.
+struct Hardware<'a> {
+    apic: apic::Lapic,
+    slots: &'a [ApSlot],
+}
+
+impl Platform for Hardware<'_> {
+    fn now_us(&self) -> u64 {
+        time::now_us()
+    }
+    fn delay_us(&mut self, us: u64) {
+        time::delay_us(us)
+    }
+    fn send_init(&mut self, apic_id: u32) {
+        if let Err(e) = self
+            .apic
+            .send_init(apic_id)
+            .and_then(|_| self.apic.send_init_deassert(apic_id))
+        {
+            log::warn!(target: "smp", "INIT to apic_id={apic_id} failed: {e}");
+        }
+    }
+    fn send_sipi(&mut self, apic_id: u32, page: u8) {
+        if let Err(e) = self.apic.send_sipi(apic_id, page) {
+            log::warn!(target: "smp", "SIPI to apic_id={apic_id} failed: {e}");
+        }
+    }
+    fn ap_started(&self, logical: usize) -> bool {
+        self.slots
+            .get(logical)
+            .is_some_and(|s| s.state() != slot_state::WAITING)
+    }
+}
+
+pub fn run(info: &BootInfo, rsdp: Option<u64>, args: Cmdline) -> SmpOutcome {
+    let bsp_id = smp::apic::cpuid_apic_id();
+    let (config, errors) = BringupConfig::from_cmdline(args.0);
+    for e in errors {
+        log::warn!(target: "smp", "{e}; using the default for it");
+    }
+    let free = memory::FRAMES.lock().as_ref().map_or(0, |f| f.free_bytes());
+    let by_memory = (free.saturating_sub(RESERVE_BYTES) / BYTES_PER_CPU).max(1) as usize;
+    let limit = config.max_cpus.unwrap_or(usize::MAX).min(by_memory);
+
+    let Some(rsdp) = rsdp else {
+        log::error!(target: "acpi", "no RSDP from the loader or in the BIOS areas: running on the BSP only");
+        return SmpOutcome {
+            failed: 0,
+            acpi_ok: false,
+        };
+    };
+    let list = match smp::processors_from_phys(&Phys, rsdp, bsp_id, limit) {
+        Ok(list) => list,
+        Err(e) => {
+            log::error!(target: "acpi", "cannot read the processor list: {e}; running on the BSP only");
+            return SmpOutcome {
+                failed: 0,
+                acpi_ok: false,
+            };
+        }
+    };
+    smp::madt::log_processor_list(&list);
+    log::debug!(target: "smp", "memory allows at most {by_memory} CPUs; limit={limit}");
+    let usable = list.usable_count();
+    TALLY.cpus.store(usable as u32, Ordering::Release);
+
+    let x2apic = apic::init_bsp(list.lapic_base);
+    log::info!(
+        target: "smp",
+        "local apic mode={} base=0x{:x} bsp_apic_id={bsp_id}",
+        if x2apic { "x2apic" } else { "xapic" },
+        list.lapic_base
+    );
+
+    // One slot per AP to start, each with its own guarded stack, in logical-index order.
+    let mut slots = Vec::new();
+    for (index, cpu) in list.startable_aps() {
+        let Some(stack) = memory::alloc_guarded_stack(bsp::STACK_PAGES) else {
+            log::error!(target: "smp", "out of memory for the stack of cpu={index}: not starting it or later CPUs");
+            break;
+        };
+        slots.push(ApSlot::new(cpu.apic_id, index as u32, stack));
+    }
+    if slots.is_empty() {
+        return SmpOutcome {
+            failed: 0,
+            acpi_ok: true,
+        };
+    }
+    let slots: &'static [ApSlot] = slots.leak();
+
+    let exclude = [info.loader_data];
+    let regions = info
+        .regions()
+        .iter()
+        .map(|r| (r.start, r.len, r.kind == boot::RegionKind::Usable));
+    let Some(page) = smp::trampoline::pick_trampoline_page(regions, &exclude) else {
+        log::error!(target: "smp", "no free page below 1 MiB for the AP trampoline: running on the BSP only");
+        return SmpOutcome {
+            failed: slots.len(),
+            acpi_ok: true,
+        };
+    };
+    // SAFETY: the page is usable RAM below 1 MiB that the frame allocator never hands out (its floor is
+    // 1 MiB) and that holds no loader data; `slots` is leaked, so it outlives the bring-up.
+    unsafe { crate::bringup::install_trampoline(page, slots) };
+    log::info!(
+        target: "smp",
+        "starting {} APs mode={} trampoline=0x{page:x} init_delay_us={} sipi_delay_us={} ap_timeout_us={}",
+        slots.len(),
+        config.mode.name(),
+        config.init_delay_us,
+        config.sipi_delay_us,
+        config.ap_timeout_us
+    );
+
+    let t0 = time::now_us();
+    let mut hw = Hardware {
+        apic: apic::local(),
+        slots,
+    };
+    let targets: Vec<ApTarget> = slots
+        .iter()
+        .enumerate()
+        .map(|(logical, s)| ApTarget {
+            logical,
+            apic_id: s.apic_id,
+        })
+        .collect();
+    let report = smp::bringup::run(&mut hw, &targets, (page >> 12) as u8, &config);
+    // Started APs still have to build their PCB: give them the same timeout again.
+    let deadline = time::now_us() + config.ap_timeout_us;
+    while slots.iter().any(|s| s.state() == slot_state::STARTED) && time::now_us() < deadline {
+        crate::arch::pause();
+    }
+    let elapsed = time::now_us() - t0;
+
+    let mut online = 1;
+    let mut failed = 0;
+    for (slot, result) in slots.iter().zip(report.results.iter()) {
+        match slot.state() {
+            slot_state::ONLINE => online += 1,
+            slot_state::WAITING => {
+                failed += 1;
+                log::error!(
+                    target: "smp",
+                    "cpu={} apic_id={} did not answer INIT-SIPI-SIPI within {} us ({result:?}): counted as failed",
+                    slot.index,
+                    slot.apic_id,
+                    config.ap_timeout_us
+                );
+            }
+            other => {
+                failed += 1;
+                log::error!(
+                    target: "smp",
+                    "cpu={} apic_id={} started but did not come online (state {other}): counted as failed",
+                    slot.index,
+                    slot.apic_id
+                );
+            }
+        }
+    }
+    TALLY.failed.store(failed as u32, Ordering::Release);
+    exit::add_summary_value("t_online_us", time::now_us());
+    log::info!(
+        target: "smp",
+        "bring-up done online={online} failed={failed} elapsed_us={elapsed} inits={} sipis={}",
+        report.inits_sent,
+        report.sipis_sent
+    );
+    SmpOutcome {
+        failed,
+        acpi_ok: true,
+    }
+}
