@@ -147,8 +147,22 @@ mod hw {
         };
         crate::smp_stage::pcb_built(pcb);
         slot.online_us.store(time::now_us(), Ordering::Relaxed);
+        // The BSP may have given up on this AP meanwhile (it swaps STARTED for FAILED): then stay out.
+        if slot
+            .state
+            .compare_exchange(
+                slot_state::STARTED,
+                slot_state::ONLINE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            log::warn!(target: "smp", "cpu={} came online after the BSP counted it as failed: halting", slot.index);
+            pcb.set_status(percpu::status::FAILED);
+            crate::arch::halt_forever();
+        }
         exit::TALLY.online.fetch_add(1, Ordering::AcqRel);
-        slot.state.store(slot_state::ONLINE, Ordering::Release);
         crate::smp_stage::ap_idle(pcb)
     }
 }

@@ -3,13 +3,17 @@
 use crate::arch::cpuid::{CpuInfo, YesNo};
 use crate::cmdline::{self, Cmdline, Fault};
 use crate::exit::{self, Reason, Verdict};
-use crate::{interrupts, logger, memory, percpu, smp_stage, time};
+use crate::{interrupts, logger, memory, percpu, smp_stage, time, vmx_stage};
 use boot::{BootInfo, IdentityMapped};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 extern "C" {
     static boot_entry_tsc: u64;
 }
+
+/// How long the BSP waits for every core to finish the VMX stage (self-test included) and to leave it.
+const VMX_STAGE_TIMEOUT_US: u64 = 10_000_000;
+const TEARDOWN_TIMEOUT_US: u64 = 1_000_000;
 
 /// Pages of each core's kernel stack (a guard page sits below).
 pub const STACK_PAGES: u64 = 16;
@@ -91,7 +95,11 @@ extern "C" fn bsp_main(stack: u64) -> ! {
     if let Some(fault) = args.get("fault") {
         inject(fault);
     }
+    vmx_stage::configure(args.get("vmx"), args.get("selftest"));
     let smp = smp_stage::run(info, rsdp.map(|(a, _)| a), args);
+    vmx_stage::run_on_this_cpu(pcb);
+    let online = exit::TALLY.online.load(Ordering::Acquire);
+    let vmx = vmx_stage::wait_and_judge(online, VMX_STAGE_TIMEOUT_US);
     let (verdict, reason) = if !smp.acpi_ok {
         (Verdict::Degraded, Reason::AcpiError)
     } else if smp.failed > 0 {
@@ -99,6 +107,14 @@ extern "C" fn bsp_main(stack: u64) -> ! {
     } else {
         (Verdict::Ok, Reason::None)
     };
+    // The worse of the SMP and VMX outcomes decides.
+    let (verdict, reason) = match vmx {
+        Some((v, r)) if v == Verdict::Fail || verdict == Verdict::Ok => (v, r),
+        _ => (verdict, reason),
+    };
+    if exit::on_done() == exit::OnDone::Exit && vmx_stage::enabled() {
+        vmx_stage::teardown_all(TEARDOWN_TIMEOUT_US);
+    }
     exit::finish(verdict, reason)
 }
 

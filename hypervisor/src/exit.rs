@@ -104,6 +104,14 @@ pub enum OnDone {
 }
 
 static ON_DONE: AtomicU8 = AtomicU8::new(OnDone::Halt as u8);
+
+pub fn on_done() -> OnDone {
+    match ON_DONE.load(Ordering::Relaxed) {
+        1 => OnDone::Exit,
+        2 => OnDone::Reboot,
+        _ => OnDone::Halt,
+    }
+}
 static FINISHED: AtomicBool = AtomicBool::new(false);
 
 pub fn set_on_done(action: crate::cmdline::OnDone) {

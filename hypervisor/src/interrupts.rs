@@ -251,6 +251,9 @@ mod hw {
             frame.rax = frame.vector;
             return;
         }
+        if frame.vector == 2 && crate::vmx_stage::on_nmi() {
+            return;
+        }
         let cr2 = x86_64::registers::control::Cr2::read_raw();
         let cpu = percpu::current_index();
         let overflow =

@@ -24,4 +24,6 @@ mod bsp;
 #[cfg(target_os = "none")]
 mod smp_stage;
 #[cfg(target_os = "none")]
+mod vmx_stage;
+#[cfg(target_os = "none")]
 pub use bsp::{report_panic, start};

@@ -17,6 +17,16 @@ pub mod status {
     pub const FAILED: u32 = 1 << 3;
 }
 
+/// A core's VMX state with the regions it was entered with (the same pair must be used for every call).
+pub struct VmxCore {
+    pub state: crate::vmx::VmxState,
+    pub regions: crate::vmx::RegionPair,
+}
+
+// SAFETY: the regions' pointers refer to frames reserved for this core for the whole run; the value lives in its
+// PCB and is only used by that core (the mutex just makes the ownership explicit).
+unsafe impl Send for VmxCore {}
+
 /// IST slots (1-based in the IDT, 0-based in the TSS).
 pub const IST_DOUBLE_FAULT: u16 = 1;
 pub const IST_NMI: u16 = 2;
@@ -39,6 +49,8 @@ pub struct Pcb {
     pub stack: (u64, u64),
     pub guard_page: u64,
     pub status: AtomicU32,
+    /// This core's VMX state and regions; only this core locks it.
+    pub vmx: spin::Mutex<Option<VmxCore>>,
     pub tss: TaskStateSegment,
     pub gdt: GlobalDescriptorTable,
 }
@@ -78,6 +90,7 @@ impl Pcb {
             stack: init.stack,
             guard_page: init.guard_page,
             status: AtomicU32::new(0),
+            vmx: spin::Mutex::new(None),
             tss,
             gdt: GlobalDescriptorTable::new(),
         }
@@ -164,8 +177,14 @@ pub fn build_and_install(
     // SAFETY: each core calls this once, on itself, before using `this_cpu()`; the PCB is never moved.
     let pcb = unsafe { install(pcb) };
     pcb.set_status(status::ONLINE);
+    ALL.lock().push(pcb);
     Some(pcb)
 }
+
+/// Every installed PCB, in the order the cores came online.
+#[cfg(target_os = "none")]
+pub static ALL: spin::Mutex<alloc::vec::Vec<&'static Pcb>> =
+    spin::Mutex::new(alloc::vec::Vec::new());
 
 /// This core's PCB, or None before `install` ran on it.
 pub fn this_cpu() -> Option<&'static Pcb> {

@@ -15,6 +15,8 @@ use smp::LocalApic;
 /// Frames one core needs: stack + guard, three IST stacks, PCB, VMXON and VMCS regions, heap share.
 const BYTES_PER_CPU: u64 =
     (bsp::STACK_PAGES + 1) * 4096 + 3 * crate::percpu::IST_STACK_BYTES + 4 * 4096;
+/// How long an AP that answered may take to build its PCB before it is counted as failed.
+const PCB_BUILD_TIMEOUT_US: u64 = 2_000_000;
 /// Memory kept back for everything else.
 const RESERVE_BYTES: u64 = 4 << 20;
 
@@ -50,7 +52,9 @@ pub fn pcb_built(pcb: &Pcb) {
 }
 
 /// An online AP's life after its PCB: run the per-core stages, then sleep until the run ends.
-pub fn ap_idle(_pcb: &'static Pcb) -> ! {
+pub fn ap_idle(pcb: &'static Pcb) -> ! {
+    crate::vmx_stage::run_on_this_cpu(pcb);
+    // HLT with interrupts off: only an NMI (teardown) or INIT wakes the core again.
     crate::arch::halt_forever()
 }
 
@@ -184,10 +188,19 @@ pub fn run(info: &BootInfo, rsdp: Option<u64>, args: Cmdline) -> SmpOutcome {
         })
         .collect();
     let report = smp::bringup::run(&mut hw, &targets, (page >> 12) as u8, &config);
-    // Started APs still have to build their PCB: give them the same timeout again.
-    let deadline = time::now_us() + config.ap_timeout_us;
+    // Started APs still have to build their PCB; under emulation many cores share a few host threads.
+    let deadline = time::now_us() + PCB_BUILD_TIMEOUT_US.max(config.ap_timeout_us);
     while slots.iter().any(|s| s.state() == slot_state::STARTED) && time::now_us() < deadline {
         crate::arch::pause();
+    }
+    // Stragglers are failed from here on; an AP that finishes later sees this and stays out (bringup.rs).
+    for slot in slots {
+        let _ = slot.state.compare_exchange(
+            slot_state::STARTED,
+            slot_state::FAILED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
     }
     let elapsed = time::now_us() - t0;
 

@@ -44,26 +44,29 @@ const PIT_POLL_LIMIT: u32 = 50_000_000;
 const ASSUMED_HZ: u64 = 1_000_000_000;
 
 /// Calibrates the TSC. `entry_tsc` is the value the entry code read as its first act.
+///
+/// A measurement against the PIT comes first: emulators report CPUID leaf 0x15 values that need not match
+/// the rate their TSC really runs at (Bochs' tigerlake model is off by ~60x). Leaf 0x15 is the fallback for
+/// machines without a working PIT.
 pub fn init(entry_tsc: u64) -> TscSource {
     TSC_AT_ENTRY.store(entry_tsc, Ordering::Relaxed);
-    let max_leaf = cpuid(0, 0).eax;
-    if max_leaf >= 0x15 {
-        let r = cpuid(0x15, 0);
-        if let Some(hz) = hz_from_leaf_15(r.eax, r.ebx, r.ecx) {
-            TSC_HZ.store(hz, Ordering::Relaxed);
-            return TscSource::Cpuid;
-        }
+    let (hz, source) = if let Some(hz) = calibrate_with_pit() {
+        (hz, TscSource::Pit)
+    } else if let Some(hz) = leaf_15_hz() {
+        (hz, TscSource::Cpuid)
+    } else {
+        (ASSUMED_HZ, TscSource::Assumed)
+    };
+    TSC_HZ.store(hz, Ordering::Relaxed);
+    source
+}
+
+fn leaf_15_hz() -> Option<u64> {
+    if cpuid(0, 0).eax < 0x15 {
+        return None;
     }
-    match calibrate_with_pit() {
-        Some(hz) => {
-            TSC_HZ.store(hz, Ordering::Relaxed);
-            TscSource::Pit
-        }
-        None => {
-            TSC_HZ.store(ASSUMED_HZ, Ordering::Relaxed);
-            TscSource::Assumed
-        }
-    }
+    let r = cpuid(0x15, 0);
+    hz_from_leaf_15(r.eax, r.ebx, r.ecx)
 }
 
 /// PIT channel 2 as a one-shot (mode 0) gated through port 0x61: count down 10 ms, measure TSC ticks.
