@@ -136,6 +136,10 @@ mod hw {
 
     /// Every AP arrives here from the trampoline, on its own stack, with its slot.
     extern "C" fn ap_entry(slot: &'static ApSlot) -> ! {
+        if crate::faults::armed_for(slot.index) == Some(crate::cmdline::Fault::ApHang) {
+            // Injected: behave like a core that never answers its SIPIs.
+            crate::arch::halt_forever();
+        }
         slot.started_us.store(time::now_us(), Ordering::Relaxed);
         slot.state.store(slot_state::STARTED, Ordering::Release);
         interrupts::load();
@@ -163,6 +167,7 @@ mod hw {
             crate::arch::halt_forever();
         }
         exit::TALLY.online.fetch_add(1, Ordering::AcqRel);
+        crate::faults::inject_if_targeted(slot.index);
         crate::smp_stage::ap_idle(pcb)
     }
 }

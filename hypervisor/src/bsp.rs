@@ -1,9 +1,9 @@
 //! The bootstrap processor's path from the loader hand-off to the summary line.
 
 use crate::arch::cpuid::{CpuInfo, YesNo};
-use crate::cmdline::{self, Cmdline, Fault};
+use crate::cmdline::{self, Cmdline};
 use crate::exit::{self, Reason, Verdict};
-use crate::{interrupts, logger, memory, percpu, smp_stage, time, vmx_stage};
+use crate::{faults, interrupts, logger, memory, percpu, smp_stage, time, vmx_stage};
 use boot::{BootInfo, IdentityMapped};
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -92,14 +92,19 @@ extern "C" fn bsp_main(stack: u64) -> ! {
     early_report(info, &cpu, rsdp);
     smp_stage::pcb_built(pcb);
 
-    if let Some(fault) = args.get("fault") {
-        inject(fault);
+    if let Some(value) = args.get("fault") {
+        match cmdline::fault_target(args) {
+            Some(target) => faults::arm(target),
+            None => {
+                log::warn!(target: "boot", "fault={value} is not a known fault (docs/serial-log.md); ignored")
+            }
+        }
     }
+    faults::inject_if_targeted(0);
     vmx_stage::configure(args.get("vmx"), args.get("selftest"));
     let smp = smp_stage::run(info, rsdp.map(|(a, _)| a), args);
     vmx_stage::run_on_this_cpu(pcb);
-    let online = exit::TALLY.online.load(Ordering::Acquire);
-    let vmx = vmx_stage::wait_and_judge(online, VMX_STAGE_TIMEOUT_US);
+    let vmx = vmx_stage::wait_and_judge(VMX_STAGE_TIMEOUT_US);
     let (verdict, reason) = if !smp.acpi_ok {
         (Verdict::Degraded, Reason::AcpiError)
     } else if smp.failed > 0 {
@@ -107,10 +112,14 @@ extern "C" fn bsp_main(stack: u64) -> ! {
     } else {
         (Verdict::Ok, Reason::None)
     };
-    // The worse of the SMP and VMX outcomes decides.
+    // The worse of the SMP and VMX outcomes decides; a core that faulted makes the run fail.
     let (verdict, reason) = match vmx {
         Some((v, r)) if v == Verdict::Fail || verdict == Verdict::Ok => (v, r),
         _ => (verdict, reason),
+    };
+    let (verdict, reason) = match exit::ap_fatal() {
+        Some(r) => (Verdict::Fail, r),
+        None => (verdict, reason),
     };
     if exit::on_done() == exit::OnDone::Exit && vmx_stage::enabled() {
         vmx_stage::teardown_all(TEARDOWN_TIMEOUT_US);
@@ -174,44 +183,6 @@ fn apply_cmdline(args: Cmdline) {
     for key in args.unknown_keys() {
         log::warn!(target: "boot", "unknown command-line key '{key}' ignored");
     }
-}
-
-fn inject(value: &str) {
-    let Some(fault) = Fault::parse(value) else {
-        log::warn!(target: "boot", "fault={value} is not one of ud|pf|gp|de|panic|stack_overflow; ignored");
-        return;
-    };
-    log::warn!(target: "boot", "injecting fault={value} as asked on the command line");
-    // Each arm deliberately raises the exception it names; the handler reports it and ends the run, so
-    // execution never continues past the faulting instruction.
-    match fault {
-        // SAFETY: UD2 only raises #UD.
-        Fault::InvalidOpcode => unsafe { core::arch::asm!("ud2", options(nomem, nostack)) },
-        // SAFETY: canonical but above the 4 GiB identity map, so not present: the read raises #PF.
-        Fault::PageFault => unsafe {
-            core::ptr::read_volatile(0x5_0000_0000u64 as *const u64);
-        },
-        // SAFETY: a non-canonical address raises #GP before any memory is touched.
-        Fault::GeneralProtection => unsafe {
-            core::ptr::read_volatile(0x8000_0000_0000_0000u64 as *const u64);
-        },
-        // SAFETY: dividing by zero raises #DE; only EAX/EDX (declared clobbered) are touched.
-        Fault::DivideError => unsafe {
-            core::arch::asm!("xor edx, edx", "xor eax, eax", "div eax", out("eax") _, out("edx") _, options(nomem, nostack))
-        },
-        Fault::Panic => panic!("deliberate panic (fault=panic on the command line)"),
-        Fault::StackOverflow => overflow(1),
-    }
-}
-
-#[inline(never)]
-fn overflow(depth: u64) {
-    if depth == u64::MAX {
-        return;
-    }
-    let frame = [depth; 64];
-    // The recursion is real: black_box keeps the frame and the call alive.
-    overflow(core::hint::black_box(frame)[0] + 1);
 }
 
 static PANICKING: AtomicBool = AtomicBool::new(false);

@@ -78,19 +78,47 @@ pub enum Fault {
     DivideError,
     Panic,
     StackOverflow,
+    /// An AP that never answers its SIPIs (it halts before reporting that it started).
+    ApHang,
+    /// The BSP panics right after sending the SIPIs, while APs are starting.
+    PanicDuringBringup,
 }
+
+/// Where a deliberate fault happens: `fault_cpu=<logical index>` (default 0, the BSP).
+pub fn fault_target(args: Cmdline) -> Option<(Fault, u32)> {
+    let fault = Fault::parse(args.get("fault")?)?;
+    let cpu = args
+        .get("fault_cpu")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Some((fault, cpu))
+}
+
+const FAULT_WORDS: [(&str, Fault); 8] = [
+    ("ud", Fault::InvalidOpcode),
+    ("pf", Fault::PageFault),
+    ("gp", Fault::GeneralProtection),
+    ("de", Fault::DivideError),
+    ("panic", Fault::Panic),
+    ("stack_overflow", Fault::StackOverflow),
+    ("ap_hang", Fault::ApHang),
+    ("panic_during_bringup", Fault::PanicDuringBringup),
+];
 
 impl Fault {
     pub fn parse(value: &str) -> Option<Self> {
-        Some(match value {
-            "ud" => Fault::InvalidOpcode,
-            "pf" => Fault::PageFault,
-            "gp" => Fault::GeneralProtection,
-            "de" => Fault::DivideError,
-            "panic" => Fault::Panic,
-            "stack_overflow" => Fault::StackOverflow,
-            _ => return None,
-        })
+        FAULT_WORDS
+            .iter()
+            .find(|(w, _)| *w == value)
+            .map(|(_, f)| *f)
+    }
+
+    /// The command-line word for this fault.
+    pub fn word(self) -> &'static str {
+        FAULT_WORDS
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map_or("?", |(w, _)| w)
     }
 }
 
@@ -117,5 +145,21 @@ mod tests {
         assert_eq!(parse_level(Some("loud")), Err("loud"));
         assert_eq!(Fault::parse("pf"), Some(Fault::PageFault));
         assert_eq!(Fault::parse("nope"), None);
+        for (word, fault) in FAULT_WORDS {
+            assert_eq!(Fault::parse(word).map(Fault::word), Some(word), "{fault:?}");
+        }
+        assert_eq!(
+            fault_target(Cmdline("fault=ap_hang fault_cpu=3")),
+            Some((Fault::ApHang, 3))
+        );
+        assert_eq!(
+            fault_target(Cmdline("fault=ud")),
+            Some((Fault::InvalidOpcode, 0))
+        );
+        assert_eq!(
+            fault_target(Cmdline("fault=ud fault_cpu=x")),
+            Some((Fault::InvalidOpcode, 0))
+        );
+        assert_eq!(fault_target(Cmdline("fault_cpu=2")), None);
     }
 }

@@ -168,9 +168,51 @@ pub fn finish(verdict: Verdict, reason: Reason) -> ! {
     leave(verdict)
 }
 
-/// A failure that ends the run at once.
+/// The first fatal reason reported by an AP (0 = none), as `Reason as u8 + 1`.
+static AP_FATAL: AtomicU8 = AtomicU8::new(0);
+const REASONS: [Reason; 14] = [
+    Reason::None,
+    Reason::Exception,
+    Reason::StackOverflow,
+    Reason::Panic,
+    Reason::BadHandoff,
+    Reason::BadCmdline,
+    Reason::ApTimeout,
+    Reason::ApFailed,
+    Reason::NoMemory,
+    Reason::AcpiError,
+    Reason::VmxUnsupported,
+    Reason::VmxDisabledByFirmware,
+    Reason::VmxFailed,
+    Reason::SelftestFailed,
+];
+
+/// A fatal failure. On the BSP it ends the run at once. On an AP it takes only that core out: the core is
+/// counted as failed instead of online and stops, and the BSP ends the run with `verdict=fail` and this reason
+/// once the other cores are done, so their log lines are not cut off.
 pub fn fatal(reason: Reason) -> ! {
-    finish(Verdict::Fail, reason)
+    match crate::percpu::this_cpu() {
+        Some(pcb) if pcb.index != 0 => {
+            pcb.set_status(crate::percpu::status::FAILED);
+            let code = REASONS.iter().position(|r| *r == reason).unwrap_or(0) as u8 + 1;
+            let _ = AP_FATAL.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+            if pcb.has_status(crate::percpu::status::ONLINE) {
+                TALLY.online.fetch_sub(1, Ordering::AcqRel);
+            }
+            TALLY.failed.fetch_add(1, Ordering::AcqRel);
+            log::error!(target: "hypervisor", "cpu={} stopped: {} (the run will end with verdict=fail)", pcb.index, reason.name());
+            arch::halt_forever()
+        }
+        _ => finish(Verdict::Fail, reason),
+    }
+}
+
+/// The first fatal failure an AP reported, if any.
+pub fn ap_fatal() -> Option<Reason> {
+    match AP_FATAL.load(Ordering::Acquire) {
+        0 => None,
+        code => REASONS.get(usize::from(code - 1)).copied(),
+    }
 }
 
 fn leave(verdict: Verdict) -> ! {

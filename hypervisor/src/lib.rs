@@ -22,6 +22,8 @@ pub mod vmx;
 #[cfg(target_os = "none")]
 mod bsp;
 #[cfg(target_os = "none")]
+mod faults;
+#[cfg(target_os = "none")]
 mod smp_stage;
 #[cfg(target_os = "none")]
 mod vmx_stage;

@@ -87,7 +87,8 @@ impl Platform for Hardware<'_> {
     }
     fn ap_started(&self, logical: usize) -> bool {
         self.slots
-            .get(logical)
+            .iter()
+            .find(|s| s.index as usize == logical)
             .is_some_and(|s| s.state() != slot_state::WAITING)
     }
 }
@@ -181,13 +182,13 @@ pub fn run(info: &BootInfo, rsdp: Option<u64>, args: Cmdline) -> SmpOutcome {
     };
     let targets: Vec<ApTarget> = slots
         .iter()
-        .enumerate()
-        .map(|(logical, s)| ApTarget {
-            logical,
+        .map(|s| ApTarget {
+            logical: s.index as usize,
             apic_id: s.apic_id,
         })
         .collect();
     let report = smp::bringup::run(&mut hw, &targets, (page >> 12) as u8, &config);
+    crate::faults::panic_during_bringup_if_armed();
     // Started APs still have to build their PCB; under emulation many cores share a few host threads.
     let deadline = time::now_us() + PCB_BUILD_TIMEOUT_US.max(config.ap_timeout_us);
     while slots.iter().any(|s| s.state() == slot_state::STARTED) && time::now_us() < deadline {
@@ -206,14 +207,14 @@ pub fn run(info: &BootInfo, rsdp: Option<u64>, args: Cmdline) -> SmpOutcome {
 
     let mut online = 1;
     let mut failed = 0;
-    for (slot, result) in slots.iter().zip(report.results.iter()) {
+    for slot in slots {
         match slot.state() {
             slot_state::ONLINE => online += 1,
             slot_state::WAITING => {
                 failed += 1;
                 log::error!(
                     target: "smp",
-                    "cpu={} apic_id={} did not answer INIT-SIPI-SIPI within {} us ({result:?}): counted as failed",
+                    "cpu={} apic_id={} did not answer INIT-SIPI-SIPI within {} us: counted as failed",
                     slot.index,
                     slot.apic_id,
                     config.ap_timeout_us
@@ -230,7 +231,8 @@ pub fn run(info: &BootInfo, rsdp: Option<u64>, args: Cmdline) -> SmpOutcome {
             }
         }
     }
-    TALLY.failed.store(failed as u32, Ordering::Release);
+    // Added, not stored: an AP that already faulted has counted itself.
+    TALLY.failed.fetch_add(failed as u32, Ordering::AcqRel);
     exit::add_summary_value("t_online_us", time::now_us());
     log::info!(
         target: "smp",

@@ -128,15 +128,18 @@ pub fn run_on_this_cpu(pcb: &'static Pcb) {
 }
 
 /// On the BSP: waits until every online core finished the stage, then decides the verdict's VMX part.
-pub fn wait_and_judge(online: u32, timeout_us: u64) -> Option<(exit::Verdict, Reason)> {
+pub fn wait_and_judge(timeout_us: u64) -> Option<(exit::Verdict, Reason)> {
     if !enabled() {
         return None;
     }
+    // `online` is re-read: a core that faults leaves the online count.
+    let online = || TALLY.online.load(Ordering::Acquire);
     let deadline = time::now_us() + timeout_us;
-    while DONE.load(Ordering::Acquire) < online && time::now_us() < deadline {
+    while DONE.load(Ordering::Acquire) < online() && time::now_us() < deadline {
         crate::arch::pause();
     }
     let done = DONE.load(Ordering::Acquire);
+    let online = online();
     if done < online {
         log::error!(target: "vmx", "only {done} of {online} online cores finished the VMX stage within {timeout_us} us");
     }

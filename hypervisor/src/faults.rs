@@ -1,0 +1,69 @@
+//! Deliberate failures from the command line (`fault=`, `fault_cpu=`), so that tests prove every failure path
+//! is reported with the right CPU, cause and verdict (docs/reliability.md).
+
+use crate::cmdline::Fault;
+
+static ARMED: spin::Once<(Fault, u32)> = spin::Once::new();
+
+/// Set by the BSP before any AP starts.
+pub fn arm(target: (Fault, u32)) {
+    ARMED.call_once(|| target);
+}
+
+/// The fault armed for logical CPU `cpu`, if any.
+pub fn armed_for(cpu: u32) -> Option<Fault> {
+    ARMED.get().filter(|(_, c)| *c == cpu).map(|(f, _)| *f)
+}
+
+/// Raises the armed fault now if it targets `cpu` and is one that happens "now" (not `ap_hang` or
+/// `panic_during_bringup`, which their stages raise at the right moment).
+pub fn inject_if_targeted(cpu: u32) {
+    match armed_for(cpu) {
+        Some(Fault::ApHang | Fault::PanicDuringBringup) | None => {}
+        Some(fault) => raise(fault, cpu),
+    }
+}
+
+fn raise(fault: Fault, cpu: u32) {
+    log::warn!(target: "boot", "injecting fault={} on cpu={cpu} as asked on the command line", fault.word());
+    // Each arm raises the exception it names; the handler reports it and stops the core (or ends the run), so
+    // execution never continues past the faulting instruction.
+    match fault {
+        // SAFETY: UD2 only raises #UD.
+        Fault::InvalidOpcode => unsafe { core::arch::asm!("ud2", options(nomem, nostack)) },
+        // SAFETY: canonical but above the 4 GiB identity map, so not present: the read raises #PF.
+        Fault::PageFault => unsafe {
+            core::ptr::read_volatile(0x5_0000_0000u64 as *const u64);
+        },
+        // SAFETY: a non-canonical address raises #GP before any memory is touched.
+        Fault::GeneralProtection => unsafe {
+            core::ptr::read_volatile(0x8000_0000_0000_0000u64 as *const u64);
+        },
+        // SAFETY: dividing by zero raises #DE; only EAX/EDX (declared clobbered) are touched.
+        Fault::DivideError => unsafe {
+            core::arch::asm!("xor edx, edx", "xor eax, eax", "div eax", out("eax") _, out("edx") _, options(nomem, nostack))
+        },
+        Fault::Panic | Fault::PanicDuringBringup => {
+            panic!("deliberate panic (fault= on the command line)")
+        }
+        Fault::StackOverflow => overflow(1),
+        Fault::ApHang => {}
+    }
+}
+
+/// Panics if `panic_during_bringup` is armed (called by the BSP right after the SIPIs went out).
+pub fn panic_during_bringup_if_armed() {
+    if armed_for(0) == Some(Fault::PanicDuringBringup) {
+        raise(Fault::PanicDuringBringup, 0);
+    }
+}
+
+#[inline(never)]
+fn overflow(depth: u64) {
+    if depth == u64::MAX {
+        return;
+    }
+    let frame = [depth; 64];
+    // The recursion is real: black_box keeps the frame and the call alive.
+    overflow(core::hint::black_box(frame)[0] + 1);
+}
