@@ -1,0 +1,120 @@
+//! Boot tests: the image reaches `verdict=ok` with the early report on every backend and loader path.
+//!
+//! The loader tests use one CPU; `*_smp_*` start several. QEMU runs use `vmx=off` (QEMU TCG has no
+//! VMX); Bochs runs keep the VMX stage on and check that every core reached VMX root.
+
+mod common;
+
+use common::*;
+use xtask::{Boot, Machine, RunSpec, Status};
+
+#[test]
+fn qemu_pvh_q35() {
+    let o = boot(&qemu_on(Machine::Q35, Boot::Pvh));
+    let features = assert_good_boot(&o, "pvh", 512);
+    assert_eq!(
+        features.field("vmx"),
+        Some("no"),
+        "QEMU TCG has no VMX{}",
+        context(&o)
+    );
+    assert_qemu_exit(&o, 33);
+}
+
+#[test]
+fn qemu_pvh_pc() {
+    let o = boot(&qemu_on(Machine::Pc, Boot::Pvh));
+    assert_good_boot(&o, "pvh", 512);
+    assert_qemu_exit(&o, 33);
+}
+
+#[test]
+fn qemu_grub_iso_bios() {
+    let o = boot(&qemu_on(Machine::Q35, Boot::Iso));
+    assert_good_boot(&o, "multiboot2", 512);
+    assert_qemu_exit(&o, 33);
+}
+
+#[test]
+fn qemu_grub_iso_uefi() {
+    let spec = RunSpec {
+        uefi: true,
+        timeout: Some(std::time::Duration::from_secs(120)),
+        ..qemu_on(Machine::Q35, Boot::Iso)
+    };
+    let o = boot(&spec);
+    assert_good_boot(&o, "multiboot2", 512);
+    assert_qemu_exit(&o, 33);
+}
+
+#[test]
+fn bochs_grub_iso() {
+    let o = boot(&bochs(""));
+    let features = assert_good_boot(&o, "multiboot2", 512);
+    assert_eq!(
+        features.field("vmx"),
+        Some("yes"),
+        "Bochs (corei7_haswell_4770) emulates VMX{}",
+        context(&o)
+    );
+    let vendor = line(&o, "cpu", "vendor=");
+    assert_eq!(
+        vendor.field("vendor"),
+        Some("GenuineIntel"),
+        "{}",
+        context(&o)
+    );
+    assert_eq!(o.summary_value("vmx_root"), Some("1"), "{}", context(&o));
+}
+
+/// With the VMX stage on, QEMU TCG (no VMX) ends `degraded` and exits with 0x12 (status 37).
+#[test]
+fn qemu_without_vmx_is_degraded() {
+    let spec = RunSpec {
+        append: String::new(),
+        ..qemu("")
+    };
+    let o = boot(&spec);
+    assert_status(&o, Status::Degraded);
+    assert_verdict(&o, "degraded");
+    assert_eq!(
+        o.summary_value("reason"),
+        Some("vmx_unsupported"),
+        "{}",
+        context(&o)
+    );
+    assert!(
+        !o.lines_with("vmx", "unsupported").is_empty(),
+        "no `vmx: unsupported` line{}",
+        context(&o)
+    );
+    assert_qemu_exit(&o, 37);
+}
+
+#[test]
+fn qemu_smp_4() {
+    let spec = RunSpec {
+        smp: "4".into(),
+        ..qemu("")
+    };
+    let o = boot(&spec);
+    assert_good_smp_boot(&o, "pvh", 512, 4);
+    assert_qemu_exit(&o, 33);
+}
+
+#[test]
+fn bochs_smp_4_vmx_root_everywhere() {
+    let spec = RunSpec {
+        smp: "4".into(),
+        ..bochs("")
+    };
+    let o = boot(&spec);
+    assert_good_smp_boot(&o, "multiboot2", 512, 4);
+    assert_eq!(o.summary_value("vmx_root"), Some("4"), "{}", context(&o));
+    assert_eq!(
+        o.lines_with("vmx", "root apic_id=").len(),
+        4,
+        "one `vmx: root` line per core{}",
+        context(&o)
+    );
+}
