@@ -103,6 +103,31 @@ fn triple_fault_exits_3_and_says_so() {
 }
 
 #[test]
+fn bochs_triple_fault_exits_3_and_says_so() {
+    // The same, as a multiboot2 ELF booted by GRUB in Bochs (which panics on a triple fault).
+    let kernel = xtask::image::target_dir()
+        .join("test-images")
+        .join(format!("triple-fault-mb2-{}.elf", std::process::id()));
+    std::fs::create_dir_all(kernel.parent().unwrap()).unwrap();
+    std::fs::write(&kernel, xtask::image::triple_fault_multiboot2_elf_bytes()).unwrap();
+    let o = runner(&[
+        "--backend",
+        "bochs",
+        "--smp",
+        "1",
+        "--kernel",
+        kernel.to_str().unwrap(),
+    ]);
+    let _ = std::fs::remove_file(&kernel);
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("triple fault detected"),
+        "{}",
+        show(&o)
+    );
+}
+
+#[test]
 fn usage_errors_exit_64() {
     for args in [
         &["--frobnicate"][..],

@@ -17,6 +17,9 @@ pub fn qemu(append: &str) -> RunSpec {
         smp: "1".into(),
         append: format!("vmx=off {append}"),
         timeout: Some(Duration::from_secs(60)),
+        // The serial log is part of every failure message (`context`); streaming it would bypass
+        // the test harness' output capture.
+        quiet: true,
         ..RunSpec::default()
     }
 }
@@ -36,6 +39,7 @@ pub fn bochs(append: &str) -> RunSpec {
         smp: "1".into(),
         append: append.into(),
         timeout: Some(Duration::from_secs(120)),
+        quiet: true,
         ..RunSpec::default()
     }
 }

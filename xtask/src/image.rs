@@ -414,6 +414,65 @@ pub fn triple_fault_image_bytes() -> Vec<u8> {
     out
 }
 
+/// A tiny ELF64 kernel with a multiboot2 header (for the GRUB ISO, so also for Bochs) that
+/// triple-faults at once, like [`triple_fault_image_bytes`]: it loads an empty IDT and executes
+/// `int3`. One `PT_LOAD` maps the whole file at 1 MiB.
+pub fn triple_fault_multiboot2_elf_bytes() -> Vec<u8> {
+    const LOAD: u64 = 0x0010_0000;
+    const MB2_AT: usize = 0x80;
+    const CODE_AT: usize = 0xc0;
+    const IDTR_AT: usize = 0xe0;
+    const LEN: usize = 0xf0;
+    let mut f = vec![0u8; LEN];
+    let put16 =
+        |f: &mut Vec<u8>, at: usize, v: u16| f[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    let put32 =
+        |f: &mut Vec<u8>, at: usize, v: u32| f[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let put64 =
+        |f: &mut Vec<u8>, at: usize, v: u64| f[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    // ELF header.
+    f[0..4].copy_from_slice(b"\x7fELF");
+    f[4] = 2; // ELFCLASS64
+    f[5] = 1; // little endian
+    f[6] = 1; // EV_CURRENT
+    put16(&mut f, 16, 2); // ET_EXEC
+    put16(&mut f, 18, 0x3e); // EM_X86_64
+    put32(&mut f, 20, 1);
+    put64(&mut f, 24, LOAD + CODE_AT as u64); // e_entry
+    put64(&mut f, 32, 64); // e_phoff
+    put16(&mut f, 52, 64); // e_ehsize
+    put16(&mut f, 54, 56); // e_phentsize
+    put16(&mut f, 56, 1); // e_phnum
+                          // The one PT_LOAD (R+X), the whole file at LOAD.
+    put32(&mut f, 64, PT_LOAD);
+    put32(&mut f, 68, 5);
+    put64(&mut f, 64 + 8, 0); // p_offset
+    put64(&mut f, 64 + 16, LOAD); // p_vaddr
+    put64(&mut f, 64 + 24, LOAD); // p_paddr
+    put64(&mut f, 64 + 32, LEN as u64); // p_filesz
+    put64(&mut f, 64 + 40, LEN as u64); // p_memsz
+    put64(&mut f, 64 + 48, 0x1000); // p_align
+                                    // Multiboot2 header: magic, architecture 0 (i386), length, checksum, end tag.
+    const MB2_MAGIC: u32 = 0xe852_50d6;
+    let len = 24u32;
+    put32(&mut f, MB2_AT, MB2_MAGIC);
+    put32(&mut f, MB2_AT + 4, 0);
+    put32(&mut f, MB2_AT + 8, len);
+    put32(
+        &mut f,
+        MB2_AT + 12,
+        0u32.wrapping_sub(MB2_MAGIC).wrapping_sub(len),
+    );
+    put32(&mut f, MB2_AT + 16, 0); // end tag: type 0, flags 0
+    put32(&mut f, MB2_AT + 20, 8); // size 8
+                                   // lidt [IDTR]; int3; hlt; jmp -3. The IDTR (limit 0, base 0) stays zero.
+    let mut code = vec![0x0f, 0x01, 0x1d];
+    code.extend_from_slice(&((LOAD as u32) + IDTR_AT as u32).to_le_bytes());
+    code.extend_from_slice(&[0xcc, 0xf4, 0xeb, 0xfd]);
+    f[CODE_AT..CODE_AT + code.len()].copy_from_slice(&code);
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,6 +560,22 @@ mod tests {
     fn garbled_rejects_high_addresses() {
         let elf = fake_elf(0x1_0000_0000, &[(0x1_0000_0000, b"x", 1)]);
         assert!(garbled_handoff_bytes(&elf).is_err());
+    }
+
+    #[test]
+    fn triple_fault_kernels_are_well_formed() {
+        let elf = triple_fault_multiboot2_elf_bytes();
+        let parsed = parse_elf64(&elf).unwrap();
+        assert_eq!(parsed.entry, 0x1000c0);
+        assert_eq!(parsed.loads.len(), 1);
+        assert_eq!(parsed.loads[0].paddr, 0x100000);
+        let mb2: Vec<u32> = (0..4).map(|i| word(&elf[0x80..], i)).collect();
+        assert_eq!(mb2[0], 0xe85250d6);
+        assert_eq!(mb2.iter().fold(0u32, |a, w| a.wrapping_add(*w)), 0);
+        let mb1 = triple_fault_image_bytes();
+        assert_eq!(word(&mb1, 0), MULTIBOOT1_MAGIC);
+        assert_eq!((0..3).fold(0u32, |a, i| a.wrapping_add(word(&mb1, i))), 0);
+        assert_eq!(word(&mb1, 5) as usize - word(&mb1, 4) as usize, mb1.len());
     }
 
     #[test]

@@ -433,10 +433,14 @@ fn run_bochs(spec: &RunSpec) -> Result<Outcome, RunError> {
     )?;
     stop.store(true, Ordering::SeqCst);
     let _ = tail.join();
-    let mut emulator_output = out.join().unwrap_or_default();
-    emulator_output.push_str(&err.join().unwrap_or_default());
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
     let bochs_log = std::fs::read_to_string(dir.0.join(bochs::LOG_FILE)).unwrap_or_default();
-    let triple = bochs::triple_fault_in(&emulator_output) || bochs::triple_fault_in(&bochs_log);
+    let triple = bochs::triple_fault_in(&stdout)
+        || bochs::triple_fault_in(&stderr)
+        || bochs::triple_fault_in(&bochs_log);
+    // The end of Bochs' log file, then its stdout and stderr (where its exit message is).
+    let mut emulator_output = String::new();
     let log_lines: Vec<&str> = bochs_log.lines().collect();
     if !log_lines.is_empty() {
         emulator_output.push_str(&format!("--- {} (last 40 lines)\n", bochs::LOG_FILE));
@@ -444,7 +448,10 @@ fn run_bochs(spec: &RunSpec) -> Result<Outcome, RunError> {
             emulator_output.push_str(l);
             emulator_output.push('\n');
         }
+        emulator_output.push_str("--- stdout and stderr\n");
     }
+    emulator_output.push_str(&stdout);
+    emulator_output.push_str(&stderr);
     let notes = watch.notes.clone();
     Ok(finish(
         Backend::Bochs,
@@ -773,6 +780,7 @@ pub fn report(o: &Outcome) -> String {
                 o.backend
             ));
             tail(&mut r, 20);
+            emulator_tail(&mut r, o, 10);
         }
         Status::NoSummary => {
             r.push_str(&format!(
@@ -780,22 +788,7 @@ pub fn report(o: &Outcome) -> String {
                 o.backend
             ));
             tail(&mut r, 20);
-            let out: Vec<&str> = o
-                .emulator_output
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .collect();
-            if !out.is_empty() {
-                r.push_str(&format!(
-                    "runner: last lines of {}'s own output:\n",
-                    o.backend
-                ));
-                for l in &out[out.len().saturating_sub(20)..] {
-                    r.push_str("  ! ");
-                    r.push_str(l);
-                    r.push('\n');
-                }
-            }
+            emulator_tail(&mut r, o, 20);
         }
     }
     let verdict = o
@@ -811,6 +804,26 @@ pub fn report(o: &Outcome) -> String {
         o.wall.as_secs_f64()
     ));
     r
+}
+
+/// Appends the last `n` non-empty lines of the emulator's own output.
+fn emulator_tail(r: &mut String, o: &Outcome, n: usize) {
+    let out: Vec<&str> = o
+        .emulator_output
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    if !out.is_empty() {
+        r.push_str(&format!(
+            "runner: last lines of {}'s own output:\n",
+            o.backend
+        ));
+        for l in &out[out.len().saturating_sub(n)..] {
+            r.push_str("  ! ");
+            r.push_str(l);
+            r.push('\n');
+        }
+    }
 }
 
 /// Builds the GRUB ISO for real hardware into `out` (default `target/hypervisor.iso`); the command
