@@ -1,0 +1,708 @@
+//! Builds a hybrid BIOS + x86_64-EFI GRUB rescue ISO that boots the hypervisor through multiboot2.
+//!
+//! The image is made by `grub-mkrescue` (which drives `xorriso`, and `mtools` for the EFI system
+//! partition image). Only the GRUB modules in [`INSTALL_MODULES`] are copied onto the image, and no
+//! fonts, locales or themes: the image is about 4.8 MB plus the kernel, 2.9 MB of which is the
+//! fixed-size (2.88 MB floppy) FAT image `grub-mkrescue` always makes for EFI.
+//!
+//! The kernel goes onto the image without its debug sections (see [`kernel_for_grub`]): GRUB
+//! would otherwise read them all into guest memory, which costs seconds under Bochs.
+//!
+//! The generated `grub.cfg` has no menu: it loads `/boot/hypervisor.elf` and boots it at once. If
+//! loading fails, GRUB prints [`BOOT_FAILED_MARKER`] on COM1 and powers the machine off, so an
+//! emulator exits instead of waiting at a GRUB prompt.
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What to put on the ISO and where to write it.
+pub struct IsoSpec<'a> {
+    /// The multiboot2 kernel (ELF); it is copied to `/boot/hypervisor.elf` on the image.
+    pub kernel: &'a Path,
+    /// Kernel command line. Split on whitespace; the kernel receives the words joined by single
+    /// spaces. Words may not contain quotes, backslashes or control characters (GRUB would
+    /// escape them), anything else (`$`, `;`, `#`, ...) is passed literally.
+    pub cmdline: &'a str,
+    /// Where to write the ISO (overwritten if it exists).
+    pub out: &'a Path,
+}
+
+/// Debian packages needed by [`build_grub_iso`].
+pub const ISO_PACKAGES: &[&str] = &[
+    "grub-pc-bin",
+    "grub-common",
+    "grub-efi-amd64-bin",
+    "xorriso",
+    "mtools",
+];
+
+/// Path of the kernel inside the ISO.
+pub const KERNEL_ISO_PATH: &str = "/boot/hypervisor.elf";
+
+/// Line GRUB writes to COM1 when it could not load or start the kernel (it then powers off).
+pub const BOOT_FAILED_MARKER: &str = "GRUB: failed to boot /boot/hypervisor.elf";
+
+/// GRUB modules copied to the image (their dependencies are added by grub-mkrescue).
+///
+/// Both platforms' core images already contain the disk, iso9660 and (EFI) part_gpt/part_msdos/fat
+/// drivers. `normal` reads grub.cfg; `multiboot2` loads the kernel; `test` and `all_video` give
+/// it a GOP framebuffer under UEFI; `serial`, `echo` and `halt` are for the failure path. The
+/// partition maps are there because the EFI core image's `search` probes every map listed in
+/// partmap.lst and prints one error per missing module.
+pub const INSTALL_MODULES: &[&str] = &[
+    "normal",
+    "multiboot2",
+    "iso9660",
+    "serial",
+    "echo",
+    "halt",
+    "test",
+    "all_video",
+    "part_acorn",
+    "part_amiga",
+    "part_apple",
+    "part_bsd",
+    "part_dfly",
+    "part_dvh",
+    "part_gpt",
+    "part_msdos",
+    "part_plan",
+    "part_sun",
+    "part_sunpc",
+];
+
+/// GRUB platform directories that must be installed for a hybrid image, with their packages.
+const GRUB_PLATFORMS: &[(&str, &str)] = &[
+    ("/usr/lib/grub/i386-pc", "grub-pc-bin"),
+    ("/usr/lib/grub/x86_64-efi", "grub-efi-amd64-bin"),
+];
+
+/// Multiboot2 header magic; the header must sit 8-byte aligned within the first 32 KiB.
+const MB2_MAGIC: u32 = 0xe852_50d6;
+const MB2_SEARCH: usize = 32 * 1024;
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+fn missing_packages(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!(
+            "{what} not found; install the Debian packages: apt-get install {}",
+            ISO_PACKAGES.join(" ")
+        ),
+    )
+}
+
+/// Quotes the kernel command line for grub.cfg: one single-quoted GRUB word per whitespace
+/// separated word, so GRUB expands nothing.
+pub fn quote_cmdline(cmdline: &str) -> io::Result<String> {
+    let mut out = Vec::new();
+    for word in cmdline.split_ascii_whitespace() {
+        if let Some(c) = word
+            .chars()
+            .find(|&c| matches!(c, '\'' | '"' | '\\') || c.is_control())
+        {
+            return Err(invalid(format!(
+                "kernel command line word {word:?} contains {c:?}; quotes, backslashes and \
+                 control characters cannot pass through GRUB unchanged"
+            )));
+        }
+        out.push(format!("'{word}'"));
+    }
+    Ok(out.join(" "))
+}
+
+/// The grub.cfg written to the image: boot at once, no menu; on failure report on COM1 and power
+/// off.
+pub fn grub_cfg(cmdline: &str) -> io::Result<String> {
+    let args = quote_cmdline(cmdline)?;
+    let load = if args.is_empty() {
+        format!("multiboot2 {KERNEL_ISO_PATH}")
+    } else {
+        format!("multiboot2 {KERNEL_ISO_PATH} {args}")
+    };
+    Ok(format!(
+        "# Generated by xtask: boots the hypervisor at once, no menu.\n\
+         set timeout=0\n\
+         # UEFI has no VGA text mode: without a video driver multiboot2 prints\n\
+         # \"error: no suitable video mode found\" and passes no framebuffer.\n\
+         if [ \"$grub_platform\" = efi ]; then insmod all_video; fi\n\
+         {load}\n\
+         boot\n\
+         # Only reached when loading or booting failed.\n\
+         serial --unit=0 --speed=115200\n\
+         terminal_output serial\n\
+         echo '{BOOT_FAILED_MARKER}'\n\
+         halt\n"
+    ))
+}
+
+/// Checks that `kernel` starts with an ELF header and has a valid multiboot2 header in its first
+/// 32 KiB (otherwise GRUB would stop with an error that only shows on the VGA console).
+pub fn check_multiboot2(kernel: &Path) -> io::Result<()> {
+    let mut head = Vec::with_capacity(MB2_SEARCH);
+    fs::File::open(kernel)
+        .map_err(|e| io::Error::new(e.kind(), format!("kernel {}: {e}", kernel.display())))?
+        .take(MB2_SEARCH as u64)
+        .read_to_end(&mut head)?;
+    check_multiboot2_bytes(&head)
+        .map_err(|msg| invalid(format!("kernel {} {msg}", kernel.display())))
+}
+
+fn check_multiboot2_bytes(elf: &[u8]) -> Result<(), &'static str> {
+    if !elf.starts_with(b"\x7fELF") {
+        return Err("is not an ELF file");
+    }
+    let head = &elf[..elf.len().min(MB2_SEARCH)];
+    let word = |off: usize| u32::from_le_bytes(head[off..off + 4].try_into().unwrap());
+    let found = (0..head.len().saturating_sub(15)).step_by(8).any(|off| {
+        word(off) == MB2_MAGIC
+            && word(off)
+                .wrapping_add(word(off + 4))
+                .wrapping_add(word(off + 8))
+                .wrapping_add(word(off + 12))
+                == 0
+    });
+    if found {
+        Ok(())
+    } else {
+        Err("has no valid multiboot2 header in its first 32 KiB")
+    }
+}
+
+const SHT_NULL: u32 = 0;
+const SHT_RELA: u32 = 4;
+const SHT_NOBITS: u32 = 8;
+const SHT_REL: u32 = 9;
+const SHF_ALLOC: u64 = 2;
+
+/// Field offsets of the ELF structures for one ELF class (32 or 64 bit).
+struct ElfClass {
+    is64: bool,
+}
+
+impl ElfClass {
+    /// (e_phoff, e_shoff, e_phentsize) offsets; e_phnum, e_shentsize, e_shnum and e_shstrndx
+    /// follow e_phentsize.
+    fn ehdr(&self) -> (usize, usize, usize) {
+        if self.is64 {
+            (32, 40, 54)
+        } else {
+            (28, 32, 42)
+        }
+    }
+    fn word(&self) -> usize {
+        if self.is64 {
+            8
+        } else {
+            4
+        }
+    }
+    /// (p_offset, p_filesz) offsets in a program header.
+    fn phdr(&self) -> (usize, usize) {
+        if self.is64 {
+            (8, 32)
+        } else {
+            (4, 16)
+        }
+    }
+    /// (sh_flags, sh_offset, sh_size, sh_link, sh_addralign) offsets in a section header.
+    fn shdr(&self) -> (usize, usize, usize, usize, usize) {
+        if self.is64 {
+            (8, 24, 32, 40, 48)
+        } else {
+            (8, 16, 20, 24, 32)
+        }
+    }
+}
+
+fn bad_elf(what: &str) -> io::Error {
+    invalid(format!("malformed ELF file: {what}"))
+}
+
+fn get(b: &[u8], off: usize, len: usize) -> io::Result<u64> {
+    let bytes = b
+        .get(
+            off..off
+                .checked_add(len)
+                .ok_or_else(|| bad_elf("offset overflow"))?,
+        )
+        .ok_or_else(|| bad_elf("header beyond the end of the file"))?;
+    let mut v = [0u8; 8];
+    v[..len].copy_from_slice(bytes);
+    Ok(u64::from_le_bytes(v))
+}
+
+fn put(b: &mut [u8], off: usize, len: usize, value: u64) {
+    b[off..off + len].copy_from_slice(&value.to_le_bytes()[..len]);
+}
+
+fn to_usize(v: u64) -> io::Result<usize> {
+    usize::try_from(v).map_err(|_| bad_elf("offset does not fit in memory"))
+}
+
+/// The kernel as it goes onto the ISO: without `.debug*` sections and without non-allocated
+/// relocation sections, everything else byte for byte.
+///
+/// GRUB's multiboot2 loader reads every non-allocated section into guest memory (for the
+/// ELF-sections tag), which makes a kernel with debug info load seconds slower under Bochs
+/// (20 MB of debug info: +5 s under Bochs, +3 s under QEMU), and it refuses any ELF file with a
+/// REL/RELA section ("ELF files with relocs are not supported yet"), as `--emit-relocs` leaves.
+/// The symbol and string tables are kept. Relocation sections inside loaded memory (a
+/// position-independent kernel) are an error: GRUB cannot load such a file.
+pub fn kernel_for_grub(elf: &[u8]) -> io::Result<Vec<u8>> {
+    if !elf.starts_with(b"\x7fELF") || elf.len() < 52 {
+        return Err(bad_elf("no ELF header"));
+    }
+    let class = match elf[4] {
+        1 => ElfClass { is64: false },
+        2 => ElfClass { is64: true },
+        _ => return Err(bad_elf("unknown ELF class")),
+    };
+    if elf[5] != 1 {
+        return Err(bad_elf("not little-endian"));
+    }
+    let w = class.word();
+    let (e_phoff, e_shoff, e_phentsize) = class.ehdr();
+    let phoff = to_usize(get(elf, e_phoff, w)?)?;
+    let shoff = to_usize(get(elf, e_shoff, w)?)?;
+    let phentsize = to_usize(get(elf, e_phentsize, 2)?)?;
+    let phnum = to_usize(get(elf, e_phentsize + 2, 2)?)?;
+    let shentsize = to_usize(get(elf, e_phentsize + 4, 2)?)?;
+    let shnum = to_usize(get(elf, e_phentsize + 6, 2)?)?;
+    let shstrndx = to_usize(get(elf, e_phentsize + 8, 2)?)?;
+    if shoff == 0 || shnum == 0 {
+        return Ok(elf.to_vec()); // no section headers: GRUB reads only the segments
+    }
+    if shstrndx >= shnum {
+        return Err(bad_elf("section name table index out of range"));
+    }
+
+    // Everything up to the end of the headers and the loaded segments stays where it is.
+    let mut keep_end = (phoff + phnum * phentsize).max(if class.is64 { 64 } else { 52 });
+    let (p_offset, p_filesz) = class.phdr();
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        let end = get(elf, ph + p_offset, w)?.saturating_add(get(elf, ph + p_filesz, w)?);
+        keep_end = keep_end.max(to_usize(end)?);
+    }
+
+    let (sh_flags, sh_offset, sh_size, sh_link, sh_align) = class.shdr();
+    let mut shdrs = elf
+        .get(shoff..shoff + shnum * shentsize)
+        .ok_or_else(|| bad_elf("section headers beyond the end of the file"))?
+        .to_vec();
+    let names_off = to_usize(get(&shdrs, shstrndx * shentsize + sh_offset, w)?)?;
+    let names_len = to_usize(get(&shdrs, shstrndx * shentsize + sh_size, w)?)?;
+    let names = elf
+        .get(names_off..names_off + names_len)
+        .ok_or_else(|| bad_elf("section names beyond the end of the file"))?;
+    let name_of = |sh: &[u8]| -> io::Result<&[u8]> {
+        let start = to_usize(get(sh, 0, 4)?)?;
+        let rest = names
+            .get(start..)
+            .ok_or_else(|| bad_elf("bad section name"))?;
+        Ok(&rest[..rest.iter().position(|&c| c == 0).unwrap_or(rest.len())])
+    };
+
+    let mut dropped = vec![false; shnum];
+    for (i, drop) in dropped.iter_mut().enumerate() {
+        let sh = &shdrs[i * shentsize..(i + 1) * shentsize];
+        let ty = get(sh, 4, 4)? as u32;
+        let alloc = get(sh, sh_flags, w)? & SHF_ALLOC != 0;
+        let name = name_of(sh)?;
+        let debug = name.starts_with(b".debug") || name.starts_with(b".zdebug");
+        if ty == SHT_REL || ty == SHT_RELA {
+            if alloc {
+                return Err(invalid(format!(
+                    "section {} holds relocations for loaded memory: GRUB's multiboot2 loader \
+                     refuses such files; link the kernel as a static, non-PIE executable",
+                    String::from_utf8_lossy(name)
+                )));
+            }
+            *drop = true;
+        } else if debug && !alloc {
+            *drop = true;
+        }
+    }
+    for i in 0..shnum {
+        let link = to_usize(get(&shdrs, i * shentsize + sh_link, 4)?)?;
+        if !dropped[i] && link != 0 && link < shnum && dropped[link] {
+            return Err(bad_elf(
+                "a kept section links to a debug or relocation section",
+            ));
+        }
+    }
+    if !dropped.contains(&true) {
+        return Ok(elf.to_vec());
+    }
+
+    let mut out = elf
+        .get(..keep_end)
+        .ok_or_else(|| bad_elf("segment beyond the end of the file"))?
+        .to_vec();
+    for (i, &drop) in dropped.iter().enumerate() {
+        let sh = &mut shdrs[i * shentsize..(i + 1) * shentsize];
+        if drop {
+            // An empty SHT_NULL entry: indices (and the links to them) stay valid.
+            let name = get(sh, 0, 4)?;
+            sh.fill(0);
+            put(sh, 0, 4, name);
+            put(sh, 4, 4, u64::from(SHT_NULL));
+            continue;
+        }
+        let ty = get(sh, 4, 4)? as u32;
+        let offset = to_usize(get(sh, sh_offset, w)?)?;
+        let size = to_usize(get(sh, sh_size, w)?)?;
+        if i == 0 || ty == SHT_NOBITS || size == 0 || offset + size <= keep_end {
+            continue; // no data, or data inside the part kept in place
+        }
+        let data = elf
+            .get(offset..offset + size)
+            .ok_or_else(|| bad_elf("section data beyond the end of the file"))?;
+        let align = to_usize(get(sh, sh_align, w)?)?.max(1);
+        out.resize(out.len().next_multiple_of(align), 0);
+        put(sh, sh_offset, w, out.len() as u64);
+        out.extend_from_slice(data);
+    }
+    out.resize(out.len().next_multiple_of(w), 0);
+    let new_shoff = out.len() as u64;
+    put(&mut out, e_shoff, w, new_shoff);
+    out.extend_from_slice(&shdrs);
+    Ok(out)
+}
+
+fn check_tools() -> io::Result<()> {
+    for (dir, package) in GRUB_PLATFORMS {
+        if !Path::new(dir).join("moddep.lst").is_file() {
+            return Err(missing_packages(&format!("{dir} (package {package})")));
+        }
+    }
+    for tool in ["grub-mkrescue", "xorriso", "mformat", "mcopy"] {
+        let found = std::env::var_os("PATH")
+            .map(|paths| std::env::split_paths(&paths).any(|p| p.join(tool).is_file()))
+            .unwrap_or(false);
+        if !found {
+            return Err(missing_packages(tool));
+        }
+    }
+    Ok(())
+}
+
+/// Staging directory next to the output, removed on drop.
+struct Staging(PathBuf);
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn staging_dir(out: &Path) -> io::Result<Staging> {
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir = parent.join(format!(
+        ".{}.staging-{}-{nanos}",
+        name.as_deref().unwrap_or("iso"),
+        std::process::id()
+    ));
+    fs::create_dir_all(dir.join("boot/grub"))?;
+    Ok(Staging(dir))
+}
+
+/// The `grub-mkrescue` arguments for an image of `staging` written to `out`.
+pub fn mkrescue_args(staging: &Path, out: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![
+        format!("--install-modules={}", INSTALL_MODULES.join(" ")).into(),
+        "--fonts=".into(),
+        "--locales=".into(),
+        "--themes=".into(),
+        "-o".into(),
+    ];
+    args.push(out.as_os_str().to_owned());
+    args.push(staging.as_os_str().to_owned());
+    args
+}
+
+/// Hybrid BIOS + x86_64-EFI GRUB ISO whose grub.cfg boots
+/// `multiboot2 /boot/hypervisor.elf <cmdline>` immediately (no menu, no wait).
+///
+/// GRUB itself does not use the serial port unless booting fails (see [`BOOT_FAILED_MARKER`]);
+/// under UEFI the firmware mirrors GRUB's console ("Welcome to GRUB!") to COM1.
+pub fn build_grub_iso(spec: &IsoSpec) -> io::Result<()> {
+    let cfg = grub_cfg(spec.cmdline)?;
+    let elf = fs::read(spec.kernel)
+        .map_err(|e| io::Error::new(e.kind(), format!("kernel {}: {e}", spec.kernel.display())))?;
+    check_multiboot2_bytes(&elf)
+        .map_err(|msg| invalid(format!("kernel {} {msg}", spec.kernel.display())))?;
+    let elf = kernel_for_grub(&elf)
+        .map_err(|e| invalid(format!("kernel {}: {e}", spec.kernel.display())))?;
+    check_tools()?;
+    if let Some(parent) = spec.out.parent() {
+        if !parent.as_os_str().is_empty() {
+            fs::create_dir_all(parent)?;
+        }
+    }
+    let staging = staging_dir(spec.out)?;
+    fs::write(staging.0.join(KERNEL_ISO_PATH.trim_start_matches('/')), elf)?;
+    fs::write(staging.0.join("boot/grub/grub.cfg"), cfg)?;
+    match fs::remove_file(spec.out) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let output = Command::new("grub-mkrescue")
+        .args(mkrescue_args(&staging.0, spec.out))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run grub-mkrescue: {e}")))?;
+    if !output.status.success() || !spec.out.is_file() {
+        return Err(io::Error::other(format!(
+            "grub-mkrescue failed ({}) building {}:\n{}{}",
+            output.status,
+            spec.out.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmdline_words_are_single_quoted() {
+        assert_eq!(quote_cmdline("").unwrap(), "");
+        assert_eq!(quote_cmdline("  a=1   b  ").unwrap(), "'a=1' 'b'");
+        assert_eq!(
+            quote_cmdline("x=$y;z #c {d}").unwrap(),
+            "'x=$y;z' '#c' '{d}'"
+        );
+    }
+
+    #[test]
+    fn cmdline_rejects_what_grub_would_escape() {
+        for bad in ["a'b", "a\"b", "a\\b", "a\u{7}b"] {
+            let err = quote_cmdline(bad).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn grub_cfg_boots_immediately() {
+        let cfg = grub_cfg("log=debug smp").unwrap();
+        let lines: Vec<&str> = cfg.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(lines[0], "set timeout=0");
+        assert!(lines[1].starts_with("if [ \"$grub_platform\" = efi ]"));
+        assert_eq!(
+            lines[2],
+            "multiboot2 /boot/hypervisor.elf 'log=debug' 'smp'"
+        );
+        assert_eq!(lines[3], "boot");
+        assert!(!cfg.contains("menuentry"));
+        assert!(cfg.contains(BOOT_FAILED_MARKER));
+        assert!(cfg.trim_end().ends_with("halt"));
+        assert!(grub_cfg("")
+            .unwrap()
+            .contains("multiboot2 /boot/hypervisor.elf\n"));
+    }
+
+    #[test]
+    fn mkrescue_args_are_minimal() {
+        let args = mkrescue_args(Path::new("/s"), Path::new("/o.iso"));
+        let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into()).collect();
+        assert!(args[0].starts_with("--install-modules=normal multiboot2 iso9660"));
+        assert!(args.contains(&"--fonts=".to_string()));
+        assert!(args.contains(&"--locales=".to_string()));
+        assert!(args.contains(&"--themes=".to_string()));
+        assert_eq!(args[args.len() - 3..], ["-o", "/o.iso", "/s"]);
+    }
+
+    /// A little-endian ELF64 with one segment (holding .text) and the given extra sections
+    /// (name, type, flags, data); returns the file.
+    fn elf64(extra: &[(&str, u32, u64, Vec<u8>)]) -> Vec<u8> {
+        let mut f = vec![0u8; 0x100];
+        f[..4].copy_from_slice(b"\x7fELF");
+        f[4] = 2; // 64-bit
+        f[5] = 1; // little-endian
+        f[6] = 1;
+        put(&mut f, 32, 8, 64); // e_phoff
+        put(&mut f, 52, 2, 64); // e_ehsize
+        put(&mut f, 54, 2, 56); // e_phentsize
+        put(&mut f, 56, 2, 1); // e_phnum
+        put(&mut f, 58, 2, 64); // e_shentsize
+
+        // PT_LOAD of .text at file offset 0x100.
+        put(&mut f, 64, 4, 1);
+        put(&mut f, 64 + 8, 8, 0x100);
+        put(&mut f, 64 + 32, 8, 0x100);
+        put(&mut f, 64 + 40, 8, 0x100);
+        let text: Vec<u8> = (0..0x100u32).map(|i| i as u8).collect();
+        f.extend_from_slice(&text);
+
+        let mut sections = vec![(".text", 1u32, SHF_ALLOC | 4, text)];
+        sections.extend(extra.iter().cloned());
+        let mut shstrtab = vec![0u8];
+        let mut headers = vec![[0u8; 64]];
+        for (name, ty, flags, data) in &sections {
+            let mut sh = [0u8; 64];
+            put(&mut sh, 0, 4, shstrtab.len() as u64);
+            shstrtab.extend_from_slice(name.as_bytes());
+            shstrtab.push(0);
+            put(&mut sh, 4, 4, u64::from(*ty));
+            put(&mut sh, 8, 8, *flags);
+            let offset = if *name == ".text" { 0x100 } else { f.len() };
+            if *name != ".text" {
+                f.extend_from_slice(data);
+            }
+            put(&mut sh, 24, 8, offset as u64);
+            put(&mut sh, 32, 8, data.len() as u64);
+            put(&mut sh, 48, 8, 1);
+            headers.push(sh);
+        }
+        let mut sh = [0u8; 64];
+        put(&mut sh, 0, 4, shstrtab.len() as u64);
+        shstrtab.extend_from_slice(b".shstrtab\0");
+        put(&mut sh, 4, 4, 3);
+        put(&mut sh, 24, 8, f.len() as u64);
+        put(&mut sh, 32, 8, shstrtab.len() as u64);
+        f.extend_from_slice(&shstrtab);
+        headers.push(sh);
+        f.resize(f.len().next_multiple_of(8), 0);
+        let shoff = f.len() as u64;
+        put(&mut f, 40, 8, shoff); // e_shoff
+        put(&mut f, 60, 2, headers.len() as u64); // e_shnum
+        put(&mut f, 62, 2, headers.len() as u64 - 1); // e_shstrndx
+        for h in headers {
+            f.extend_from_slice(&h);
+        }
+        f
+    }
+
+    /// (name, type, data) of every section of an ELF64 file.
+    fn sections(f: &[u8]) -> Vec<(String, u32, Vec<u8>)> {
+        let shoff = get(f, 40, 8).unwrap() as usize;
+        let shnum = get(f, 60, 2).unwrap() as usize;
+        let shstrndx = get(f, 62, 2).unwrap() as usize;
+        let sh = |i: usize| &f[shoff + i * 64..shoff + (i + 1) * 64];
+        let data = |i: usize| {
+            let off = get(sh(i), 24, 8).unwrap() as usize;
+            f[off..off + get(sh(i), 32, 8).unwrap() as usize].to_vec()
+        };
+        let names = data(shstrndx);
+        (0..shnum)
+            .map(|i| {
+                let start = get(sh(i), 0, 4).unwrap() as usize;
+                let end = start + names[start..].iter().position(|&c| c == 0).unwrap();
+                let name = String::from_utf8(names[start..end].to_vec()).unwrap();
+                (name, get(sh(i), 4, 4).unwrap() as u32, data(i))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn kernel_for_grub_drops_debug_and_relocations() {
+        let elf = elf64(&[
+            (".debug_info", 1, 0, vec![0xdd; 5000]),
+            (".symtab", 2, 0, vec![0x55; 48]),
+            (".rela.text", SHT_RELA, 0x40, vec![0x77; 24]),
+            (".comment", 1, 0x30, b"rustc".to_vec()),
+        ]);
+        let out = kernel_for_grub(&elf).unwrap();
+        assert!(out.len() < elf.len() - 5000);
+        // Headers and segments stay in place; only e_shoff moves.
+        assert_eq!(out[..40], elf[..40]);
+        assert_eq!(out[48..0x200], elf[48..0x200]);
+        let before = sections(&elf);
+        let after = sections(&out);
+        assert_eq!(before.len(), after.len(), "section indices are kept");
+        for ((name, ty, data), (name2, ty2, data2)) in before.iter().zip(&after) {
+            assert_eq!(name, name2);
+            if name == ".debug_info" || name == ".rela.text" {
+                assert_eq!((*ty2, data2.len()), (SHT_NULL, 0), "{name}");
+            } else {
+                assert_eq!((ty, data), (ty2, data2), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn kernel_for_grub_keeps_clean_files() {
+        let elf = elf64(&[(".symtab", 2, 0, vec![0x55; 48])]);
+        assert_eq!(kernel_for_grub(&elf).unwrap(), elf);
+        let mut no_sections = elf.clone();
+        put(&mut no_sections, 40, 8, 0);
+        put(&mut no_sections, 60, 2, 0);
+        assert_eq!(kernel_for_grub(&no_sections).unwrap(), no_sections);
+    }
+
+    #[test]
+    fn kernel_for_grub_refuses_loaded_relocations() {
+        let elf = elf64(&[(".rela.dyn", SHT_RELA, SHF_ALLOC, vec![0; 24])]);
+        let err = kernel_for_grub(&elf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("non-PIE"), "{err}");
+        assert_eq!(
+            kernel_for_grub(&elf[..40]).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        let mut truncated = elf.clone();
+        truncated.truncate(elf.len() - 10);
+        assert!(kernel_for_grub(&truncated).is_err());
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-iso-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
+    #[test]
+    fn multiboot2_header_is_checked() {
+        let mut elf = vec![0u8; 4096];
+        elf[..4].copy_from_slice(b"\x7fELF");
+        let header = [MB2_MAGIC, 0, 24, 0u32.wrapping_sub(MB2_MAGIC + 24)];
+        for (i, w) in header.iter().enumerate() {
+            elf[0x1000 - 64 + i * 4..0x1000 - 60 + i * 4].copy_from_slice(&w.to_le_bytes());
+        }
+        let good = scratch("good.elf");
+        fs::write(&good, &elf).unwrap();
+        check_multiboot2(&good).unwrap();
+
+        elf[0x1000 - 64 + 8] ^= 1; // break the checksum
+        let bad = scratch("bad.elf");
+        fs::write(&bad, &elf).unwrap();
+        assert_eq!(
+            check_multiboot2(&bad).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+
+        let not_elf = scratch("not.elf");
+        fs::write(&not_elf, b"MZ").unwrap();
+        assert_eq!(
+            check_multiboot2(&not_elf).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            check_multiboot2(&scratch("missing.elf"))
+                .unwrap_err()
+                .kind(),
+            io::ErrorKind::NotFound
+        );
+        let _ = fs::remove_dir_all(good.parent().unwrap());
+    }
+}
