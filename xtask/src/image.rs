@@ -194,6 +194,10 @@ pub fn cached_iso(kernel: &Path, cmdline: &str) -> Result<PathBuf, RunError> {
         .map_err(|e| RunError::Build(format!("cannot read {}: {e}", kernel.display())))?;
     let path = iso_cache_path(&bytes, cmdline);
     if path.is_file() {
+        // Mark it as recently used for the pruning.
+        if let Ok(f) = std::fs::File::options().append(true).open(&path) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
         return Ok(path);
     }
     crate::host::ensure(&iso_needs())?;
@@ -222,7 +226,31 @@ pub fn cached_iso(kernel: &Path, cmdline: &str) -> Result<PathBuf, RunError> {
             path.display()
         ))
     })?;
+    prune_iso_cache(dir, ISO_CACHE_KEEP);
     Ok(path)
+}
+
+/// How many ISOs `target/iso-cache` keeps (every kernel build and command line makes a new one).
+pub const ISO_CACHE_KEEP: usize = 16;
+
+/// Removes all but the `keep` most recently modified `*.iso` files of the cache directory
+/// (temporary files being written are left alone).
+fn prune_iso_cache(dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut isos: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.ends_with(".iso") && !name.starts_with("tmp-")
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    isos.sort_by_key(|(modified, _)| std::cmp::Reverse(*modified));
+    for (_, old) in isos.into_iter().skip(keep) {
+        let _ = std::fs::remove_file(old);
+    }
 }
 
 /// One `PT_LOAD` program header.
