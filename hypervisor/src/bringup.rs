@@ -1,7 +1,7 @@
 //! The hardware side of AP start-up: per-AP slots (stack, logical index), the trampoline page, and the Rust
 //! entry every AP reaches. The decisions (MADT -> CPU list, INIT/SIPI timing, timeouts) live in the `smp` crate.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// Slot states, written by the AP (STARTED, ONLINE, FAILED) and read by the BSP.
 pub mod slot_state {
@@ -13,8 +13,9 @@ pub mod slot_state {
     pub const FAILED: u32 = 3;
 }
 
-/// What the trampoline needs to find an AP's stack from its APIC id (stride 64 bytes, see trampoline.s).
-#[repr(C, align(64))]
+/// What the trampoline needs to find an AP's stack from its APIC id (stride 128 bytes, see trampoline.s),
+/// plus the AP's progress and phase times (microseconds since boot, 0 = not reached).
+#[repr(C, align(128))]
 pub struct ApSlot {
     pub apic_id: u32,
     pub index: u32,
@@ -23,8 +24,12 @@ pub struct ApSlot {
     pub guard_page: u64,
     pub state: AtomicU32,
     /// Microseconds since boot when the AP reached Rust, and when its PCB was built.
-    pub started_us: core::sync::atomic::AtomicU64,
-    pub online_us: core::sync::atomic::AtomicU64,
+    pub started_us: AtomicU64,
+    pub online_us: AtomicU64,
+    /// When the BSP sent this AP its first SIPI.
+    pub sipi_us: AtomicU64,
+    /// When this AP finished the VMX stage.
+    pub vmx_us: AtomicU64,
 }
 
 impl ApSlot {
@@ -36,8 +41,10 @@ impl ApSlot {
             stack_bottom: stack.1,
             stack_top: stack.2,
             state: AtomicU32::new(slot_state::WAITING),
-            started_us: core::sync::atomic::AtomicU64::new(0),
-            online_us: core::sync::atomic::AtomicU64::new(0),
+            started_us: AtomicU64::new(0),
+            online_us: AtomicU64::new(0),
+            sipi_us: AtomicU64::new(0),
+            vmx_us: AtomicU64::new(0),
         }
     }
 
@@ -80,6 +87,16 @@ pub fn trampoline_patches(
         (off.table, table, 8),
         (off.count, count, 8),
     ]
+}
+
+/// (min, median, max) of `values` (sorted in place); the median of an even count is the lower middle.
+pub fn min_median_max(values: &mut [u64]) -> Option<(u64, u64, u64)> {
+    values.sort_unstable();
+    Some((
+        *values.first()?,
+        values[(values.len() - 1) / 2],
+        *values.last()?,
+    ))
 }
 
 #[cfg(target_os = "none")]
@@ -168,7 +185,10 @@ mod hw {
         }
         exit::TALLY.online.fetch_add(1, Ordering::AcqRel);
         crate::faults::inject_if_targeted(slot.index);
-        crate::smp_stage::ap_idle(pcb)
+        crate::vmx_stage::run_on_this_cpu(pcb);
+        slot.vmx_us.store(time::now_us(), Ordering::Release);
+        // HLT with interrupts off: only an NMI (teardown) or INIT wakes the core again.
+        crate::arch::halt_forever()
     }
 }
 
@@ -178,10 +198,18 @@ mod tests {
 
     #[test]
     fn slot_layout_matches_the_trampoline() {
-        // trampoline.s compares the APIC id at offset 0, loads the stack top from offset 8, strides 64 bytes.
-        assert_eq!(core::mem::size_of::<ApSlot>(), 64);
+        // trampoline.s compares the APIC id at offset 0, loads the stack top from offset 8, strides 128 bytes.
+        assert_eq!(core::mem::size_of::<ApSlot>(), 128);
         assert_eq!(core::mem::offset_of!(ApSlot, apic_id), 0);
         assert_eq!(core::mem::offset_of!(ApSlot, stack_top), 8);
+    }
+
+    #[test]
+    fn statistics_of_phase_times() {
+        assert_eq!(min_median_max(&mut []), None);
+        assert_eq!(min_median_max(&mut [7]), Some((7, 7, 7)));
+        assert_eq!(min_median_max(&mut [9, 1, 5, 3]), Some((1, 3, 9)));
+        assert_eq!(min_median_max(&mut [9, 1, 5]), Some((1, 5, 9)));
     }
 
     #[test]

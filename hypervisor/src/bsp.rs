@@ -105,6 +105,7 @@ extern "C" fn bsp_main(stack: u64) -> ! {
     let smp = smp_stage::run(info, rsdp.map(|(a, _)| a), args);
     vmx_stage::run_on_this_cpu(pcb);
     let vmx = vmx_stage::wait_and_judge(VMX_STAGE_TIMEOUT_US);
+    smp_stage::report_phases();
     let (verdict, reason) = if !smp.acpi_ok {
         (Verdict::Degraded, Reason::AcpiError)
     } else if smp.failed > 0 {

@@ -88,6 +88,15 @@ pub static TALLY: Tally = Tally {
 /// Extra `key=value` pairs later stages add to the summary (self-test counts, phase times).
 static EXTRA: spin::Mutex<[Option<(&'static str, u64)>; 12]> = spin::Mutex::new([None; 12]);
 
+pub fn summary_value(key: &str) -> Option<u64> {
+    EXTRA
+        .lock()
+        .iter()
+        .flatten()
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| *v)
+}
+
 pub fn add_summary_value(key: &'static str, value: u64) {
     let mut extra = EXTRA.lock();
     if let Some(slot) = extra.iter_mut().find(|s| s.is_none_or(|(k, _)| k == key)) {

@@ -28,6 +28,94 @@ pub struct SmpOutcome {
     pub acpi_ok: bool,
 }
 
+/// The APs' slots, once the stage made them.
+static SLOTS: spin::Once<&'static [ApSlot]> = spin::Once::new();
+
+/// Logs per-core phase times (DEBUG), their spread (INFO), the memory footprint and the phase line
+/// (docs/serial-log.md, "Phase times").
+pub fn report_phases() {
+    let slots = SLOTS.get().copied().unwrap_or(&[]);
+    let vmx_on = crate::vmx_stage::enabled();
+    let since_sipi = |slot: &ApSlot, at: &core::sync::atomic::AtomicU64| {
+        let (sipi, t) = (
+            slot.sipi_us.load(Ordering::Acquire),
+            at.load(Ordering::Acquire),
+        );
+        (sipi != 0 && t >= sipi).then(|| t - sipi)
+    };
+    let mut to_pcb = Vec::new();
+    let mut to_vmx = Vec::new();
+    for slot in slots.iter().filter(|s| s.state() == slot_state::ONLINE) {
+        let pcb = since_sipi(slot, &slot.online_us);
+        let vmx = since_sipi(slot, &slot.vmx_us).filter(|_| vmx_on);
+        log::debug!(
+            target: "smp",
+            "timing cpu={} apic_id={} sipi_to_pcb_us={} sipi_to_vmx_us={}",
+            slot.index,
+            slot.apic_id,
+            Num(pcb),
+            Num(vmx)
+        );
+        to_pcb.extend(pcb);
+        to_vmx.extend(vmx);
+    }
+    let spread = |v: &mut [u64]| crate::bringup::min_median_max(v);
+    let fmt3 = |m: Option<(u64, u64, u64)>| Num3(m);
+    log::info!(
+        target: "smp",
+        "timing aps={} sipi_to_pcb_us {} sipi_to_vmx_us {}",
+        to_pcb.len(),
+        fmt3(spread(&mut to_pcb)),
+        fmt3(spread(&mut to_vmx))
+    );
+
+    let (image_start, image_end) = memory::image_range();
+    let pcb_bytes = (core::mem::size_of::<Pcb>() as u64).next_multiple_of(memory::PAGE_SIZE);
+    let stack_bytes = (bsp::STACK_PAGES + 1) * memory::PAGE_SIZE;
+    let ist_bytes = 3 * crate::percpu::IST_STACK_BYTES;
+    let vmx_bytes = if vmx_on { 2 * memory::PAGE_SIZE } else { 0 };
+    log::info!(
+        target: "memory",
+        "footprint image_bytes={} per_cpu_bytes={} stack_bytes={stack_bytes} ist_bytes={ist_bytes} pcb_bytes={pcb_bytes} vmx_region_bytes={vmx_bytes} allocated_bytes={}",
+        image_end - image_start,
+        stack_bytes + ist_bytes + pcb_bytes + vmx_bytes,
+        memory::allocated_bytes()
+    );
+    log::info!(
+        target: "hypervisor",
+        "phases entry_us=0 acpi_us={} first_sipi_us={} online_us={} vmx_us={} summary_us={}",
+        Num(exit::summary_value("t_acpi_us")),
+        Num(exit::summary_value("t_first_sipi_us")),
+        Num(exit::summary_value("t_online_us")),
+        Num(exit::summary_value("t_vmx_us")),
+        time::now_us()
+    );
+}
+
+/// A number, or `-` when there is none.
+struct Num(Option<u64>);
+
+impl core::fmt::Display for Num {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(v) => write!(f, "{v}"),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// `min=<n> median=<n> max=<n>`, or `-` when there are no values.
+struct Num3(Option<(u64, u64, u64)>);
+
+impl core::fmt::Display for Num3 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some((lo, mid, hi)) => write!(f, "min={lo} median={mid} max={hi}"),
+            None => f.write_str("-"),
+        }
+    }
+}
+
 /// Reads physical memory for the ACPI parser through the identity map.
 pub struct Phys;
 
@@ -49,13 +137,6 @@ pub fn pcb_built(pcb: &Pcb) {
         pcb.stack.1,
         pcb.guard_page
     );
-}
-
-/// An online AP's life after its PCB: run the per-core stages, then sleep until the run ends.
-pub fn ap_idle(pcb: &'static Pcb) -> ! {
-    crate::vmx_stage::run_on_this_cpu(pcb);
-    // HLT with interrupts off: only an NMI (teardown) or INIT wakes the core again.
-    crate::arch::halt_forever()
 }
 
 /// The hardware the bring-up state machine drives.
@@ -81,6 +162,15 @@ impl Platform for Hardware<'_> {
         }
     }
     fn send_sipi(&mut self, apic_id: u32, page: u8) {
+        let now = time::now_us();
+        if let Some(slot) = self.slots.iter().find(|s| s.apic_id == apic_id) {
+            let _ = slot
+                .sipi_us
+                .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
+        }
+        if exit::summary_value("t_first_sipi_us").is_none() {
+            exit::add_summary_value("t_first_sipi_us", now);
+        }
         if let Err(e) = self.apic.send_sipi(apic_id, page) {
             log::warn!(target: "smp", "SIPI to apic_id={apic_id} failed: {e}");
         }
@@ -110,7 +200,9 @@ pub fn run(info: &BootInfo, rsdp: Option<u64>, args: Cmdline) -> SmpOutcome {
             acpi_ok: false,
         };
     };
-    let list = match smp::processors_from_phys(&Phys, rsdp, bsp_id, limit) {
+    let list = smp::processors_from_phys(&Phys, rsdp, bsp_id, limit);
+    exit::add_summary_value("t_acpi_us", time::now_us());
+    let list = match list {
         Ok(list) => list,
         Err(e) => {
             log::error!(target: "acpi", "cannot read the processor list: {e}; running on the BSP only");
@@ -148,7 +240,7 @@ pub fn run(info: &BootInfo, rsdp: Option<u64>, args: Cmdline) -> SmpOutcome {
             acpi_ok: true,
         };
     }
-    let slots: &'static [ApSlot] = slots.leak();
+    let slots: &'static [ApSlot] = SLOTS.call_once(|| slots.leak());
 
     let exclude = [info.loader_data];
     let regions = info

@@ -75,7 +75,7 @@ tp_lm64:
     jz 4f
     cmp %esi, (%rdi)
     je 5f
-    add $64, %rdi                                      # slot stride (ApSlot is 64 bytes)
+    add $128, %rdi                                     # slot stride (ApSlot is 128 bytes)
     dec %ecx
     jmp 3b
 4:  cli                                                # not in the table: never reported as started
