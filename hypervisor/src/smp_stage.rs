@@ -254,6 +254,13 @@ pub fn run(info: &BootInfo, rsdp: Option<u64>, args: Cmdline) -> SmpOutcome {
             acpi_ok: true,
         };
     };
+    let Some(vector) = smp::trampoline::sipi_vector(page) else {
+        log::error!(target: "smp", "trampoline page 0x{page:x} cannot be named by a SIPI vector: running on the BSP only");
+        return SmpOutcome {
+            failed: slots.len(),
+            acpi_ok: true,
+        };
+    };
     // SAFETY: the page is usable RAM below 1 MiB that the frame allocator never hands out (its floor is
     // 1 MiB) and that holds no loader data; `slots` is leaked, so it outlives the bring-up.
     unsafe { crate::bringup::install_trampoline(page, slots) };
@@ -279,7 +286,7 @@ pub fn run(info: &BootInfo, rsdp: Option<u64>, args: Cmdline) -> SmpOutcome {
             apic_id: s.apic_id,
         })
         .collect();
-    let report = smp::bringup::run(&mut hw, &targets, (page >> 12) as u8, &config);
+    let report = smp::bringup::run(&mut hw, &targets, vector, &config);
     crate::faults::panic_during_bringup_if_armed();
     // Started APs still have to build their PCB; under emulation many cores share a few host threads.
     let deadline = time::now_us() + PCB_BUILD_TIMEOUT_US.max(config.ap_timeout_us);

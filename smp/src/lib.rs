@@ -10,7 +10,7 @@
 //! | [`madt`] | MADT entries -> [`ProcessorList`] (BSP first, limit, rejections) | none (bytes in) |
 //! | [`apic`] | ICR encoding, [`LocalApic`] with [`XApic`] (MMIO) and [`X2Apic`] (MSR) | the APIC itself |
 //! | [`bringup`] | parallel / serial INIT-SIPI-SIPI with timeouts | [`bringup::Platform`] |
-//! | [`trampoline`] | data block the real-mode trampoline reads; trampoline page choice | none |
+//! | [`trampoline`] | choice of the trampoline page below 1 MiB, SIPI vector | none |
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
