@@ -1,5 +1,5 @@
 //! Multiprocessor support for the hypervisor: processor discovery from ACPI, local APIC drivers,
-//! the INIT-SIPI-SIPI start-up state machine and the layout of the real-mode trampoline's data.
+//! the INIT-SIPI-SIPI start-up state machine and the choice of the trampoline page.
 //!
 //! Everything that can be decided without hardware is a pure function tested on the host
 //! (`cargo test -p smp`); hardware access sits behind small traits:
