@@ -112,11 +112,14 @@ impl Pcb {
 /// Installs `pcb` as this core's PCB: builds and loads its GDT and TSS, and points IA32_GS_BASE at it.
 ///
 /// # Safety
-/// Must run once per core, on that core, before anything reads `this_cpu()`, with `pcb` never moved or freed.
+/// Must run once per core, on that core, before anything reads `this_cpu()`; `pcb` must point to an initialized
+/// PCB that is never moved or freed and that nothing else references yet.
 #[cfg(target_os = "none")]
-pub unsafe fn install(pcb: &'static mut Pcb) -> &'static Pcb {
+pub unsafe fn install(pcb: core::ptr::NonNull<Pcb>) -> &'static Pcb {
     use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
     use x86_64::structures::gdt::Descriptor;
+    // SAFETY: per the caller's guarantee the PCB lives forever and is not referenced elsewhere yet.
+    let pcb = unsafe { &mut *pcb.as_ptr() };
     pcb.self_ptr = pcb as *const Pcb;
     let tss: &'static TaskStateSegment =
         // SAFETY: the TSS lives inside the 'static PCB, which is never moved (caller's guarantee).
@@ -172,7 +175,7 @@ pub fn build_and_install(
     // core alone; it is never freed, so the reference is 'static.
     let pcb = unsafe {
         frame.write(pcb);
-        &mut *frame
+        core::ptr::NonNull::new_unchecked(frame)
     };
     // SAFETY: each core calls this once, on itself, before using `this_cpu()`; the PCB is never moved.
     let pcb = unsafe { install(pcb) };

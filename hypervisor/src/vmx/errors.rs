@@ -148,23 +148,8 @@ impl Exception {
     /// General protection.
     pub const GP: Self = Self { vector: 13 };
 
-    pub const fn mnemonic(self) -> &'static str {
-        match self.vector {
-            0 => "#DE",
-            1 => "#DB",
-            3 => "#BP",
-            6 => "#UD",
-            7 => "#NM",
-            8 => "#DF",
-            10 => "#TS",
-            11 => "#NP",
-            12 => "#SS",
-            13 => "#GP",
-            14 => "#PF",
-            17 => "#AC",
-            18 => "#MC",
-            _ => "#??",
-        }
+    pub fn mnemonic(self) -> &'static str {
+        crate::interrupts::exception_name(u64::from(self.vector))
     }
 }
 

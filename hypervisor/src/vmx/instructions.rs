@@ -35,6 +35,26 @@ pub struct HardwareCpu {
     _this_core_only: PhantomData<*mut ()>,
 }
 
+/// Executes a VMX instruction whose operand is a 64-bit physical address in memory (VMXON, VMCLEAR, VMPTRLD)
+/// and captures CF (VMfailInvalid) and ZF (VMfailValid) in the same `asm!` block (SDM vol. 3C 31.2).
+/// Evaluates to `(cf, zf)`; the caller's `unsafe` block states why the instruction is allowed.
+macro_rules! pointer_instruction {
+    ($mnemonic:literal, $phys:expr) => {{
+        let phys: u64 = $phys;
+        let (cf, zf): (u8, u8);
+        asm!(
+            concat!($mnemonic, " qword ptr [{ptr}]"),
+            "setc {cf}",
+            "setz {zf}",
+            ptr = in(reg) &phys,
+            cf = out(reg_byte) cf,
+            zf = out(reg_byte) zf,
+            options(nostack),
+        );
+        (cf, zf)
+    }};
+}
+
 impl HardwareCpu {
     /// # Safety
     /// Must be created and used at CPL 0 in 64-bit mode, on the core whose registers it changes (it is not
@@ -141,56 +161,24 @@ impl VmxCpu for HardwareCpu {
     }
 
     unsafe fn vmxon(&mut self, phys: u64) -> Result<(), VmFail> {
-        let (cf, zf): (u8, u8);
         // SAFETY: the caller guarantees CPL 0 and that the region at `phys` is reserved for the processor; the
-        // memory operand is a live local holding the physical address.
-        unsafe {
-            asm!(
-                "vmxon qword ptr [{ptr}]",
-                "setc {cf}",
-                "setz {zf}",
-                ptr = in(reg) &phys,
-                cf = out(reg_byte) cf,
-                zf = out(reg_byte) zf,
-                options(nostack),
-            );
-        }
-        // SAFETY: VMfailValid from VMXON means we were already in VMX root operation with a current VMCS.
+        // memory operand is a live local holding the physical address. VMfailValid from VMXON means we were
+        // already in VMX root operation with a current VMCS, so reading the error field is allowed.
+        let (cf, zf) = unsafe { pointer_instruction!("vmxon", phys) };
+        // SAFETY: directly after the instruction, as `status` requires.
         unsafe { self.status(cf, zf) }
     }
 
     unsafe fn vmclear(&mut self, phys: u64) -> Result<(), VmFail> {
-        let (cf, zf): (u8, u8);
         // SAFETY: the caller guarantees VMX root operation and that `phys`, if valid, is a reserved VMX region.
-        unsafe {
-            asm!(
-                "vmclear qword ptr [{ptr}]",
-                "setc {cf}",
-                "setz {zf}",
-                ptr = in(reg) &phys,
-                cf = out(reg_byte) cf,
-                zf = out(reg_byte) zf,
-                options(nostack),
-            );
-        }
+        let (cf, zf) = unsafe { pointer_instruction!("vmclear", phys) };
         // SAFETY: directly after a VMX instruction in VMX root operation.
         unsafe { self.status(cf, zf) }
     }
 
     unsafe fn vmptrld(&mut self, phys: u64) -> Result<(), VmFail> {
-        let (cf, zf): (u8, u8);
         // SAFETY: the caller guarantees VMX root operation and that `phys`, if valid, is a reserved VMX region.
-        unsafe {
-            asm!(
-                "vmptrld qword ptr [{ptr}]",
-                "setc {cf}",
-                "setz {zf}",
-                ptr = in(reg) &phys,
-                cf = out(reg_byte) cf,
-                zf = out(reg_byte) zf,
-                options(nostack),
-            );
-        }
+        let (cf, zf) = unsafe { pointer_instruction!("vmptrld", phys) };
         // SAFETY: directly after a VMX instruction in VMX root operation.
         unsafe { self.status(cf, zf) }
     }
