@@ -249,10 +249,13 @@ impl VmxFixedBits {
 
 /// Brings CR0 and CR4 to values allowed in VMX operation (CR4.VMXE set), writes only what changes, reads both
 /// back and verifies them. Returns the CR0 and CR4 in force.
-pub fn prepare_control_registers(cpu: &mut impl VmxCpu) -> Result<(u64, u64), VmxError> {
+pub fn prepare_control_registers(
+    cpu: &mut impl VmxCpu,
+    smx_in_use: bool,
+) -> Result<(u64, u64), VmxError> {
     let fixed = VmxFixedBits::read(cpu);
     let (cr0, cr4) = (cpu.read_cr0(), cpu.read_cr4());
-    let (new_cr0, new_cr4) = fixed.required(cr0, cr4);
+    let (new_cr0, new_cr4) = fixed.required(cr0, cr4 | wanted_cr4(&fixed, smx_in_use));
     if let Err(violations) = fixed.check(new_cr0, new_cr4) {
         // The fixed bits contradict themselves or ask to change the paging mode: write nothing.
         return Err(VmxError::FixedBits(violations));
@@ -272,10 +275,38 @@ pub fn prepare_control_registers(cpu: &mut impl VmxCpu) -> Result<(u64, u64), Vm
     Ok((cr0, cr4))
 }
 
+/// CR4 bits wanted beyond the fixed bits: CR4.SMXE when feature control enables VMX inside SMX (bit 1), as
+/// long as IA32_VMX_CR4_FIXED1 allows it in VMX operation. VMXON outside SMX does not check it (vol. 3C 30.3),
+/// so where FIXED1 forbids it, it is simply not set.
+pub fn wanted_cr4(fixed: &VmxFixedBits, smx_in_use: bool) -> u64 {
+    if smx_in_use && fixed.cr4.fixed1 & CR4_SMXE != 0 {
+        CR4_SMXE
+    } else {
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::vmx::fake::FakeCpu;
+
+    #[test]
+    fn smxe_joins_the_required_bits_when_smx_is_in_use_and_allowed() {
+        let mut fixed = bochs();
+        // Bochs haswell forbids SMXE in VMX operation: never wanted there.
+        assert_eq!(wanted_cr4(&fixed, true), 0);
+        fixed.cr4.fixed1 |= CR4_SMXE;
+        assert_eq!(wanted_cr4(&fixed, true), CR4_SMXE);
+        assert_eq!(wanted_cr4(&fixed, false), 0);
+        let mut cpu = FakeCpu::bochs_haswell();
+        cpu.set_msr(IA32_VMX_CR4_FIXED1, 0x1727ff | CR4_SMXE);
+        let (_, cr4) = prepare_control_registers(&mut cpu, true).unwrap();
+        assert_ne!(cr4 & CR4_SMXE, 0);
+        let mut cpu = FakeCpu::bochs_haswell();
+        let (_, cr4) = prepare_control_registers(&mut cpu, true).unwrap();
+        assert_eq!(cr4 & CR4_SMXE, 0);
+    }
 
     /// Bochs haswell: CR0 fixed0/1 = 0x80000021/0xffffffff, CR4 fixed0/1 = 0x2000/0x1727ff.
     fn bochs() -> VmxFixedBits {
@@ -341,7 +372,7 @@ mod tests {
         // Fixed bits that would clear CR0.PG: impossible in 64-bit mode.
         cpu.set_msr(IA32_VMX_CR0_FIXED1, 0x7FFF_FFFF);
         let (cr0, cr4) = (cpu.cr0, cpu.cr4);
-        let error = prepare_control_registers(&mut cpu).unwrap_err();
+        let error = prepare_control_registers(&mut cpu, false).unwrap_err();
         let VmxError::FixedBits(violations) = error else {
             panic!("{error:?}")
         };
@@ -354,7 +385,7 @@ mod tests {
         let mut cpu = FakeCpu::bochs_haswell();
         // VMXE is required but FIXED1 does not allow it.
         cpu.set_msr(IA32_VMX_CR4_FIXED1, 0x1707FF);
-        let error = prepare_control_registers(&mut cpu).unwrap_err();
+        let error = prepare_control_registers(&mut cpu, false).unwrap_err();
         assert_eq!(
             format!("{error}"),
             "VMX fixed bits not satisfied: CR4.VMXE must be 1"
@@ -367,13 +398,13 @@ mod tests {
         cpu.cr0 = 0x8000_0011;
         cpu.cr4 = 0x20;
         assert_eq!(
-            prepare_control_registers(&mut cpu),
+            prepare_control_registers(&mut cpu, false),
             Ok((0x8000_0031, 0x2020))
         );
         assert_eq!((cpu.cr_writes.0, cpu.cr_writes.1), (1, 1));
         // Already right: nothing is written again.
         assert_eq!(
-            prepare_control_registers(&mut cpu),
+            prepare_control_registers(&mut cpu, false),
             Ok((0x8000_0031, 0x2020))
         );
         assert_eq!((cpu.cr_writes.0, cpu.cr_writes.1), (1, 1));
@@ -384,7 +415,7 @@ mod tests {
         let mut cpu = FakeCpu::bochs_haswell();
         cpu.cr0 = 0x8000_0011;
         cpu.cr0_ignores_writes = true;
-        let error = prepare_control_registers(&mut cpu).unwrap_err();
+        let error = prepare_control_registers(&mut cpu, false).unwrap_err();
         assert_eq!(
             format!("{error}"),
             "VMX fixed bits not satisfied: CR0.NE must be 1"

@@ -115,7 +115,8 @@ pub fn enter_vmx_root(
     regions.vmxon.prepare(&basic);
     regions.vmcs.prepare(&basic);
 
-    let (cr0, cr4) = prepare_control_registers(cpu)?;
+    let smx_in_use = feature_control.after & super::feature_control::VMX_INSIDE_SMX != 0;
+    let (cr0, cr4) = prepare_control_registers(cpu, smx_in_use)?;
 
     let vmxon_phys = regions.vmxon.phys();
     let vmcs_phys = regions.vmcs.phys();

@@ -580,7 +580,7 @@ fn prepare_outside(
 ) -> Result<(), VmxError> {
     regions.vmxon.prepare(basic);
     regions.vmcs.prepare(basic);
-    prepare_control_registers(cpu).map(|_| ())
+    prepare_control_registers(cpu, false).map(|_| ())
 }
 
 fn run_phase(
