@@ -8,6 +8,7 @@ use crate::{Backend, BochsRom, Boot, Machine, RunSpec};
 pub const USAGE: &str = "\
 Usage: cargo run [-- OPTIONS] [-- EXTRA EMULATOR ARGS]
        cargo run -- iso [--append \"<kernel cmdline>\"]
+       cargo run -- bench [--help | OPTIONS]   (bring-up benchmark, docs/performance.md)
 
 Builds the hypervisor image, boots it, streams the serial log and exits with the verdict.
 
@@ -45,6 +46,10 @@ failed, 64 usage error.
 pub enum Cli {
     Run(RunSpec),
     Iso { append: String },
+    /// `cargo run -- bench ...`: the bring-up benchmark.
+    Bench(crate::bench::BenchSpec),
+    /// `cargo run -- bench --help`.
+    BenchHelp,
     Help,
 }
 
@@ -55,6 +60,15 @@ where
     S: Into<String>,
 {
     let args: Vec<String> = args.into_iter().map(Into::into).collect();
+    if args.first().map(String::as_str) == Some("bench") {
+        let own = args[1..].iter().take_while(|a| *a != "--");
+        if own.clone().any(|a| a == "-h" || a == "--help") {
+            return Ok(Cli::BenchHelp);
+        }
+        return crate::bench::parse_args(args[1..].iter().cloned())
+            .map(Cli::Bench)
+            .map_err(|e| format!("{e} (see `cargo run -- bench --help`)"));
+    }
     let mut it = args.into_iter().peekable();
     let iso = it.peek().map(String::as_str) == Some("iso");
     if iso {

@@ -30,6 +30,11 @@ fn main() -> ExitCode {
                 e.exit_code()
             }
         },
+        Ok(Cli::BenchHelp) => {
+            print!("{}", xtask::bench::USAGE);
+            0
+        }
+        Ok(Cli::Bench(spec)) => xtask::bench::run_bench(&spec),
         Ok(Cli::Run(spec)) => match xtask::run(&spec) {
             Ok(outcome) => {
                 eprint!("{}", outcome.report());
