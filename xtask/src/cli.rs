@@ -46,9 +46,7 @@ failed, 64 usage error.
 pub enum Cli {
     Run(RunSpec),
     Iso { append: String },
-    /// `cargo run -- bench ...`: the bring-up benchmark.
     Bench(crate::bench::BenchSpec),
-    /// `cargo run -- bench --help`.
     BenchHelp,
     Help,
 }
