@@ -234,3 +234,482 @@ pub fn assert_good_smp_boot(o: &Outcome, loader: &str, memory_mib: u32, cpus: u3
     );
     features
 }
+
+// ---------------------------------------------------------------------------------------------
+// SMP and VMX checks (tests/smp.rs, tests/vmx.rs, tests/kvm.rs).
+// ---------------------------------------------------------------------------------------------
+
+/// Boots that load the host heavily (QEMU with many vCPUs: the kernel's AP timeouts run on the host
+/// clock under TCG) take this lock exclusively; every other boot of the same test binary takes it
+/// shared. cargo runs the tests of one file in parallel threads, and a starved QEMU would time out.
+static HEAVY: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Hold while running a boot that must have the host to itself.
+pub fn exclusive_host() -> std::sync::RwLockWriteGuard<'static, ()> {
+    HEAVY.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Hold while running any other boot (it waits while an exclusive boot runs).
+pub fn shared_host() -> std::sync::RwLockReadGuard<'static, ()> {
+    HEAVY.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `0x1234` (or decimal) to a number.
+pub fn parse_num(v: &str) -> Option<u64> {
+    match v.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+/// A numeric `key=` of `l`; fails the test with the log if it is missing or not a number.
+pub fn num_field(o: &Outcome, l: &LogLine, key: &str) -> u64 {
+    l.field(key)
+        .and_then(parse_num)
+        .unwrap_or_else(|| panic!("no numeric {key}= in `{}`{}", l.message, context(o)))
+}
+
+/// A numeric summary value; fails the test if it is missing or not a number.
+pub fn summary_num(o: &Outcome, key: &str) -> u64 {
+    o.summary_value(key)
+        .and_then(parse_num)
+        .unwrap_or_else(|| panic!("no numeric {key}= in the summary{}", context(o)))
+}
+
+/// One `smp: pcb cpu=<i> apic_id=<id> x2apic=<..> stack=0x<bottom>-0x<top> guard=0x<page>` line.
+#[derive(Clone, Debug)]
+pub struct PcbLine {
+    /// `cpu=` of the message.
+    pub cpu: u32,
+    /// The `cpu<N>` column: the core that logged the line.
+    pub logged_by: Option<u32>,
+    pub apic_id: u32,
+    pub stack_bottom: u64,
+    pub stack_top: u64,
+    pub guard: u64,
+}
+
+/// Every `smp: pcb` line, in log order.
+pub fn pcb_lines(o: &Outcome) -> Vec<PcbLine> {
+    o.lines_with("smp", "pcb cpu=")
+        .iter()
+        .map(|l| {
+            let stack = l
+                .field("stack")
+                .unwrap_or_else(|| panic!("no stack= in `{}`{}", l.message, context(o)));
+            let (bottom, top) = stack
+                .split_once('-')
+                .and_then(|(b, t)| Some((parse_num(b)?, parse_num(t)?)))
+                .unwrap_or_else(|| panic!("stack={stack} is not 0x<bottom>-0x<top>{}", context(o)));
+            PcbLine {
+                cpu: num_field(o, l, "cpu") as u32,
+                logged_by: l.cpu,
+                apic_id: num_field(o, l, "apic_id") as u32,
+                stack_bottom: bottom,
+                stack_top: top,
+                guard: num_field(o, l, "guard"),
+            }
+        })
+        .collect()
+}
+
+/// One `acpi: madt: apic_id=<id> uid=<uid> entry=<kind> state=<state>` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MadtLine {
+    pub apic_id: u32,
+    pub uid: u32,
+    pub entry: String,
+    pub state: String,
+}
+
+/// Every processor line of the MADT report, in table order.
+pub fn madt_lines(o: &Outcome) -> Vec<MadtLine> {
+    o.lines_with("acpi", "madt: apic_id=")
+        .iter()
+        .map(|l| MadtLine {
+            apic_id: num_field(o, l, "apic_id") as u32,
+            uid: num_field(o, l, "uid") as u32,
+            entry: l.field("entry").unwrap_or("").to_string(),
+            state: l.field("state").unwrap_or("").to_string(),
+        })
+        .collect()
+}
+
+/// The APIC ids of the MADT lines with `state=<state>`, in table order.
+pub fn madt_ids_with_state(o: &Outcome, state: &str) -> Vec<u32> {
+    madt_lines(o)
+        .into_iter()
+        .filter(|m| m.state == state)
+        .map(|m| m.apic_id)
+        .collect()
+}
+
+/// The summary says `cpus=n online=n failed=0`.
+pub fn assert_all_online(o: &Outcome, n: u32) {
+    for (key, want) in [("cpus", n), ("online", n), ("failed", 0)] {
+        assert_eq!(
+            summary_num(o, key),
+            u64::from(want),
+            "summary {key}= (expected {want}){}",
+            context(o)
+        );
+    }
+}
+
+/// The per-core SMP contract for a run that started `n` CPUs from a MADT with `madt_entries`
+/// processor entries:
+/// - exactly `madt_entries` `acpi: madt: apic_id=` lines, no malformed-entry line, and exactly `n`
+///   of them `state=usable`, with distinct APIC ids;
+/// - exactly one `smp: pcb` line per CPU index `0..n`, each logged by that CPU (its `cpu<N>`
+///   column equals `cpu=<i>`);
+/// - the PCB lines' APIC ids are distinct and are exactly the usable MADT ids; CPU 0 has the BSP's
+///   id from the `smp: local apic` line;
+/// - every stack is non-empty with its guard page just below it, and no stack or guard page
+///   overlaps another core's.
+///
+/// Returns the PCB lines sorted by CPU index.
+pub fn assert_pcbs_match_madt(o: &Outcome, n: u32, madt_entries: usize) -> Vec<PcbLine> {
+    let madt = madt_lines(o);
+    assert_eq!(
+        madt.len(),
+        madt_entries,
+        "number of `acpi: madt: apic_id=` lines{}",
+        context(o)
+    );
+    assert!(
+        o.lines_with("acpi", "madt: bad entry").is_empty(),
+        "malformed MADT entries reported{}",
+        context(o)
+    );
+    let mut usable = madt_ids_with_state(o, "usable");
+    assert_eq!(
+        usable.len(),
+        n as usize,
+        "number of `state=usable` MADT lines{}",
+        context(o)
+    );
+    usable.sort_unstable();
+    assert!(
+        usable.windows(2).all(|w| w[0] != w[1]),
+        "usable MADT entries repeat an APIC id {usable:?}{}",
+        context(o)
+    );
+
+    let mut pcbs = pcb_lines(o);
+    pcbs.sort_by_key(|p| p.cpu);
+    let indices: Vec<u32> = pcbs.iter().map(|p| p.cpu).collect();
+    assert_eq!(
+        indices,
+        (0..n).collect::<Vec<_>>(),
+        "expected exactly one `smp: pcb` line for each CPU 0..{n}{}",
+        context(o)
+    );
+    for p in &pcbs {
+        assert_eq!(
+            p.logged_by,
+            Some(p.cpu),
+            "the `smp: pcb cpu={}` line must be logged by cpu{} itself{}",
+            p.cpu,
+            p.cpu,
+            context(o)
+        );
+    }
+    let mut ids: Vec<u32> = pcbs.iter().map(|p| p.apic_id).collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        usable,
+        "the PCB lines' APIC ids must be exactly the usable MADT entries{}",
+        context(o)
+    );
+    let bsp = line(o, "smp", "local apic mode=");
+    assert_eq!(
+        u64::from(pcbs[0].apic_id),
+        num_field(o, &bsp, "bsp_apic_id"),
+        "cpu 0 is the BSP{}",
+        context(o)
+    );
+
+    // Stacks: [guard, top) per core, guard page right below the stack, all disjoint.
+    let mut spans: Vec<(u64, u64, u32)> = Vec::new();
+    for p in &pcbs {
+        assert!(
+            p.stack_bottom < p.stack_top,
+            "cpu={} has an empty stack{}",
+            p.cpu,
+            context(o)
+        );
+        assert_eq!(
+            p.guard,
+            p.stack_bottom.wrapping_sub(0x1000),
+            "cpu={}: the guard page must be the page just below its stack{}",
+            p.cpu,
+            context(o)
+        );
+        assert!(
+            p.guard % 0x1000 == 0 && p.stack_top % 0x1000 == 0,
+            "cpu={}: stack and guard must be page aligned{}",
+            p.cpu,
+            context(o)
+        );
+        spans.push((p.guard, p.stack_top, p.cpu));
+    }
+    spans.sort_unstable();
+    for w in spans.windows(2) {
+        assert!(
+            w[0].1 <= w[1].0,
+            "the stacks (with guard pages) of cpu={} and cpu={} overlap{}",
+            w[0].2,
+            w[1].2,
+            context(o)
+        );
+    }
+    pcbs
+}
+
+/// A good SMP boot of `n` CPUs: status and verdict ok, `cpus=n online=n failed=0`, no ERROR line,
+/// the bring-up line agreeing, and [`assert_pcbs_match_madt`].
+pub fn assert_smp_ok(o: &Outcome, n: u32, madt_entries: usize) -> Vec<PcbLine> {
+    assert_status(o, Status::Ok);
+    assert_verdict(o, "ok");
+    assert_eq!(o.summary_value("reason"), Some("none"), "{}", context(o));
+    assert_all_online(o, n);
+    assert!(
+        o.lines_at(Level::Error).is_empty(),
+        "ERROR lines in a good boot{}",
+        context(o)
+    );
+    if n > 1 {
+        let done = line(o, "smp", "bring-up done");
+        assert_eq!(
+            num_field(o, &done, "online"),
+            u64::from(n),
+            "{}",
+            context(o)
+        );
+        assert_eq!(num_field(o, &done, "failed"), 0, "{}", context(o));
+        let bringup = line(o, "smp::bringup", "mode=");
+        assert_eq!(
+            num_field(o, &bringup, "aps"),
+            u64::from(n - 1),
+            "{}",
+            context(o)
+        );
+        // `timed_out=` may be nonzero: it counts APs that had not answered within `ap_timeout_us` of
+        // their first SIPI while the state machine polled (with 255 vCPUs on one TCG thread some
+        // answer later and still come online while the stage waits for the others' PCBs); the
+        // summary's `failed=` and the PCB lines are what count.
+    }
+    assert_pcbs_match_madt(o, n, madt_entries)
+}
+
+/// The APIC id QEMU gives CPU `index` of a `sockets x cores x threads` topology: each level takes
+/// the bits its count needs (ceil(log2)), threads lowest.
+pub fn topology_apic_id(index: u32, cores: u32, threads: u32) -> u32 {
+    let bits = |n: u32| {
+        if n <= 1 {
+            0
+        } else {
+            32 - (n - 1).leading_zeros()
+        }
+    };
+    let thread = index % threads;
+    let core = (index / threads) % cores;
+    let socket = index / (threads * cores);
+    (socket << (bits(cores) + bits(threads))) | (core << bits(threads)) | thread
+}
+
+/// One `vmx: root apic_id=...` line.
+#[derive(Clone, Debug)]
+pub struct RootLine {
+    pub logged_by: Option<u32>,
+    pub apic_id: u32,
+    pub fc_before: u64,
+    pub fc_after: u64,
+    pub cr0: u64,
+    pub cr4: u64,
+    pub revision: String,
+    pub vmxon: u64,
+    pub vmcs: u64,
+}
+
+/// Every `vmx: root` line, in log order.
+pub fn root_lines(o: &Outcome) -> Vec<RootLine> {
+    o.lines_with("vmx", "root apic_id=")
+        .iter()
+        .map(|l| {
+            let fc = l.field("feature_control").unwrap_or("");
+            let (before, after) = fc
+                .split_once("->")
+                .and_then(|(b, a)| Some((parse_num(b)?, parse_num(a)?)))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "feature_control={fc} is not 0x<before>->0x<after>{}",
+                        context(o)
+                    )
+                });
+            RootLine {
+                logged_by: l.cpu,
+                apic_id: num_field(o, l, "apic_id") as u32,
+                fc_before: before,
+                fc_after: after,
+                cr0: num_field(o, l, "cr0"),
+                cr4: num_field(o, l, "cr4"),
+                revision: l.field("revision").unwrap_or("").to_string(),
+                vmxon: num_field(o, l, "vmxon"),
+                vmcs: num_field(o, l, "vmcs"),
+            }
+        })
+        .collect()
+}
+
+/// The CPU index whose PCB line has `apic_id`.
+fn cpu_of(o: &Outcome, pcbs: &[PcbLine], apic_id: u32) -> u32 {
+    pcbs.iter()
+        .find(|p| p.apic_id == apic_id)
+        .map(|p| p.cpu)
+        .unwrap_or_else(|| panic!("no `smp: pcb` line with apic_id={apic_id}{}", context(o)))
+}
+
+/// Checks that the lines of `module` containing `needle` are exactly one per core of `pcbs`, each
+/// logged by the core whose APIC id it names (`apic_id=`). Returns them in log order.
+pub fn assert_one_per_core(
+    o: &Outcome,
+    pcbs: &[PcbLine],
+    module: &str,
+    needle: &str,
+) -> Vec<LogLine> {
+    let lines = o.lines_with(module, needle);
+    let mut ids: Vec<u32> = lines
+        .iter()
+        .map(|l| num_field(o, l, "apic_id") as u32)
+        .collect();
+    for (l, id) in lines.iter().zip(&ids) {
+        let cpu = cpu_of(o, pcbs, *id);
+        assert_eq!(
+            l.cpu,
+            Some(cpu),
+            "`{module}: {}` names apic_id={id} (cpu={cpu}) but was logged by another core{}",
+            l.message,
+            context(o)
+        );
+    }
+    ids.sort_unstable();
+    let mut want: Vec<u32> = pcbs.iter().map(|p| p.apic_id).collect();
+    want.sort_unstable();
+    assert_eq!(
+        ids,
+        want,
+        "expected exactly one `{module}: {needle}...` line per core{}",
+        context(o)
+    );
+    lines
+}
+
+/// Every online core is in VMX root operation:
+/// - the summary says `vmx_root=<cores>` and there is a `vmx: stage done vmx_root=<n> online=<n>` line;
+/// - exactly one `vmx: root` line per core, logged by that core;
+/// - IA32_FEATURE_CONTROL ends locked with VMX outside SMX enabled (bits 0 and 2), CR0.PE/NE/PG and
+///   CR4.VMXE are set;
+/// - the VMXON and VMCS regions are 4 KiB aligned, nonzero and pairwise distinct over all cores;
+/// - every core reports the same revision id, `revision` when given.
+///
+/// Returns the root lines in log order.
+pub fn assert_vmx_root_everywhere(
+    o: &Outcome,
+    pcbs: &[PcbLine],
+    revision: Option<&str>,
+) -> Vec<RootLine> {
+    let n = pcbs.len() as u64;
+    assert_eq!(summary_num(o, "vmx_root"), n, "vmx_root={n}{}", context(o));
+    let done = line(o, "vmx", "stage done");
+    assert_eq!(num_field(o, &done, "vmx_root"), n, "{}", context(o));
+    assert_eq!(num_field(o, &done, "online"), n, "{}", context(o));
+    assert!(
+        o.lines_with("vmx", "failed apic_id=").is_empty()
+            && o.lines_with("vmx", "unsupported apic_id=").is_empty(),
+        "a core reported a VMX failure{}",
+        context(o)
+    );
+    assert_one_per_core(o, pcbs, "vmx", "root apic_id=");
+    let roots = root_lines(o);
+    let mut regions: Vec<u64> = Vec::new();
+    for r in &roots {
+        assert_eq!(
+            r.fc_after & 0x5,
+            0x5,
+            "apic_id={}: IA32_FEATURE_CONTROL must end locked with VMX outside SMX enabled{}",
+            r.apic_id,
+            context(o)
+        );
+        assert_eq!(
+            r.cr0 & 0x8000_0021,
+            0x8000_0021,
+            "apic_id={}: CR0.PE, CR0.NE and CR0.PG must be set in VMX operation{}",
+            r.apic_id,
+            context(o)
+        );
+        assert!(
+            r.cr4 & 0x2000 != 0,
+            "apic_id={}: CR4.VMXE must be set in VMX operation{}",
+            r.apic_id,
+            context(o)
+        );
+        for (what, addr) in [("vmxon", r.vmxon), ("vmcs", r.vmcs)] {
+            assert!(
+                addr != 0 && addr % 4096 == 0,
+                "apic_id={}: {what}={addr:#x} is not a 4 KiB aligned region{}",
+                r.apic_id,
+                context(o)
+            );
+            regions.push(addr);
+        }
+        let want = revision.unwrap_or(&roots[0].revision);
+        assert!(
+            r.revision == want && parse_num(want).is_some_and(|v| v != 0),
+            "apic_id={}: revision={} (expected {want}, the same on every core){}",
+            r.apic_id,
+            r.revision,
+            context(o)
+        );
+    }
+    let mut sorted = regions.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        regions.len(),
+        "VMXON/VMCS regions must be distinct over all cores {regions:#x?}{}",
+        context(o)
+    );
+    roots
+}
+
+/// With `on_done=exit`, every core that entered VMX root logs `vmx: left apic_id=<id>` itself, before
+/// the summary line.
+pub fn assert_left_vmx_before_summary(o: &Outcome, pcbs: &[PcbLine]) {
+    let left = assert_one_per_core(o, pcbs, "vmx", "left apic_id=");
+    let lines = o.lines();
+    let summary_at = lines
+        .iter()
+        .position(|l| l.message.starts_with("summary: "))
+        .unwrap_or_else(|| panic!("no summary line{}", context(o)));
+    for l in &left {
+        let at = lines
+            .iter()
+            .position(|x| x == l)
+            .expect("the line came from this log");
+        assert!(
+            at < summary_at,
+            "`vmx: {}` comes after the summary line{}",
+            l.message,
+            context(o)
+        );
+    }
+    assert!(
+        o.lines_with("vmx", "leave failed").is_empty()
+            && o.lines_with("vmx", "teardown: only").is_empty(),
+        "a core did not leave VMX operation cleanly{}",
+        context(o)
+    );
+}

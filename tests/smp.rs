@@ -1,0 +1,333 @@
+//! SMP bring-up per core count and topology: every usable processor of the MADT comes online and
+//! builds its own PCB on its own guarded stack.
+//!
+//! QEMU TCG runs use `vmx=off` (TCG has no VMX); the Bochs runs at the end check the same contract
+//! on the GRUB ISO path with Bochs' own BIOS tables. The VMX side is in `tests/vmx.rs`.
+//!
+//! Every test checks (`assert_smp_ok` in `common`): `cpus=N online=N failed=0 verdict=ok`, one
+//! `smp: pcb` line per CPU logged by that CPU, distinct APIC ids equal to the usable MADT entries,
+//! disjoint stacks with a guard page just below each, and the number of `acpi: madt:` lines.
+
+mod common;
+
+use common::*;
+use xtask::{Machine, Outcome, RunSpec};
+
+/// QEMU q35, PVH, `vmx=off`, `smp` passed verbatim to `-smp`.
+fn qemu_smp(smp: &str) -> RunSpec {
+    RunSpec {
+        smp: smp.into(),
+        ..qemu("")
+    }
+}
+
+/// Boots `spec`; runs with 16 or more vCPUs get the host to themselves (the kernel's bring-up
+/// timeouts follow the host clock under TCG).
+fn boot_qemu(spec: &RunSpec, cpus: u32) -> Outcome {
+    if cpus >= 16 {
+        let _host = exclusive_host();
+        boot(spec)
+    } else {
+        let _host = shared_host();
+        boot(spec)
+    }
+}
+
+/// `n` CPUs, APIC ids 0..n-1, every one online.
+fn qemu_contiguous(machine: Machine, n: u32, extra_args: &[&str]) {
+    let spec = RunSpec {
+        machine: Some(machine),
+        extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        ..qemu_smp(&n.to_string())
+    };
+    let o = boot_qemu(&spec, n);
+    let pcbs = assert_smp_ok(&o, n, n as usize);
+    let ids: Vec<u32> = pcbs.iter().map(|p| p.apic_id).collect();
+    assert_eq!(
+        ids,
+        (0..n).collect::<Vec<_>>(),
+        "QEMU numbers the APIC ids of a flat -smp {n} 0..{n}, in MADT order{}",
+        context(&o)
+    );
+    assert_qemu_exit(&o, 33);
+}
+
+#[test]
+fn qemu_q35_1_cpu() {
+    qemu_contiguous(Machine::Q35, 1, &[]);
+}
+
+#[test]
+fn qemu_q35_2_cpus() {
+    qemu_contiguous(Machine::Q35, 2, &[]);
+}
+
+#[test]
+fn qemu_q35_3_cpus() {
+    qemu_contiguous(Machine::Q35, 3, &[]);
+}
+
+#[test]
+fn qemu_q35_4_cpus() {
+    qemu_contiguous(Machine::Q35, 4, &[]);
+}
+
+#[test]
+fn qemu_q35_8_cpus() {
+    qemu_contiguous(Machine::Q35, 8, &[]);
+}
+
+#[test]
+fn qemu_q35_16_cpus() {
+    qemu_contiguous(Machine::Q35, 16, &[]);
+}
+
+#[test]
+fn qemu_q35_64_cpus() {
+    qemu_contiguous(Machine::Q35, 64, &[]);
+}
+
+/// QEMU 7.2's maximum. Multi-threaded TCG with 255 vCPUs on a 2-core host is too slow; one TCG
+/// thread round-robins them (about 8 s when the host is otherwise idle).
+#[test]
+fn qemu_q35_255_cpus_single_threaded_tcg() {
+    qemu_contiguous(Machine::Q35, 255, &["-accel", "tcg,thread=single"]);
+}
+
+#[test]
+fn qemu_pc_2_cpus() {
+    qemu_contiguous(Machine::Pc, 2, &[]);
+}
+
+#[test]
+fn qemu_pc_8_cpus() {
+    qemu_contiguous(Machine::Pc, 8, &[]);
+}
+
+#[test]
+fn qemu_pc_16_cpus() {
+    qemu_contiguous(Machine::Pc, 16, &[]);
+}
+
+/// A `sockets x cores x threads` topology: the APIC ids have holes where a level's count is not a
+/// power of two; the CPUs are found by their MADT entries, not assumed to be 0..n-1.
+fn qemu_topology(smp: &str, sockets: u32, cores: u32, threads: u32) {
+    let n = sockets * cores * threads;
+    let o = boot_qemu(&qemu_smp(smp), n);
+    let pcbs = assert_smp_ok(&o, n, n as usize);
+    let want: Vec<u32> = (0..n)
+        .map(|i| topology_apic_id(i, cores, threads))
+        .collect();
+    let madt: Vec<u32> = madt_lines(&o).iter().map(|m| m.apic_id).collect();
+    assert_eq!(madt, want, "MADT APIC ids for -smp {smp}{}", context(&o));
+    // APs are numbered in MADT order after the BSP.
+    let ids: Vec<u32> = pcbs.iter().map(|p| p.apic_id).collect();
+    assert_eq!(ids, want, "APIC id of each CPU index{}", context(&o));
+    assert_qemu_exit(&o, 33);
+}
+
+#[test]
+fn qemu_2_sockets_3_cores_non_contiguous_apic_ids() {
+    // Cores take 2 bits: ids 0, 1, 2, 4, 5, 6.
+    qemu_topology("6,sockets=2,cores=3", 2, 3, 1);
+}
+
+#[test]
+fn qemu_2_sockets_2_cores_2_threads() {
+    qemu_topology("8,sockets=2,cores=2,threads=2", 2, 2, 2);
+}
+
+/// `maxcpus` above the CPU count: QEMU lists the absent CPUs in the MADT without the Enabled flag
+/// (and its MADT revision predates the Online Capable flag), so the kernel logs them
+/// `state=disabled` and starts only the 4 present ones.
+#[test]
+fn qemu_maxcpus_above_smp_starts_only_enabled_cpus() {
+    let o = boot_qemu(&qemu_smp("4,maxcpus=8"), 4);
+    let pcbs = assert_smp_ok(&o, 4, 8);
+    let ids: Vec<u32> = pcbs.iter().map(|p| p.apic_id).collect();
+    assert_eq!(ids, [0, 1, 2, 3], "{}", context(&o));
+    assert_eq!(
+        madt_ids_with_state(&o, "disabled"),
+        [4, 5, 6, 7],
+        "the 4 CPUs that are not plugged in{}",
+        context(&o)
+    );
+    let starting = line(&o, "smp", "starting ");
+    assert!(
+        starting.message.starts_with("starting 3 APs "),
+        "only the 3 enabled APs are started{}",
+        context(&o)
+    );
+    assert_qemu_exit(&o, 33);
+}
+
+/// `smp=2` on an 8-CPU machine: the MADT parser's limit keeps the BSP and the first AP; the other 6
+/// entries are logged `state=over-limit` (smp/src/madt.rs, `RejectReason::OverLimit`) and never
+/// sent INIT. `cpus=` counts only the processors kept.
+#[test]
+fn smp_limit_2_of_8() {
+    let spec = RunSpec {
+        append: "vmx=off smp=2".into(),
+        ..qemu_smp("8")
+    };
+    let o = boot_qemu(&spec, 8);
+    let pcbs = assert_smp_ok(&o, 2, 8);
+    let ids: Vec<u32> = pcbs.iter().map(|p| p.apic_id).collect();
+    assert_eq!(ids, [0, 1], "{}", context(&o));
+    assert_eq!(
+        madt_ids_with_state(&o, "over-limit"),
+        [2, 3, 4, 5, 6, 7],
+        "the entries beyond smp=2{}",
+        context(&o)
+    );
+    let bringup = line(&o, "smp::bringup", "mode=");
+    assert_eq!(
+        num_field(&o, &bringup, "inits"),
+        1,
+        "INIT goes to the one AP kept only{}",
+        context(&o)
+    );
+    assert_qemu_exit(&o, 33);
+}
+
+/// `smp=1`: the BSP alone; no AP is started at all.
+#[test]
+fn smp_limit_1_runs_on_the_bsp_only() {
+    let spec = RunSpec {
+        append: "vmx=off smp=1".into(),
+        ..qemu_smp("4")
+    };
+    let o = boot_qemu(&spec, 4);
+    let pcbs = assert_smp_ok(&o, 1, 4);
+    assert_eq!(pcbs[0].apic_id, 0, "{}", context(&o));
+    assert_eq!(
+        madt_ids_with_state(&o, "over-limit"),
+        [1, 2, 3],
+        "{}",
+        context(&o)
+    );
+    assert!(
+        o.line_with("smp", "starting ").is_none() && o.line_with("smp::bringup", "mode=").is_none(),
+        "no AP may be started with smp=1{}",
+        context(&o)
+    );
+    assert_qemu_exit(&o, 33);
+}
+
+/// The `smp::bringup:` line's counters.
+struct Bringup {
+    mode: String,
+    aps: u64,
+    inits: u64,
+    sipis: u64,
+    elapsed_us: u64,
+}
+
+fn bringup_line(o: &Outcome) -> Bringup {
+    let l = line(o, "smp::bringup", "mode=");
+    let done = line(o, "smp", "bring-up done");
+    let b = Bringup {
+        mode: l.field("mode").unwrap_or("").to_string(),
+        aps: num_field(o, &l, "aps"),
+        inits: num_field(o, &l, "inits"),
+        sipis: num_field(o, &l, "sipis"),
+        elapsed_us: num_field(o, &l, "elapsed_us"),
+    };
+    assert_eq!(
+        (num_field(o, &done, "inits"), num_field(o, &done, "sipis")),
+        (b.inits, b.sipis),
+        "`smp: bring-up done` and `smp::bringup:` disagree on the counts{}",
+        context(o)
+    );
+    b
+}
+
+/// `ap_start=serial` starts one AP at a time and still brings all of them up. Both modes send
+/// exactly one INIT per AP and one or two SIPIs per AP (the second only to an AP that has not
+/// answered the first); serial waits the INIT delay once per AP, parallel once in all.
+#[test]
+fn ap_start_serial_brings_all_up_like_parallel() {
+    let mut runs = Vec::new();
+    for mode in ["serial", "parallel"] {
+        let spec = RunSpec {
+            append: format!("vmx=off ap_start={mode}"),
+            ..qemu_smp("8")
+        };
+        let o = boot_qemu(&spec, 8);
+        assert_smp_ok(&o, 8, 8);
+        assert_qemu_exit(&o, 33);
+        let b = bringup_line(&o);
+        assert_eq!(b.mode, mode, "{}", context(&o));
+        let starting = line(&o, "smp", "starting ");
+        assert_eq!(starting.field("mode"), Some(mode), "{}", context(&o));
+        let init_delay = num_field(&o, &starting, "init_delay_us");
+        assert_eq!(b.aps, 7, "{}", context(&o));
+        assert_eq!(b.inits, 7, "one INIT per AP ({mode}){}", context(&o));
+        assert!(
+            (7..=14).contains(&b.sipis),
+            "one or two SIPIs per AP ({mode}), got {}{}",
+            b.sipis,
+            context(&o)
+        );
+        let waits = if mode == "serial" { 7 } else { 1 };
+        assert!(
+            b.elapsed_us >= waits * init_delay,
+            "{mode} start waits the INIT delay {waits} time(s): elapsed_us={} < {}{}",
+            b.elapsed_us,
+            waits * init_delay,
+            context(&o)
+        );
+        runs.push(b);
+    }
+    assert_eq!(
+        runs[0].inits, runs[1].inits,
+        "serial and parallel send the same number of INITs"
+    );
+}
+
+/// Bochs (GRUB ISO, Bochs BIOS tables), SMP only.
+fn bochs_smp_only(n: u32) {
+    let spec = RunSpec {
+        smp: n.to_string(),
+        ..bochs("vmx=off")
+    };
+    let o = {
+        let _host = shared_host();
+        boot(&spec)
+    };
+    let pcbs = assert_smp_ok(&o, n, n as usize);
+    let ids: Vec<u32> = pcbs.iter().map(|p| p.apic_id).collect();
+    assert_eq!(ids, (0..n).collect::<Vec<_>>(), "{}", context(&o));
+    assert_eq!(
+        o.summary_value("vmx_root"),
+        Some("0"),
+        "vmx=off skips the VMX stage{}",
+        context(&o)
+    );
+    assert!(
+        o.lines().iter().all(|l| l.module != "vmx"),
+        "no `vmx:` line with vmx=off{}",
+        context(&o)
+    );
+}
+
+#[test]
+fn bochs_smp_only_1_cpu() {
+    bochs_smp_only(1);
+}
+
+#[test]
+fn bochs_smp_only_2_cpus() {
+    bochs_smp_only(2);
+}
+
+#[test]
+fn bochs_smp_only_4_cpus() {
+    bochs_smp_only(4);
+}
+
+/// Bochs' maximum (16 CPUs make it panic: too many timers).
+#[test]
+fn bochs_smp_only_15_cpus() {
+    bochs_smp_only(15);
+}
