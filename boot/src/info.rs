@@ -136,12 +136,13 @@ impl BootInfo {
         utf8_prefix(&self.loader_name[..self.loader_name_len])
     }
 
+    /// Sum of the usable regions' lengths, saturating: a hostile map's lengths may add up past `u64::MAX` (a
+    /// wrapped sum could even come out as 0 and reject a map that has usable RAM).
     pub fn usable_bytes(&self) -> u64 {
         self.regions()
             .iter()
             .filter(|r| r.kind == RegionKind::Usable)
-            .map(|r| r.len)
-            .sum()
+            .fold(0u64, |sum, r| sum.saturating_add(r.len))
     }
 
     pub fn highest_address(&self) -> u64 {

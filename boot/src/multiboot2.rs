@@ -27,8 +27,13 @@ pub fn parse(mem: &impl PhysMem, info: u64) -> Result<BootInfo, HandoffError> {
     if !(16..=MAX_TOTAL_SIZE).contains(&total) {
         return Err(HandoffError::BadTotalSize(total));
     }
+    // A structure that would wrap around the end of the address space is as implausible as a huge one (and
+    // from here on `info + offset` cannot overflow for any offset below `total`).
+    let info_end = info
+        .checked_add(u64::from(total))
+        .ok_or(HandoffError::BadTotalSize(total))?;
     let mut boot = BootInfo::new(Loader::Multiboot2);
-    boot.loader_data = (info, info + u64::from(total));
+    boot.loader_data = (info, info_end);
     let mut saw_mmap = false;
     let mut rsdp_new = None;
     let mut rsdp_old = None;
@@ -68,6 +73,10 @@ pub fn parse(mem: &impl PhysMem, info: u64) -> Result<BootInfo, HandoffError> {
             }
             TAG_MMAP => {
                 saw_mmap = true;
+                // entry_size and entry_version come first: a shorter tag would make us read past it.
+                if body_len < 8 {
+                    return Err(HandoffError::BadTagSize { offset, size });
+                }
                 let entry_size = mem
                     .read_u32(body)
                     .ok_or(HandoffError::Unreadable { paddr: body })?;
@@ -76,7 +85,10 @@ pub fn parse(mem: &impl PhysMem, info: u64) -> Result<BootInfo, HandoffError> {
                 }
                 let mut entry = body + 8;
                 let end = at + u64::from(size);
-                while entry + u64::from(MMAP_ENTRY_MIN) <= end {
+                while entry
+                    .checked_add(u64::from(MMAP_ENTRY_MIN))
+                    .is_some_and(|e| e <= end)
+                {
                     let unread = HandoffError::Unreadable { paddr: entry };
                     let start = mem.read_u64(entry).ok_or(unread)?;
                     let len = mem.read_u64(entry + 8).ok_or(unread)?;
@@ -86,7 +98,10 @@ pub fn parse(mem: &impl PhysMem, info: u64) -> Result<BootInfo, HandoffError> {
                         len,
                         kind: RegionKind::from_e820(ty),
                     });
-                    entry += u64::from(entry_size);
+                    match entry.checked_add(u64::from(entry_size)) {
+                        Some(next) => entry = next,
+                        None => break,
+                    }
                 }
             }
             // The tag holds a copy of the RSDP; its address is as good as the original's.
@@ -253,6 +268,44 @@ mod tests {
         // Turn the end tag into an unknown tag that still fits: no end tag remains.
         mem.put(BASE + u64::from(total) - 8, &99u32.to_le_bytes());
         assert_eq!(parse(&mem, BASE).unwrap_err(), HandoffError::NoEndTag);
+    }
+
+    // Found by boot/tests/fuzz_handoff.rs: lengths that add up past u64::MAX panicked in `usable_bytes`
+    // (debug) or wrapped (release, possibly to 0: "no usable RAM").
+    #[test]
+    fn usable_bytes_saturate_on_hostile_lengths() {
+        let mem = Mbi::new()
+            .mmap(&[(0x100000, 1 << 63, 1), (0x200000, 1 << 63, 1)])
+            .finish();
+        let info = parse(&mem, BASE).unwrap();
+        assert_eq!(info.usable_bytes(), u64::MAX);
+    }
+
+    // Found by the fuzzer: an info structure at the very top of the address space overflowed `info + total`.
+    #[test]
+    fn info_wrapping_the_address_space_is_rejected() {
+        let Mbi(mut bytes) = typical().tag(TAG_END, &[]);
+        let total = bytes.len() as u32;
+        bytes[..4].copy_from_slice(&total.to_le_bytes());
+        let top = u64::MAX - 0xFFF;
+        let mut mem = FakeMem::new(top, 0x1000);
+        mem.put(u64::MAX - 0x7, &bytes[..8]);
+        assert_eq!(
+            parse(&mem, u64::MAX - 0x7).unwrap_err(),
+            HandoffError::BadTotalSize(total)
+        );
+        mem.put(top, &bytes);
+        assert_eq!(parse(&mem, top).unwrap().regions().len(), 4);
+    }
+
+    // Found by the fuzzer: a memory-map tag of size 8 had its (absent) entry_size read from beyond the tag.
+    #[test]
+    fn rejects_an_mmap_tag_without_its_header() {
+        let mem = Mbi::new().tag(TAG_MMAP, &[]).finish();
+        assert_eq!(
+            parse(&mem, BASE).unwrap_err(),
+            HandoffError::BadTagSize { offset: 8, size: 8 }
+        );
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub fn parse(mem: &impl PhysMem, info: u64) -> Result<BootInfo, HandoffError> {
     if info == 0 {
         return Err(HandoffError::NullInfo);
     }
+    // The structure must not wrap around the end of the address space (then `info + off` cannot overflow).
+    if info.checked_add(START_INFO_SIZE).is_none() {
+        return Err(HandoffError::Unreadable { paddr: info });
+    }
     let field = |off: u64| HandoffError::Unreadable { paddr: info + off };
     let magic = mem.read_u32(info).ok_or(field(0))?;
     if magic != START_INFO_MAGIC {
@@ -56,7 +60,11 @@ pub fn parse(mem: &impl PhysMem, info: u64) -> Result<BootInfo, HandoffError> {
         return Err(HandoffError::NoMemoryMap);
     }
     for i in 0..u64::from(entries.min(MAX_MEMMAP_ENTRIES)) {
-        let at = map + i * MEMMAP_ENTRY_SIZE;
+        // A map running off the end of the address space is unreadable, not a wrap-around to address 0.
+        let at = map
+            .checked_add(i * MEMMAP_ENTRY_SIZE)
+            .filter(|a| a.checked_add(MEMMAP_ENTRY_SIZE).is_some())
+            .ok_or(HandoffError::Unreadable { paddr: map })?;
         let unread = HandoffError::Unreadable { paddr: at };
         let start = mem.read_u64(at).ok_or(unread)?;
         let len = mem.read_u64(at + 8).ok_or(unread)?;
@@ -155,6 +163,42 @@ mod tests {
         assert_eq!(
             parse(&mem, INFO).unwrap_err(),
             HandoffError::Unreadable { paddr: 0xffff_0000 }
+        );
+    }
+
+    // Found by boot/tests/fuzz_handoff.rs: `info + 56` and `map + i * 24` overflowed near the top of the
+    // address space.
+    #[test]
+    fn structures_wrapping_the_address_space_are_unreadable() {
+        let top = u64::MAX - 0xFFF;
+        let mut mem = FakeMem::new(top, 0x1000);
+        mem.put(u64::MAX - 0x1F, &START_INFO_MAGIC.to_le_bytes());
+        mem.put(u64::MAX - 0x1B, &1u32.to_le_bytes());
+        assert_eq!(
+            parse(&mem, u64::MAX - 0x1F).unwrap_err(),
+            HandoffError::Unreadable {
+                paddr: u64::MAX - 0x1F
+            }
+        );
+        // A start_info that fits, with a memory map whose second entry would wrap.
+        let map = u64::MAX - 0x1F;
+        let mut si = Vec::new();
+        si.extend_from_slice(&START_INFO_MAGIC.to_le_bytes());
+        si.extend_from_slice(&1u32.to_le_bytes());
+        si.extend_from_slice(&[0; 24]);
+        si.extend_from_slice(&0u64.to_le_bytes()); // rsdp
+        si.extend_from_slice(&map.to_le_bytes());
+        si.extend_from_slice(&2u32.to_le_bytes());
+        si.extend_from_slice(&0u32.to_le_bytes());
+        mem.put(top, &si);
+        let mut e = Vec::new();
+        e.extend_from_slice(&0x100000u64.to_le_bytes());
+        e.extend_from_slice(&0x100000u64.to_le_bytes());
+        e.extend_from_slice(&1u32.to_le_bytes());
+        mem.put(map, &e);
+        assert_eq!(
+            parse(&mem, top).unwrap_err(),
+            HandoffError::Unreadable { paddr: map }
         );
     }
 
