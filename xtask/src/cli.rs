@@ -9,6 +9,7 @@ pub const USAGE: &str = "\
 Usage: cargo run [-- OPTIONS] [-- EXTRA EMULATOR ARGS]
        cargo run -- iso [--append \"<kernel cmdline>\"]
        cargo run -- bench [--help | OPTIONS]   (bring-up benchmark, docs/performance.md)
+       cargo run -- soak [--help | OPTIONS]    (reliability soak, docs/reliability.md)
 
 Builds the hypervisor image, boots it, streams the serial log and exits with the verdict.
 
@@ -48,6 +49,8 @@ pub enum Cli {
     Iso { append: String },
     Bench(crate::bench::BenchSpec),
     BenchHelp,
+    Soak(crate::soak::SoakSpec),
+    SoakHelp,
     Help,
 }
 
@@ -66,6 +69,11 @@ where
         return crate::bench::parse_args(args[1..].iter().cloned())
             .map(Cli::Bench)
             .map_err(|e| format!("{e} (see `cargo run -- bench --help`)"));
+    }
+    if args.first().map(String::as_str) == Some("soak") {
+        return crate::soak::parse_args(&args[1..])
+            .map(|spec| spec.map_or(Cli::SoakHelp, Cli::Soak))
+            .map_err(|e| format!("{e} (see `cargo run -- soak --help`)"));
     }
     let mut it = args.into_iter().peekable();
     let iso = it.peek().map(String::as_str) == Some("iso");

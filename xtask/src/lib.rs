@@ -13,6 +13,7 @@ pub mod iso;
 pub mod qemu;
 pub mod runner;
 pub mod serial;
+pub mod soak;
 
 use std::fmt;
 use std::path::PathBuf;

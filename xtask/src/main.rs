@@ -35,6 +35,11 @@ fn main() -> ExitCode {
             0
         }
         Ok(Cli::Bench(spec)) => xtask::bench::run_bench(&spec),
+        Ok(Cli::SoakHelp) => {
+            print!("{}", xtask::soak::USAGE);
+            0
+        }
+        Ok(Cli::Soak(spec)) => xtask::soak::run_soak(&spec),
         Ok(Cli::Run(spec)) => match xtask::run(&spec) {
             Ok(outcome) => {
                 eprint!("{}", outcome.report());

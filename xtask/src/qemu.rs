@@ -50,7 +50,9 @@ impl QemuPlan {
             push("kvm");
             push("-cpu");
             push("host");
-        } else {
+        } else if !self.extra_args.iter().any(|a| a == "-accel") {
+            // QEMU uses the first -accel that works, so an -accel among the extra arguments (e.g.
+            // `tcg,thread=single`) replaces this default instead of being ignored.
             push("-accel");
             push("tcg");
         }
@@ -151,6 +153,15 @@ mod tests {
              -monitor none -no-reboot -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
              -kernel /k/hypervisor -append 'log=debug on_done=exit'"
         );
+    }
+
+    #[test]
+    fn extra_accel_replaces_the_default() {
+        let mut p = plan();
+        p.extra_args = vec!["-accel".into(), "tcg,thread=single".into()];
+        let args = p.args();
+        assert_eq!(args.iter().filter(|a| *a == "-accel").count(), 1);
+        assert_eq!(args[args.len() - 1], "tcg,thread=single");
     }
 
     #[test]

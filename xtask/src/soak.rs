@@ -1,0 +1,845 @@
+//! `cargo run -- soak`: boots the image many times to shake out races in the concurrent code
+//! (parallel AP bring-up, the shared serial log, the VMX stage on every core).
+//!
+//! QEMU TCG boots cycle through core counts and both TCG threading modes (`-accel tcg` = one host
+//! thread per vCPU, `-accel tcg,thread=single` = all vCPUs on one host thread, a different
+//! interleaving) and the q35 and pc machines, with `vmx=off`; Bochs boots (VMX on) cycle through
+//! its core counts. Every boot goes through the runner ([`crate::run`], so its timeout and crash
+//! detection apply) and is judged by [`check`]:
+//!
+//! - **hang**: no summary line within the timeout (the runner killed the emulator);
+//! - **crash**: the emulator exited without a summary line (reset, triple fault, emulator crash);
+//! - **garbled**: a kernel line that does not follow docs/serial-log.md exactly, a timestamp going
+//!   backwards, a second summary line;
+//! - **mismatch**: the summary disagrees with the MADT (`cpus=` vs the `acpi: madt: ... state=usable`
+//!   lines and the CPU count given to the emulator; `online=` vs the `smp: pcb` lines, one per core
+//!   from that core; `failed=0`; `vmx_root=` vs the `vmx: root` lines);
+//! - **verdict**: any verdict but `ok`, or an ERROR line.
+//!
+//! It prints a table of counts per configuration and exits non-zero if any boot failed; each failed
+//! boot's log is kept in `target/soak/`. See docs/reliability.md for the recorded counts.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::serial::{LogLine, Summary};
+use crate::{Backend, Machine, Outcome, RunSpec, Status};
+
+pub const USAGE: &str = "\
+Usage: cargo run -- soak [--runs N] [--bochs-runs M] [--cpus LIST] [--bochs-cpus LIST] [--timeout S]
+
+Boots the image N times in QEMU TCG (vmx=off; core counts from LIST, alternating -accel tcg and
+-accel tcg,thread=single, q35 and pc) and M times in Bochs (VMX on), and fails on any hang, crash,
+garbled log line, summary that disagrees with the MADT, or verdict other than ok. Prints a table of
+counts; exit status 0 when every boot passed, 1 otherwise (failed logs in target/soak/).
+
+Options:
+  --runs N            QEMU boots (default 200)
+  --bochs-runs M      Bochs boots (default 20)
+  --cpus LIST         QEMU CPU counts, comma-separated (default 1,2,3,4,6,8,12,16,24,32,48,64)
+  --bochs-cpus LIST   Bochs CPU counts (default 1,2,4,8,15; at most 15)
+  --timeout S         per-boot timeout in seconds (default 120 for QEMU, 300 for Bochs)
+";
+
+pub const DEFAULT_QEMU_CPUS: &[u32] = &[1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64];
+pub const DEFAULT_BOCHS_CPUS: &[u32] = &[1, 2, 4, 8, 15];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SoakSpec {
+    pub runs: u32,
+    pub bochs_runs: u32,
+    pub cpus: Vec<u32>,
+    pub bochs_cpus: Vec<u32>,
+    /// Per-boot timeout; `None`: 120 s for QEMU, 300 s for Bochs.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for SoakSpec {
+    fn default() -> Self {
+        SoakSpec {
+            runs: 200,
+            bochs_runs: 20,
+            cpus: DEFAULT_QEMU_CPUS.to_vec(),
+            bochs_cpus: DEFAULT_BOCHS_CPUS.to_vec(),
+            timeout: None,
+        }
+    }
+}
+
+/// Parses the arguments after `soak`. `Ok(None)` for `--help`.
+pub fn parse_args(args: &[String]) -> Result<Option<SoakSpec>, String> {
+    let mut spec = SoakSpec::default();
+    let mut it = args.iter();
+    let list = |v: &str, max: u32| -> Result<Vec<u32>, String> {
+        let l: Result<Vec<u32>, _> = v.split(',').map(|x| x.trim().parse::<u32>()).collect();
+        match l {
+            Ok(l) if !l.is_empty() && l.iter().all(|&n| (1..=max).contains(&n)) => Ok(l),
+            _ => Err(format!(
+                "{v:?}: expected CPU counts 1..={max}, comma-separated"
+            )),
+        }
+    };
+    while let Some(arg) = it.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = || -> Result<String, String> {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match name {
+            "-h" | "--help" => return Ok(None),
+            "--runs" => {
+                let v = value()?;
+                spec.runs = v
+                    .parse()
+                    .map_err(|_| format!("--runs {v:?}: expected a count"))?;
+            }
+            "--bochs-runs" => {
+                let v = value()?;
+                spec.bochs_runs = v
+                    .parse()
+                    .map_err(|_| format!("--bochs-runs {v:?}: expected a count"))?;
+            }
+            "--cpus" => spec.cpus = list(&value()?, 255)?,
+            "--bochs-cpus" => spec.bochs_cpus = list(&value()?, crate::bochs::MAX_CPUS)?,
+            "--timeout" => {
+                let v = value()?;
+                let s: u64 = v
+                    .parse()
+                    .ok()
+                    .filter(|&s| s > 0)
+                    .ok_or_else(|| format!("--timeout {v:?}: expected seconds > 0"))?;
+                spec.timeout = Some(Duration::from_secs(s));
+            }
+            other => return Err(format!("soak: unknown argument {other:?}")),
+        }
+    }
+    Ok(Some(spec))
+}
+
+/// TCG threading, or Bochs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Engine {
+    TcgMulti,
+    TcgSingle,
+    Bochs,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::TcgMulti => "qemu tcg,thread=multi",
+            Engine::TcgSingle => "qemu tcg,thread=single",
+            Engine::Bochs => "bochs (vmx on)",
+        }
+    }
+}
+
+/// One planned boot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Boot {
+    pub engine: Engine,
+    pub cpus: u32,
+    pub machine: Option<Machine>,
+}
+
+impl Boot {
+    pub fn describe(&self) -> String {
+        match self.machine {
+            Some(m) => format!("{} {} cpus={}", self.engine.name(), m.as_str(), self.cpus),
+            None => format!("{} cpus={}", self.engine.name(), self.cpus),
+        }
+    }
+
+    /// The runner's spec for this boot.
+    pub fn run_spec(&self, timeout: Option<Duration>) -> RunSpec {
+        match self.engine {
+            Engine::Bochs => RunSpec {
+                backend: Backend::Bochs,
+                smp: self.cpus.to_string(),
+                timeout: Some(timeout.unwrap_or(Duration::from_secs(300))),
+                quiet: true,
+                ..RunSpec::default()
+            },
+            Engine::TcgMulti | Engine::TcgSingle => RunSpec {
+                backend: Backend::Qemu,
+                smp: self.cpus.to_string(),
+                machine: self.machine,
+                append: "vmx=off".into(),
+                timeout: Some(timeout.unwrap_or(Duration::from_secs(120))),
+                quiet: true,
+                extra_args: if self.engine == Engine::TcgSingle {
+                    vec!["-accel".into(), "tcg,thread=single".into()]
+                } else {
+                    Vec::new()
+                },
+                ..RunSpec::default()
+            },
+        }
+    }
+}
+
+/// The boots of a soak, in order: QEMU boots cycle through the CPU counts, each count once with
+/// multi-threaded and once with single-threaded TCG, the machine alternating q35/pc per round;
+/// then the Bochs boots cycle through their CPU counts.
+pub fn plan(spec: &SoakSpec) -> Vec<Boot> {
+    let mut out = Vec::new();
+    let n = spec.cpus.len().max(1);
+    for i in 0..spec.runs as usize {
+        let cpus = spec.cpus.get(i % n).copied().unwrap_or(1);
+        let round = i / n;
+        let engine = if round % 2 == 0 {
+            Engine::TcgMulti
+        } else {
+            Engine::TcgSingle
+        };
+        let machine = if (round / 2) % 2 == 0 {
+            Machine::Q35
+        } else {
+            Machine::Pc
+        };
+        out.push(Boot {
+            engine,
+            cpus,
+            machine: Some(machine),
+        });
+    }
+    let m = spec.bochs_cpus.len().max(1);
+    for i in 0..spec.bochs_runs as usize {
+        out.push(Boot {
+            engine: Engine::Bochs,
+            cpus: spec.bochs_cpus.get(i % m).copied().unwrap_or(1),
+            machine: None,
+        });
+    }
+    out
+}
+
+/// What went wrong with one boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Problem {
+    Hang,
+    Crash,
+    Garbled,
+    Mismatch,
+    Verdict,
+}
+
+impl Problem {
+    pub const ALL: [Problem; 5] = [
+        Problem::Hang,
+        Problem::Crash,
+        Problem::Garbled,
+        Problem::Mismatch,
+        Problem::Verdict,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Problem::Hang => "hang",
+            Problem::Crash => "crash",
+            Problem::Garbled => "garbled",
+            Problem::Mismatch => "mismatch",
+            Problem::Verdict => "verdict",
+        }
+    }
+}
+
+/// Checks one kernel line against the format of docs/serial-log.md exactly:
+/// `[SSSSS.UUUUUU] cpu<N> <LEVEL> <module>: <message>` with the seconds right-aligned in 5
+/// columns, `cpu<N>` padded to 5, the level padded to 5. Returns the timestamp (µs) and CPU.
+pub fn strict_line(line: &str) -> Result<(u64, u32), String> {
+    let bad = |why: &str| Err(format!("{why}: {line:?}"));
+    let Some(rest) = line.strip_prefix('[') else {
+        return bad("does not start with '['");
+    };
+    let Some(close) = rest.find(']') else {
+        return bad("no ']'");
+    };
+    let ts = &rest[..close];
+    let Some((secs, micros)) = ts.split_once('.') else {
+        return bad("timestamp without '.'");
+    };
+    if secs.len() < 5 || micros.len() != 6 {
+        return bad("timestamp not [SSSSS.UUUUUU]");
+    }
+    let secs_t = secs.trim_start_matches(' ');
+    if secs_t.is_empty()
+        || !secs_t.bytes().all(|b| b.is_ascii_digit())
+        || !micros.bytes().all(|b| b.is_ascii_digit())
+    {
+        return bad("timestamp not numeric");
+    }
+    let us = secs_t.parse::<u64>().unwrap_or(u64::MAX / 2) * 1_000_000
+        + micros.parse::<u64>().unwrap_or(0);
+    let Some(rest) = rest[close + 1..].strip_prefix(' ') else {
+        return bad("no space after the timestamp");
+    };
+    let Some(after_cpu) = rest.strip_prefix("cpu") else {
+        return bad("no cpu<N> field");
+    };
+    let digits = after_cpu.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return bad("cpu field without a number");
+    }
+    let cpu: u32 = match after_cpu[..digits].parse() {
+        Ok(c) => c,
+        Err(_) => return bad("cpu number"),
+    };
+    let field = 3 + digits;
+    let pad = 5usize.saturating_sub(field) + 1;
+    let after = &after_cpu[digits..];
+    if after.len() < pad || !after[..pad].bytes().all(|b| b == b' ') {
+        return bad("cpu field not padded to 5");
+    }
+    let after = &after[pad..];
+    let level = after.get(..6).unwrap_or("");
+    if !["ERROR ", "WARN  ", "INFO  ", "DEBUG ", "TRACE "].contains(&level) {
+        return bad("level not one of ERROR/WARN /INFO /DEBUG/TRACE padded to 5");
+    }
+    let rest = &after[6..];
+    let Some(colon) = rest
+        .find(": ")
+        .or_else(|| rest.strip_suffix(':').map(|r| r.len()))
+    else {
+        return bad("no 'module: '");
+    };
+    let module = &rest[..colon];
+    if module.is_empty()
+        || !module
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b':')
+    {
+        return bad("module is not a short lowercase name");
+    }
+    if line.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+        return bad("control character in the line");
+    }
+    // Another line's start inside this one: two lines ran together (a lost line break).
+    if line
+        .match_indices('[')
+        .skip(1)
+        .any(|(i, _)| strict_line(&line[i..]).is_ok())
+    {
+        return bad("two lines run together");
+    }
+    Ok((us, cpu))
+}
+
+/// The findings about one boot: every problem with a line of explanation.
+pub fn check(boot: &Boot, o: &Outcome) -> Vec<(Problem, String)> {
+    let mut out = Vec::new();
+    match o.status {
+        Status::Timeout => out.push((
+            Problem::Hang,
+            format!(
+                "no summary line within {} s",
+                o.timeout.map_or(0, |t| t.as_secs())
+            ),
+        )),
+        Status::NoSummary | Status::TripleFault => out.push((
+            Problem::Crash,
+            format!(
+                "the emulator ended without a summary line ({:?}, exit {:?})",
+                o.status, o.emulator_exit
+            ),
+        )),
+        _ => {}
+    }
+    out.extend(check_log(&o.log, boot.cpus, boot.engine == Engine::Bochs));
+    out
+}
+
+/// The log checks of [`check`] (pure): format, order, one summary, summary against the MADT.
+pub fn check_log(log: &str, expected_cpus: u32, vmx: bool) -> Vec<(Problem, String)> {
+    let mut out = Vec::new();
+    // Firmware and GRUB write to the serial port before the kernel: everything before the
+    // kernel's first line is theirs. From there on every line is the kernel's.
+    let lines: Vec<&str> = log.lines().collect();
+    let first = lines.iter().position(|l| strict_line(l).is_ok());
+    let mut last_ts = 0u64;
+    let mut summaries = 0;
+    for l in lines.iter().skip(first.unwrap_or(lines.len())) {
+        if l.is_empty() {
+            continue;
+        }
+        match strict_line(l) {
+            Ok((ts, _)) => {
+                if ts < last_ts {
+                    out.push((
+                        Problem::Garbled,
+                        format!("timestamp goes backwards ({last_ts} us before): {l:?}"),
+                    ));
+                }
+                last_ts = last_ts.max(ts);
+            }
+            Err(e) => out.push((Problem::Garbled, e)),
+        }
+        if Summary::parse_line(l).is_some() {
+            summaries += 1;
+        }
+    }
+    if summaries > 1 {
+        out.push((
+            Problem::Garbled,
+            format!("{summaries} summary lines (exactly one expected)"),
+        ));
+    }
+    let parsed: Vec<LogLine> = crate::serial::parse_log(log);
+    let Some(summary) = Summary::find_in(log) else {
+        return out;
+    };
+    let get = |k: &str| summary.get_u64(k);
+    if summary.get("verdict") != Some("ok") {
+        out.push((
+            Problem::Verdict,
+            format!(
+                "verdict={} reason={}",
+                summary.get("verdict").unwrap_or("?"),
+                summary.get("reason").unwrap_or("?")
+            ),
+        ));
+    }
+    for l in parsed
+        .iter()
+        .filter(|l| l.level == Some(crate::Level::Error))
+    {
+        out.push((
+            Problem::Verdict,
+            format!("ERROR line: {}: {}", l.module, l.message),
+        ));
+    }
+    let usable: Vec<&LogLine> = parsed
+        .iter()
+        .filter(|l| l.module == "acpi" && l.message.starts_with("madt: apic_id="))
+        .filter(|l| l.field("state") == Some("usable"))
+        .collect();
+    let pcbs: Vec<&LogLine> = parsed
+        .iter()
+        .filter(|l| l.module == "smp" && l.message.starts_with("pcb cpu="))
+        .collect();
+    let mut mismatch = |what: String| out.push((Problem::Mismatch, what));
+    if get("cpus") != Some(u64::from(expected_cpus)) {
+        mismatch(format!(
+            "cpus={:?} but the emulator has {expected_cpus} CPUs",
+            get("cpus")
+        ));
+    }
+    if get("cpus") != Some(usable.len() as u64) {
+        mismatch(format!(
+            "cpus={:?} but {} usable MADT entries were logged",
+            get("cpus"),
+            usable.len()
+        ));
+    }
+    if get("online") != get("cpus") || get("failed") != Some(0) {
+        mismatch(format!(
+            "online={:?} failed={:?} of cpus={:?}",
+            get("online"),
+            get("failed"),
+            get("cpus")
+        ));
+    }
+    if get("online") != Some(pcbs.len() as u64) {
+        mismatch(format!(
+            "online={:?} but {} pcb lines",
+            get("online"),
+            pcbs.len()
+        ));
+    }
+    let mut by_index: BTreeMap<u64, usize> = BTreeMap::new();
+    for p in &pcbs {
+        let index = p.field("cpu").and_then(|v| v.parse::<u64>().ok());
+        match index {
+            Some(i) if p.cpu.map(u64::from) == Some(i) => *by_index.entry(i).or_default() += 1,
+            _ => mismatch(format!(
+                "pcb line not from its own core: cpu{:?} {}",
+                p.cpu, p.message
+            )),
+        }
+    }
+    if by_index.values().any(|&n| n != 1) || by_index.keys().copied().ne(0..by_index.len() as u64) {
+        mismatch(format!(
+            "pcb lines are not one per core 0..{}: {by_index:?}",
+            by_index.len()
+        ));
+    }
+    let mut madt_ids: Vec<&str> = usable.iter().filter_map(|l| l.field("apic_id")).collect();
+    let mut pcb_ids: Vec<&str> = pcbs.iter().filter_map(|l| l.field("apic_id")).collect();
+    madt_ids.sort_unstable();
+    pcb_ids.sort_unstable();
+    if madt_ids != pcb_ids {
+        mismatch(format!(
+            "APIC ids of the pcb lines {pcb_ids:?} differ from the usable MADT entries {madt_ids:?}"
+        ));
+    }
+    let roots = parsed
+        .iter()
+        .filter(|l| l.module == "vmx" && l.message.starts_with("root "))
+        .count() as u64;
+    let want_root = if vmx { get("online") } else { Some(0) };
+    if get("vmx_root") != want_root || get("vmx_root") != Some(roots) {
+        mismatch(format!(
+            "vmx_root={:?} with {roots} `vmx: root` lines (expected {want_root:?})",
+            get("vmx_root")
+        ));
+    }
+    out
+}
+
+/// One finished boot.
+#[derive(Clone, Debug)]
+pub struct BootResult {
+    pub boot: Boot,
+    pub problems: Vec<(Problem, String)>,
+    pub wall: Duration,
+    /// Where the log of a failed boot was saved.
+    pub saved: Option<std::path::PathBuf>,
+}
+
+/// Counts per configuration.
+#[derive(Clone, Debug, Default)]
+pub struct Row {
+    pub boots: u32,
+    pub passed: u32,
+    pub problems: BTreeMap<Problem, u32>,
+    pub max_wall: Duration,
+    pub total_wall: Duration,
+}
+
+pub type Table = BTreeMap<(Engine, u32), Row>;
+
+pub fn tabulate(results: &[BootResult]) -> Table {
+    let mut t = Table::new();
+    for r in results {
+        let row = t.entry((r.boot.engine, r.boot.cpus)).or_default();
+        row.boots += 1;
+        if r.problems.is_empty() {
+            row.passed += 1;
+        }
+        let mut seen: Vec<Problem> = r.problems.iter().map(|p| p.0).collect();
+        seen.sort();
+        seen.dedup();
+        for p in seen {
+            *row.problems.entry(p).or_default() += 1;
+        }
+        row.max_wall = row.max_wall.max(r.wall);
+        row.total_wall += r.wall;
+    }
+    t
+}
+
+/// The table as printed (and pasted into docs/reliability.md): a Markdown table.
+pub fn render(t: &Table) -> String {
+    let mut s = String::new();
+    let _ = write!(s, "| engine | cpus | boots | passed |");
+    for p in Problem::ALL {
+        let _ = write!(s, " {} |", p.name());
+    }
+    let _ = writeln!(s, " mean s | max s |");
+    let _ = write!(s, "|---|---:|---:|---:|");
+    for _ in Problem::ALL {
+        let _ = write!(s, "---:|");
+    }
+    let _ = writeln!(s, "---:|---:|");
+    let mut total = Row::default();
+    for ((engine, cpus), row) in t {
+        line(&mut s, engine.name(), &cpus.to_string(), row);
+        total.boots += row.boots;
+        total.passed += row.passed;
+        for (p, n) in &row.problems {
+            *total.problems.entry(*p).or_default() += n;
+        }
+        total.max_wall = total.max_wall.max(row.max_wall);
+        total.total_wall += row.total_wall;
+    }
+    line(&mut s, "**total**", "", &total);
+    s
+}
+
+fn line(s: &mut String, engine: &str, cpus: &str, row: &Row) {
+    let _ = write!(s, "| {engine} | {cpus} | {} | {} |", row.boots, row.passed);
+    for p in Problem::ALL {
+        let _ = write!(s, " {} |", row.problems.get(&p).copied().unwrap_or(0));
+    }
+    let mean = row.total_wall.as_secs_f64() / f64::from(row.boots.max(1));
+    let _ = writeln!(s, " {mean:.2} | {:.2} |", row.max_wall.as_secs_f64());
+}
+
+/// Runs the boots of `plan`, calling `progress` after each. A runner error (missing emulator,
+/// build failure) ends the soak with that error.
+pub fn run_plan(
+    boots: &[Boot],
+    timeout: Option<Duration>,
+    mut progress: impl FnMut(usize, &BootResult),
+) -> Result<Vec<BootResult>, crate::RunError> {
+    let dir = crate::image::target_dir().join("soak");
+    let mut results = Vec::new();
+    for (i, boot) in boots.iter().enumerate() {
+        let o = crate::run(&boot.run_spec(timeout))?;
+        let problems = check(boot, &o);
+        let saved = if problems.is_empty() {
+            None
+        } else {
+            let _ = std::fs::create_dir_all(&dir);
+            let path = dir.join(format!("failed-{}-{i}.log", std::process::id()));
+            let mut text = format!("{}\n", boot.describe());
+            for (p, why) in &problems {
+                let _ = writeln!(text, "problem: {}: {why}", p.name());
+            }
+            let _ = write!(text, "{}\n--- serial log:\n{}\n", o.report(), o.log);
+            let _ = writeln!(text, "--- emulator output:\n{}", o.emulator_output);
+            std::fs::write(&path, text).ok().map(|_| path)
+        };
+        let r = BootResult {
+            boot: boot.clone(),
+            problems,
+            wall: o.wall,
+            saved,
+        };
+        progress(i, &r);
+        results.push(r);
+    }
+    Ok(results)
+}
+
+/// `cargo run -- soak`: returns the process exit status.
+pub fn run_soak(spec: &SoakSpec) -> i32 {
+    let boots = plan(spec);
+    eprintln!(
+        "soak: {} boots ({} QEMU TCG, {} Bochs)",
+        boots.len(),
+        spec.runs,
+        spec.bochs_runs
+    );
+    let n = boots.len();
+    let started = std::time::Instant::now();
+    let results = match run_plan(&boots, spec.timeout, |i, r| {
+        let verdict = if r.problems.is_empty() {
+            "pass".to_string()
+        } else {
+            let names: Vec<&str> = r.problems.iter().map(|p| p.0.name()).collect();
+            format!("FAIL ({})", names.join(", "))
+        };
+        eprintln!(
+            "soak: [{}/{n}] {} {verdict} {:.2} s",
+            i + 1,
+            r.boot.describe(),
+            r.wall.as_secs_f64()
+        );
+        for (p, why) in r.problems.iter().take(5) {
+            eprintln!("soak:     {}: {why}", p.name());
+        }
+        if let Some(path) = &r.saved {
+            eprintln!("soak:     log saved to {}", path.display());
+        }
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("soak: {e}");
+            return e.exit_code();
+        }
+    };
+    let table = tabulate(&results);
+    println!("{}", render(&table));
+    let failed = results.iter().filter(|r| !r.problems.is_empty()).count();
+    println!(
+        "soak: {} boots, {} passed, {failed} failed, {:.0} s",
+        results.len(),
+        results.len() - failed,
+        started.elapsed().as_secs_f64()
+    );
+    i32::from(failed > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_options() {
+        let s = parse_args(&args(&["--runs", "5", "--bochs-runs=2", "--cpus", "1,64"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.runs, s.bochs_runs, s.cpus.clone()), (5, 2, vec![1, 64]));
+        assert_eq!(parse_args(&args(&["--help"])).unwrap(), None);
+        for bad in [
+            &["--runs"][..],
+            &["--runs", "x"],
+            &["--cpus", "0"],
+            &["--bochs-cpus", "16"],
+            &["--timeout", "0"],
+            &["stray"],
+        ] {
+            assert!(parse_args(&args(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn plan_cycles_counts_threading_and_machines() {
+        let spec = SoakSpec {
+            runs: 8,
+            bochs_runs: 3,
+            cpus: vec![1, 4],
+            bochs_cpus: vec![2, 15],
+            timeout: None,
+        };
+        let p = plan(&spec);
+        assert_eq!(p.len(), 11);
+        let q: Vec<(Engine, u32, Option<Machine>)> =
+            p.iter().map(|b| (b.engine, b.cpus, b.machine)).collect();
+        use Engine::*;
+        use Machine::*;
+        assert_eq!(
+            q[..8],
+            [
+                (TcgMulti, 1, Some(Q35)),
+                (TcgMulti, 4, Some(Q35)),
+                (TcgSingle, 1, Some(Q35)),
+                (TcgSingle, 4, Some(Q35)),
+                (TcgMulti, 1, Some(Pc)),
+                (TcgMulti, 4, Some(Pc)),
+                (TcgSingle, 1, Some(Pc)),
+                (TcgSingle, 4, Some(Pc)),
+            ]
+        );
+        assert_eq!(
+            q[8..],
+            [(Bochs, 2, None), (Bochs, 15, None), (Bochs, 2, None)]
+        );
+        let single = p[2].run_spec(None);
+        assert_eq!(single.extra_args, ["-accel", "tcg,thread=single"]);
+        assert_eq!(single.append, "vmx=off");
+        assert!(p[0].run_spec(None).extra_args.is_empty());
+        assert_eq!(p[8].run_spec(None).backend, Backend::Bochs);
+    }
+
+    #[test]
+    fn strict_line_format() {
+        for good in [
+            "[    0.013243] cpu0  DEBUG memory: frame allocator: 510 MiB free",
+            "[    1.000000] cpu13 WARN  smp::bringup: late",
+            "[12345.000007] cpu127 INFO  smp: pcb cpu=127",
+            "[    0.000001] cpu2  INFO  hypervisor:",
+        ] {
+            assert!(strict_line(good).is_ok(), "{good}");
+        }
+        assert_eq!(
+            strict_line("[    1.000002] cpu3  INFO  a: b"),
+            Ok((1_000_002, 3))
+        );
+        for bad in [
+            "x[    0.013243] cpu0  INFO  boot: x",
+            "[ 0.013243] cpu0  INFO  boot: x",
+            "[    0.01324] cpu0  INFO  boot: x",
+            "[    0.013243] cpu0 INFO  boot: x",
+            "[    0.013243] cpu0  INFO boot: x",
+            "[    0.013243] cpu0  LOUD  boot: x",
+            "[    0.013243] cpu0  INFO  Boot: x",
+            "[    0.013243] cpu0  INFO  no colon",
+            "[    0.013243] cpu0  INFO  boot: x\u{7}",
+            "[    0.013243] cpu0  INFO  boot: x[    0.013244] cpu1  INFO  smp: y",
+        ] {
+            assert!(strict_line(bad).is_err(), "{bad}");
+        }
+    }
+
+    const GOOD: &str = "\
+SeaBIOS noise
+[    0.017593] cpu0  INFO  boot: loader=pvh cmdline=\"vmx=off on_done=exit\"
+[    0.023956] cpu0  INFO  smp: pcb cpu=0 apic_id=0 x2apic=no stack=0x101000-0x111000 guard=0x100000
+[    0.038525] cpu0  INFO  acpi: madt: apic_id=0 uid=0 entry=xapic state=usable
+[    0.038809] cpu0  INFO  acpi: madt: apic_id=1 uid=1 entry=xapic state=usable
+[    0.064515] cpu1  INFO  smp: pcb cpu=1 apic_id=1 x2apic=no stack=0x130000-0x140000 guard=0x12f000
+[    0.071162] cpu0  INFO  hypervisor: summary: cpus=2 online=2 failed=0 vmx_root=0 verdict=ok boot_us=70970 reason=none";
+
+    #[test]
+    fn a_good_log_passes() {
+        assert_eq!(check_log(GOOD, 2, false), vec![]);
+    }
+
+    fn kinds(log: &str, cpus: u32, vmx: bool) -> Vec<Problem> {
+        let mut k: Vec<Problem> = check_log(log, cpus, vmx).into_iter().map(|p| p.0).collect();
+        k.dedup();
+        k
+    }
+
+    #[test]
+    fn problems_are_found() {
+        // Wrong CPU count for the emulator.
+        assert_eq!(kinds(GOOD, 3, false), [Problem::Mismatch]);
+        // VMX expected on every core.
+        assert_eq!(kinds(GOOD, 2, true), [Problem::Mismatch]);
+        // A pcb line lost.
+        let lost = GOOD.replace(
+            "[    0.064515] cpu1  INFO  smp: pcb cpu=1 apic_id=1 x2apic=no stack=0x130000-0x140000 guard=0x12f000\n",
+            "",
+        );
+        assert_eq!(kinds(&lost, 2, false), [Problem::Mismatch]);
+        // A pcb line printed by the wrong core.
+        let wrong = GOOD.replace("[    0.064515] cpu1 ", "[    0.064515] cpu0 ");
+        assert_eq!(kinds(&wrong, 2, false), [Problem::Mismatch]);
+        // Two lines run together (a lost line break), and a torn line.
+        let torn = GOOD.replace("usable\n[    0.038809]", "usable[    0.038809]");
+        assert!(kinds(&torn, 2, false).contains(&Problem::Garbled));
+        let torn = GOOD.replace("[    0.038809] cpu0  INFO  acpi", "[    0.038809] cpu0  IN");
+        assert!(kinds(&torn, 2, false).contains(&Problem::Garbled));
+        // Time going backwards.
+        let back = GOOD.replace("[    0.064515]", "[    0.010000]");
+        assert_eq!(kinds(&back, 2, false), [Problem::Garbled]);
+        // Two summaries.
+        let two = format!(
+            "{GOOD}\n[    0.071163] cpu0  INFO  hypervisor: summary: cpus=2 online=2 failed=0 vmx_root=0 verdict=ok boot_us=70970 reason=none"
+        );
+        assert_eq!(kinds(&two, 2, false), [Problem::Garbled]);
+        // A degraded run.
+        let degraded = GOOD
+            .replace("online=2 failed=0", "online=1 failed=1")
+            .replace("verdict=ok", "verdict=degraded");
+        assert!(kinds(&degraded, 2, false).contains(&Problem::Verdict));
+        assert!(kinds(&degraded, 2, false).contains(&Problem::Mismatch));
+    }
+
+    #[test]
+    fn table_counts() {
+        let boot = Boot {
+            engine: Engine::TcgMulti,
+            cpus: 2,
+            machine: Some(Machine::Q35),
+        };
+        let r = |problems: Vec<(Problem, String)>| BootResult {
+            boot: boot.clone(),
+            problems,
+            wall: Duration::from_millis(500),
+            saved: None,
+        };
+        let t = tabulate(&[
+            r(vec![]),
+            r(vec![(Problem::Hang, "x".into())]),
+            r(vec![
+                (Problem::Garbled, "a".into()),
+                (Problem::Garbled, "b".into()),
+            ]),
+        ]);
+        let row = &t[&(Engine::TcgMulti, 2)];
+        assert_eq!((row.boots, row.passed), (3, 1));
+        assert_eq!(row.problems[&Problem::Garbled], 1);
+        let text = render(&t);
+        assert!(
+            text.contains(
+                "| qemu tcg,thread=multi | 2 | 3 | 1 | 1 | 0 | 1 | 0 | 0 | 0.50 | 0.50 |"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("| **total** |  | 3 | 1 |"), "{text}");
+    }
+}
