@@ -173,16 +173,20 @@ impl log::Log for SerialLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let mut line = LineBuf::new();
-        format_line(
-            &mut line,
-            time::now_us(),
-            percpu::current_index(),
-            record.level(),
-            record.target(),
-            *record.args(),
-        );
-        write_bytes(line.as_bytes());
+        // The timestamp is taken under the lock, so the log reads in time order across cores.
+        let cpu = percpu::current_index();
+        LINE_LOCK.with(|| {
+            let mut line = LineBuf::new();
+            format_line(
+                &mut line,
+                time::now_us(),
+                cpu,
+                record.level(),
+                record.target(),
+                *record.args(),
+            );
+            write_bytes(line.as_bytes());
+        });
     }
 
     fn flush(&self) {

@@ -15,8 +15,9 @@ use smp::LocalApic;
 /// Frames one core needs: stack + guard, three IST stacks, PCB, VMXON and VMCS regions, heap share.
 const BYTES_PER_CPU: u64 =
     (bsp::STACK_PAGES + 1) * 4096 + 3 * crate::percpu::IST_STACK_BYTES + 4 * 4096;
-/// How long an AP that answered may take to build its PCB before it is counted as failed.
-const PCB_BUILD_TIMEOUT_US: u64 = 2_000_000;
+/// How long an AP that answered may take to build its PCB before it is counted as failed. Generous: the AP is
+/// known to be alive, and under emulation on a loaded host hundreds of vCPUs share a few host threads.
+const PCB_BUILD_TIMEOUT_US: u64 = 10_000_000;
 /// Memory kept back for everything else.
 const RESERVE_BYTES: u64 = 4 << 20;
 

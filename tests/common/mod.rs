@@ -479,6 +479,7 @@ pub fn assert_smp_ok(o: &Outcome, n: u32, madt_entries: usize) -> Vec<PcbLine> {
         "ERROR lines in a good boot{}",
         context(o)
     );
+    assert_time_ordered(o);
     if n > 1 {
         let done = line(o, "smp", "bring-up done");
         assert_eq!(
@@ -712,4 +713,18 @@ pub fn assert_left_vmx_before_summary(o: &Outcome, pcbs: &[PcbLine]) {
         "a core did not leave VMX operation cleanly{}",
         context(o)
     );
+}
+
+/// docs/serial-log.md: timestamps are taken under the serial lock, so the log reads in time order across cores.
+pub fn assert_time_ordered(o: &Outcome) {
+    let stamps: Vec<u64> = o.lines().iter().filter_map(|l| l.ts_us).collect();
+    if let Some(i) = stamps.windows(2).position(|w| w[1] < w[0]) {
+        panic!(
+            "log line {} is stamped {} us, before the line above it ({} us){}",
+            i + 1,
+            stamps[i + 1],
+            stamps[i],
+            context(o)
+        );
+    }
 }
