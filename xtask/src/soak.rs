@@ -193,12 +193,12 @@ pub fn plan(spec: &SoakSpec) -> Vec<Boot> {
     for i in 0..spec.runs as usize {
         let cpus = spec.cpus.get(i % n).copied().unwrap_or(1);
         let round = i / n;
-        let engine = if round % 2 == 0 {
+        let engine = if round.is_multiple_of(2) {
             Engine::TcgMulti
         } else {
             Engine::TcgSingle
         };
-        let machine = if (round / 2) % 2 == 0 {
+        let machine = if (round / 2).is_multiple_of(2) {
             Machine::Q35
         } else {
             Machine::Pc
