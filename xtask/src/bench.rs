@@ -74,6 +74,8 @@ with verdict=ok.
   --append       more kernel command-line words for every boot (e.g. init_delay_us=1000)
   --timeout      seconds per boot before it counts as failed (default 300)
   --memory       guest MiB (default 512)
+  --replot       boot nothing: re-render bench-summary.csv, bench-table.md and bench.svg from
+                 DIR/bench-runs.csv (e.g. after a change to the plot)
   -- ARGS        appended to the emulator command line (only with a single backend)
 ";
 
@@ -164,6 +166,8 @@ pub struct BenchSpec {
     pub memory_mib: u32,
     /// Appended to the emulator's command line.
     pub extra_args: Vec<String>,
+    /// `--replot`: no boots; re-render the summary, table and plot from `out/bench-runs.csv`.
+    pub replot: bool,
 }
 
 impl Default for BenchSpec {
@@ -179,6 +183,7 @@ impl Default for BenchSpec {
             timeout: DEFAULT_TIMEOUT,
             memory_mib: crate::DEFAULT_MEMORY_MIB,
             extra_args: Vec::new(),
+            replot: false,
         }
     }
 }
@@ -270,6 +275,12 @@ where
                 spec.out = PathBuf::from(v);
             }
             "--append" => appends.push(value()?),
+            "--replot" => {
+                if inline.is_some() {
+                    return Err("--replot takes no value".into());
+                }
+                spec.replot = true;
+            }
             "--timeout" => {
                 let v = value()?;
                 spec.timeout = v
@@ -1630,7 +1641,7 @@ fn xml_escape(s: &str) -> String {
 }
 
 /// Renders panels side by side: x = CPU count (log2), y = time (log10), median with min-max bars.
-pub fn svg(title: &str, subtitle: &str, panels: &[Panel]) -> String {
+pub fn svg(title: &str, subtitle: &str, panels: &[Panel], footnotes: &[String]) -> String {
     const PW: f64 = 470.0; // panel width
     const PH: f64 = 380.0; // panel height
     const ML: f64 = 70.0; // margins inside a panel
@@ -1640,7 +1651,7 @@ pub fn svg(title: &str, subtitle: &str, panels: &[Panel]) -> String {
     const TOP: f64 = 56.0; // title area
     const LEGEND: f64 = 70.0;
     let width = PW * panels.len().max(1) as f64;
-    let height = TOP + PH + LEGEND;
+    let height = TOP + PH + LEGEND + 14.0 * footnotes.len() as f64;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -1729,12 +1740,18 @@ pub fn svg(title: &str, subtitle: &str, panels: &[Panel]) -> String {
         let span_y = (ly_hi - ly_lo).max(1e-9);
         let py =
             |v: f64| bottom - 8.0 - (v.max(y_lo).log10() - ly_lo) / span_y * (bottom - top - 16.0);
+        let mut last_label_x = f64::NEG_INFINITY;
         for &c in &cpus {
             let x = px(c);
+            // A label too close to the previous one (15 next to 16) goes one row lower.
+            let row = if x - last_label_x < 22.0 { 11.0 } else { 0.0 };
+            if row == 0.0 {
+                last_label_x = x;
+            }
             let _ = writeln!(
                 s,
                 r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{bottom}" stroke="#eee"/><text x="{x:.1}" y="{}" font-size="11" text-anchor="middle">{c}</text>"##,
-                bottom + 15.0
+                bottom + 15.0 + row
             );
         }
         for t in log_ticks(y_lo, y_hi) {
@@ -1751,7 +1768,7 @@ pub fn svg(title: &str, subtitle: &str, panels: &[Panel]) -> String {
             s,
             r#"<text x="{}" y="{}" font-size="12" text-anchor="middle">CPUs (log scale)</text>"#,
             (left + right) / 2.0,
-            bottom + 34.0
+            bottom + 44.0
         );
         let _ = writeln!(
             s,
@@ -1860,8 +1877,16 @@ pub fn svg(title: &str, subtitle: &str, panels: &[Panel]) -> String {
     let _ = writeln!(
         s,
         r##"<text x="20" y="{}" font-size="11" fill="#444">dots: median; bars: min to max over the runs; solid: parallel AP start-up, dashed: serial</text>"##,
-        height - 8.0
+        TOP + PH + LEGEND - 8.0
     );
+    for (i, note) in footnotes.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            r##"<text x="20" y="{}" font-size="11" fill="#444">{}</text>"##,
+            TOP + PH + LEGEND - 8.0 + 14.0 * (i + 1) as f64,
+            xml_escape(note)
+        );
+    }
     s.push_str("</svg>\n");
     s
 }
@@ -1935,10 +1960,21 @@ pub fn bench_svg(aggs: &[Aggregate], by_accel: bool, subtitle: &str) -> String {
         p.marks.retain(|m| m.0 >= lo && m.0 <= hi);
         p
     };
+    let mut notes = vec![
+        "guest time: calibrated TSC since the BSP's entry; under QEMU TCG it follows host time (emulation included)"
+            .to_string(),
+    ];
+    if aggs.iter().any(|a| a.config.backend == BenchBackend::Bochs) {
+        notes.push(format!(
+            "Bochs guest time is emulated time ({} M instructions per emulated second): exact, but not comparable to QEMU's",
+            bochs::IPS / 1_000_000
+        ));
+    }
     svg(
         "Bring-up time against core count",
         subtitle,
         &[clip(guest), clip(wall)],
+        &notes,
     )
 }
 
@@ -2302,7 +2338,12 @@ fn host_meta(spec: &BenchSpec, kernel: &Path, kernel_bytes: &[u8]) -> Vec<(Strin
 /// Runs the benchmark and writes its files; returns the process exit status (0: every boot ended
 /// `verdict=ok`; 1: some did not; otherwise the [`RunError`] status).
 pub fn run_bench(spec: &BenchSpec) -> i32 {
-    match run_bench_inner(spec) {
+    let result = if spec.replot {
+        replot(&spec.out)
+    } else {
+        run_bench_inner(spec)
+    };
+    match result {
         Ok(all_ok) => i32::from(!all_ok),
         Err(e) => {
             eprintln!("bench: {e}");
@@ -2396,9 +2437,6 @@ fn run_bench_inner(spec: &BenchSpec) -> Result<bool, RunError> {
         .filter(|s| s.status != RunStatus::Ok)
         .collect();
 
-    std::fs::create_dir_all(&spec.out)
-        .map_err(|e| RunError::Io(format!("cannot create {}: {e}", spec.out.display())))?;
-    let by_accel = spec.tcg == TcgPolicy::Both;
     let meta_str = |key: &str| match meta.iter().find(|(k, _)| k == key) {
         Some((_, Json::Str(v))) => v.clone(),
         _ => String::new(),
@@ -2409,49 +2447,25 @@ fn run_bench_inner(spec: &BenchSpec) -> Result<bool, RunError> {
         &meta_str("bochs"),
         thread::available_parallelism().map_or(0, |n| n.get()),
     );
-    let files = [
+    let mut files = vec![
         ("bench-runs.csv", runs_csv(&samples)),
-        ("bench-summary.csv", summary_csv(&aggs)),
         (
             "bench.json",
             to_json(&meta, &samples, &aggs, &targets).render(),
         ),
-        ("bench.svg", bench_svg(&aggs, by_accel, &subtitle)),
-        ("bench-table.md", markdown_table(&aggs)),
     ];
-    for (name, text) in &files {
-        let path = spec.out.join(name);
-        std::fs::write(&path, text)
-            .map_err(|e| RunError::Io(format!("cannot write {}: {e}", path.display())))?;
-    }
-    println!("{}", table(&aggs));
-    println!(
-        "guest ms: median (min-max) over ok runs; bring-up = processor list read to all online"
-    );
-    println!("wall s: emulator start to the first kernel line / to the summary line\n");
-    let fp = footprint_table(&aggs);
-    if !fp.is_empty() {
-        println!("footprint (memory: footprint line):\n{fp}");
-    }
-    println!(
-        "targets (medians, parallel start-up):\n{}",
-        targets_text(&targets)
-    );
+    files.extend(rendered_files(
+        &aggs,
+        spec.tcg == TcgPolicy::Both,
+        &subtitle,
+    ));
+    let written = write_files(&spec.out, &files)?;
+    print_report(&aggs, &targets);
     println!(
         "wrote {} ({:.0} s, load average {} -> {})",
-        files
-            .iter()
-            .map(|(n, _)| spec.out.join(n).display().to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
+        written.join(", "),
         started.elapsed().as_secs_f64(),
-        meta.iter()
-            .find(|(k, _)| k == "loadavg_start")
-            .and_then(|(_, v)| match v {
-                Json::Str(s) => Some(s.clone()),
-                _ => None,
-            })
-            .unwrap_or_default(),
+        meta_str("loadavg_start"),
         loadavg()
     );
     if !failed.is_empty() {
@@ -2465,6 +2479,217 @@ fn run_bench_inner(spec: &BenchSpec) -> Result<bool, RunError> {
         }
     }
     Ok(failed.is_empty())
+}
+
+/// The files derived from the aggregates (not the raw runs).
+fn rendered_files(
+    aggs: &[Aggregate],
+    by_accel: bool,
+    subtitle: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("bench-summary.csv", summary_csv(aggs)),
+        ("bench.svg", bench_svg(aggs, by_accel, subtitle)),
+        ("bench-table.md", markdown_table(aggs)),
+    ]
+}
+
+fn write_files(out: &Path, files: &[(&str, String)]) -> Result<Vec<String>, RunError> {
+    std::fs::create_dir_all(out)
+        .map_err(|e| RunError::Io(format!("cannot create {}: {e}", out.display())))?;
+    let mut written = Vec::new();
+    for (name, text) in files {
+        let path = out.join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| RunError::Io(format!("cannot write {}: {e}", path.display())))?;
+        written.push(path.display().to_string());
+    }
+    Ok(written)
+}
+
+fn print_report(aggs: &[Aggregate], targets: &[TargetCheck]) {
+    println!("{}", table(aggs));
+    println!(
+        "guest ms: median (min-max) over ok runs; bring-up = processor list read to all online"
+    );
+    println!("wall s: emulator start to the first kernel line / to the summary line\n");
+    let fp = footprint_table(aggs);
+    if !fp.is_empty() {
+        println!("footprint (memory: footprint line):\n{fp}");
+    }
+    println!(
+        "targets (medians, parallel start-up):\n{}",
+        targets_text(targets)
+    );
+}
+
+/// Splits one CSV line (RFC 4180 quoting, no line breaks inside fields).
+pub fn split_csv_line(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => fields.push(std::mem::take(&mut cur)),
+            (c, _) => cur.push(c),
+        }
+    }
+    fields.push(cur);
+    fields
+}
+
+/// Reads `bench-runs.csv` back into samples (what [`runs_csv`] wrote; `detail` is not kept).
+pub fn parse_runs_csv(text: &str) -> Result<Vec<Sample>, String> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let header = split_csv_line(lines.next().ok_or("empty bench-runs.csv")?);
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let mut out = Vec::new();
+    for (i, line) in lines.enumerate() {
+        let row = split_csv_line(line);
+        let bad = |what: &str| format!("bench-runs.csv row {}: bad {what}", i + 2);
+        let get = |name: &str| col(name).and_then(|c| row.get(c)).map(String::as_str);
+        let num = |name: &str| get(name).and_then(|v| v.parse::<u64>().ok());
+        let secs = |name: &str| {
+            get(name)
+                .and_then(|v| v.parse::<f64>().ok())
+                .map(Duration::from_secs_f64)
+        };
+        let spread = |stem: &str| {
+            Some(Spread {
+                min: num(&format!("{stem}_min_us"))?,
+                median: num(&format!("{stem}_median_us"))?,
+                max: num(&format!("{stem}_max_us"))?,
+            })
+        };
+        let backend = match get("backend") {
+            Some("qemu") => BenchBackend::Qemu,
+            Some("bochs") => BenchBackend::Bochs,
+            _ => return Err(bad("backend")),
+        };
+        let accel = match get("accel") {
+            Some("tcg") => Accel::TcgMulti,
+            Some("tcg-single") => Accel::TcgSingle,
+            Some("bochs") => Accel::Bochs,
+            _ => return Err(bad("accel")),
+        };
+        let mode = match get("mode") {
+            Some("parallel") => ApStart::Parallel,
+            Some("serial") => ApStart::Serial,
+            _ => return Err(bad("mode")),
+        };
+        let status = [
+            RunStatus::Ok,
+            RunStatus::Degraded,
+            RunStatus::Fail,
+            RunStatus::NoSummary,
+            RunStatus::Timeout,
+            RunStatus::Error,
+        ]
+        .into_iter()
+        .find(|s| Some(s.as_str()) == get("status"))
+        .ok_or_else(|| bad("status"))?;
+        let text = |name: &str| get(name).filter(|v| !v.is_empty()).map(str::to_string);
+        let guest = GuestReport {
+            verdict: text("verdict"),
+            reason: text("reason"),
+            online: num("online"),
+            failed: num("failed"),
+            vmx_root: num("vmx_root"),
+            t_acpi_us: num("t_acpi_us"),
+            t_first_sipi_us: num("t_first_sipi_us"),
+            t_online_us: num("t_online_us"),
+            t_vmx_us: num("t_vmx_us"),
+            boot_us: num("boot_us"),
+            sipi_to_pcb_us: spread("sipi_to_pcb"),
+            sipi_to_vmx_us: spread("sipi_to_vmx"),
+            footprint: FOOTPRINT_KEYS
+                .iter()
+                .filter_map(|k| Some((k.to_string(), num(k)?)))
+                .collect(),
+            ..GuestReport::default()
+        };
+        let cpus = num("cpus")
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|&n| n > 0)
+            .ok_or_else(|| bad("cpus"))?;
+        let run = num("run")
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| bad("run"))?;
+        out.push(Sample {
+            config: Config {
+                backend,
+                accel,
+                cpus,
+                mode,
+            },
+            run,
+            status,
+            guest,
+            wall_first_line: secs("wall_first_line_s"),
+            wall_summary: secs("wall_summary_s"),
+            wall_exit: secs("wall_exit_s").unwrap_or_default(),
+            detail: String::new(),
+        });
+    }
+    Ok(out)
+}
+
+/// The spec a set of samples was measured with, as far as the plot needs it.
+fn spec_of(samples: &[Sample]) -> BenchSpec {
+    let mut backends: Vec<BenchBackend> = samples.iter().map(|s| s.config.backend).collect();
+    backends.sort();
+    backends.dedup();
+    let accels: std::collections::BTreeSet<(u32, Accel)> = samples
+        .iter()
+        .filter(|s| s.config.backend == BenchBackend::Qemu)
+        .map(|s| (s.config.cpus, s.config.accel))
+        .collect();
+    let both = accels
+        .iter()
+        .any(|(c, a)| *a == Accel::TcgMulti && accels.contains(&(*c, Accel::TcgSingle)));
+    let tcg = if both {
+        TcgPolicy::Both
+    } else if accels.iter().all(|(_, a)| *a == Accel::TcgSingle) {
+        TcgPolicy::Single
+    } else if accels.iter().all(|(_, a)| *a == Accel::TcgMulti) {
+        TcgPolicy::Multi
+    } else {
+        TcgPolicy::Auto
+    };
+    BenchSpec {
+        backends,
+        runs: samples.iter().map(|s| s.run).max().unwrap_or(0),
+        tcg,
+        ..BenchSpec::default()
+    }
+}
+
+fn replot(out: &Path) -> Result<bool, RunError> {
+    let path = out.join("bench-runs.csv");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| RunError::Io(format!("cannot read {}: {e}", path.display())))?;
+    let samples = parse_runs_csv(&text).map_err(RunError::Usage)?;
+    let aggs = aggregate(&samples);
+    let targets = check_targets(&aggs);
+    let spec = spec_of(&samples);
+    let version = |program: &str, args: &[&str]| command_output(program, args).unwrap_or_default();
+    let subtitle = plot_subtitle(
+        &spec,
+        &version(qemu::QEMU_PROGRAM, &["--version"]),
+        &version("dpkg-query", &["-W", "-f", "${Version}", "bochs"]),
+        thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    let files = rendered_files(&aggs, spec.tcg == TcgPolicy::Both, &subtitle);
+    let written = write_files(out, &files)?;
+    print_report(&aggs, &targets);
+    println!("re-rendered {} from {}", written.join(", "), path.display());
+    Ok(samples.iter().all(|s| s.status == RunStatus::Ok))
 }
 
 #[cfg(test)]
@@ -2974,6 +3199,7 @@ mod tests {
             "--timeout",
             "30",
             "--memory=256",
+            "--replot",
             "--",
             "-vga",
             "none",
@@ -2989,6 +3215,7 @@ mod tests {
         assert_eq!(s.timeout, Duration::from_secs(30));
         assert_eq!(s.memory_mib, 256);
         assert_eq!(s.extra_args, vec!["-vga", "none"]);
+        assert!(s.replot);
 
         for bad in [
             &["--backend", "kvm"][..],
@@ -3044,6 +3271,25 @@ mod tests {
         );
         let b = cfg(BenchBackend::Bochs, 8, ApStart::Parallel);
         assert_eq!(bench_append(&b, ""), "ap_start=parallel");
+    }
+
+    #[test]
+    fn runs_csv_round_trip() {
+        assert_eq!(
+            split_csv_line("a,\"b,c\",\"d \"\"e\"\"\",,f"),
+            vec!["a", "b,c", "d \"e\"", "", "f"]
+        );
+        let s = samples();
+        let text = runs_csv(&s);
+        let back = parse_runs_csv(&text).unwrap();
+        assert_eq!(back.len(), s.len());
+        assert_eq!(runs_csv(&back), text);
+        assert_eq!(summary_csv(&aggregate(&back)), summary_csv(&aggregate(&s)));
+        let spec = spec_of(&back);
+        assert_eq!(spec.backends, vec![BenchBackend::Qemu, BenchBackend::Bochs]);
+        assert_eq!((spec.runs, spec.tcg), (3, TcgPolicy::Multi));
+        assert!(parse_runs_csv("").is_err());
+        assert!(parse_runs_csv(&text.replace("qemu,tcg,", "qemu,kvm,")).is_err());
     }
 
     #[test]
