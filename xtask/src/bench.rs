@@ -2286,7 +2286,7 @@ fn host_meta(spec: &BenchSpec, kernel: &Path, kernel_bytes: &[u8]) -> Vec<(Strin
         ),
         (
             "command".into(),
-            Json::str(format!("cargo run -- {}", args.join(" "))),
+            Json::str(format!("cargo run -- {}", qemu::shell_quote(&args))),
         ),
         ("host_cpu".into(), Json::str(model)),
         (
