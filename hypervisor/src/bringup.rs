@@ -166,7 +166,8 @@ mod hw {
             slot.state.store(slot_state::FAILED, Ordering::Release);
             crate::arch::halt_forever();
         };
-        crate::smp_stage::pcb_built(pcb);
+        // Online is stamped before the PCB line is printed: under emulation a log line costs more than building
+        // the PCB, and the cores queue for the serial port (the BSP waits for every line before its summary).
         slot.online_us.store(time::now_us(), Ordering::Relaxed);
         // The BSP may have given up on this AP meanwhile (it swaps STARTED for FAILED): then stay out.
         if slot
@@ -184,9 +185,12 @@ mod hw {
             crate::arch::halt_forever();
         }
         exit::TALLY.online.fetch_add(1, Ordering::AcqRel);
+        crate::smp_stage::pcb_built(pcb);
         crate::faults::inject_if_targeted(slot.index);
-        crate::vmx_stage::run_on_this_cpu(pcb);
-        slot.vmx_us.store(time::now_us(), Ordering::Release);
+        if let Some(done_us) = crate::vmx_stage::run_on_this_cpu(pcb) {
+            slot.vmx_us.store(done_us, Ordering::Release);
+        }
+        crate::smp_stage::core_done();
         // HLT with interrupts off: only an NMI (teardown) or INIT wakes the core again.
         crate::arch::halt_forever()
     }

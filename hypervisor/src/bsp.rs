@@ -11,8 +11,9 @@ extern "C" {
     static boot_entry_tsc: u64;
 }
 
-/// How long the BSP waits for every core to finish the VMX stage (self-test included) and to leave it.
-const VMX_STAGE_TIMEOUT_US: u64 = 10_000_000;
+/// How long the BSP waits for every core to finish its per-core work (PCB line, VMX stage with self-test).
+const CORE_WORK_TIMEOUT_US: u64 = 10_000_000;
+/// How long the BSP waits for the cores to leave VMX operation.
 const TEARDOWN_TIMEOUT_US: u64 = 1_000_000;
 
 /// Pages of each core's kernel stack (a guard page sits below).
@@ -103,8 +104,10 @@ extern "C" fn bsp_main(stack: u64) -> ! {
     faults::inject_if_targeted(0);
     vmx_stage::configure(args.get("vmx"), args.get("selftest"));
     let smp = smp_stage::run(info, rsdp.map(|(a, _)| a), args);
-    vmx_stage::run_on_this_cpu(pcb);
-    let vmx = vmx_stage::wait_and_judge(VMX_STAGE_TIMEOUT_US);
+    let bsp_vmx_us = vmx_stage::run_on_this_cpu(pcb).unwrap_or(0);
+    smp_stage::core_done();
+    smp_stage::wait_for_cores(CORE_WORK_TIMEOUT_US);
+    let vmx = vmx_stage::judge(bsp_vmx_us.max(smp_stage::last_ap_vmx_us()));
     smp_stage::report_phases();
     let (verdict, reason) = if !smp.acpi_ok {
         (Verdict::Degraded, Reason::AcpiError)

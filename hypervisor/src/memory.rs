@@ -166,11 +166,17 @@ mod hw {
 
     /// Zeroed, contiguous, aligned frames; None when memory is exhausted (the caller reports it).
     pub fn alloc_zeroed(pages: u64, align: u64) -> Option<u64> {
-        let addr = FRAMES.lock().as_mut()?.alloc(pages, align)?;
+        let addr = alloc(pages, align)?;
         // SAFETY: the frames were just taken from the free list, lie in the identity map below 4 GiB, and are
         // not referenced by anything else.
         unsafe { core::ptr::write_bytes(addr as *mut u8, 0, (pages * PAGE_SIZE) as usize) };
         Some(addr)
+    }
+
+    /// Contiguous, aligned frames with whatever they held: for stacks, which are written before they are read
+    /// (zeroing every core's stacks is most of the BSP's bring-up preparation under emulation).
+    pub fn alloc(pages: u64, align: u64) -> Option<u64> {
+        FRAMES.lock().as_mut()?.alloc(pages, align)
     }
 
     pub fn allocated_bytes() -> u64 {
@@ -220,7 +226,7 @@ mod hw {
 
     /// A stack of `pages` usable pages with an unmapped guard page below it: (guard, bottom, top).
     pub fn alloc_guarded_stack(pages: u64) -> Option<(u64, u64, u64)> {
-        let guard = alloc_zeroed(pages + 1, PAGE_SIZE)?;
+        let guard = alloc(pages + 1, PAGE_SIZE)?;
         if !unmap_guard_page(guard) {
             return None;
         }

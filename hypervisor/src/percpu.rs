@@ -156,7 +156,8 @@ pub fn build_and_install(
 ) -> Option<&'static Pcb> {
     use crate::memory::{alloc_zeroed, PAGE_SIZE};
     let ist_pages = IST_STACK_BYTES / PAGE_SIZE;
-    let ist = alloc_zeroed(3 * ist_pages, PAGE_SIZE)?;
+    // Stacks are written before they are read: no need to zero them.
+    let ist = crate::memory::alloc(3 * ist_pages, PAGE_SIZE)?;
     let pcb_pages = (core::mem::size_of::<Pcb>() as u64).div_ceil(PAGE_SIZE);
     let frame = alloc_zeroed(pcb_pages, PAGE_SIZE)? as *mut Pcb;
     let leaf1 = crate::arch::cpuid::cpuid(1, 0);

@@ -8,7 +8,7 @@ use crate::percpu::Pcb;
 use crate::{apic, bsp, memory, time};
 use alloc::vec::Vec;
 use boot::{BootInfo, IdentityMapped, PhysMem};
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU32, Ordering};
 use smp::bringup::{ApTarget, BringupConfig, Platform};
 use smp::LocalApic;
 
@@ -126,6 +126,43 @@ impl smp::PhysRead for Phys {
     }
 }
 
+/// Cores (the BSP included) that finished their per-core work: PCB line, any injected fault, the VMX stage.
+static CORES_DONE: AtomicU32 = AtomicU32::new(0);
+
+/// When the last AP finished the VMX stage (0 if none did).
+pub fn last_ap_vmx_us() -> u64 {
+    let slots = SLOTS.get().copied().unwrap_or(&[]);
+    slots
+        .iter()
+        .map(|s| s.vmx_us.load(Ordering::Acquire))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Called by each core as the last thing before it idles.
+pub fn core_done() {
+    CORES_DONE.fetch_add(1, Ordering::AcqRel);
+}
+
+/// On the BSP before the summary: waits (bounded) until every online core finished its per-core work, so no
+/// core's line can come after the summary or be cut off by the exit. A core that faults leaves the online
+/// count after printing its report, so `online` is re-read on every check.
+pub fn wait_for_cores(timeout_us: u64) {
+    let online = || TALLY.online.load(Ordering::Acquire);
+    let deadline = time::now_us() + timeout_us;
+    while CORES_DONE.load(Ordering::Acquire) < online() && time::now_us() < deadline {
+        crate::arch::pause();
+    }
+    let done = CORES_DONE.load(Ordering::Acquire);
+    if done < online() {
+        log::error!(
+            target: "smp",
+            "only {done} of {} online cores finished their per-core work within {timeout_us} us",
+            online()
+        );
+    }
+}
+
 /// Logs the BSP's or an AP's PCB line (docs/serial-log.md).
 pub fn pcb_built(pcb: &Pcb) {
     log::info!(
@@ -213,11 +250,31 @@ pub fn run(info: &BootInfo, rsdp: Option<u64>, args: Cmdline) -> SmpOutcome {
             };
         }
     };
-    smp::madt::log_processor_list(&list);
+    // The per-entry lines come after the bring-up: at 115200 baud they would delay the first SIPI by about a
+    // line per processor. The count is printed now.
+    let listed = list.cpus.len() + list.rejected.len();
+    log::info!(
+        target: "acpi",
+        "madt: {listed} processor entries, {} usable, lapic_base=0x{:x} (one line each after the bring-up)",
+        list.usable_count(),
+        list.lapic_base
+    );
     log::debug!(target: "smp", "memory allows at most {by_memory} CPUs; limit={limit}");
-    let usable = list.usable_count();
-    TALLY.cpus.store(usable as u32, Ordering::Release);
+    TALLY
+        .cpus
+        .store(list.usable_count() as u32, Ordering::Release);
+    let outcome = start_aps(info, &list, &config, bsp_id);
+    smp::madt::log_processor_list(&list);
+    outcome
+}
 
+/// Starts the usable APs of `list` and waits for them (the part of [`run`] after the processor list).
+fn start_aps(
+    info: &BootInfo,
+    list: &smp::ProcessorList,
+    config: &BringupConfig,
+    bsp_id: u32,
+) -> SmpOutcome {
     let x2apic = apic::init_bsp(list.lapic_base);
     log::info!(
         target: "smp",
@@ -287,7 +344,7 @@ pub fn run(info: &BootInfo, rsdp: Option<u64>, args: Cmdline) -> SmpOutcome {
             apic_id: s.apic_id,
         })
         .collect();
-    let report = smp::bringup::run(&mut hw, &targets, vector, &config);
+    let report = smp::bringup::run(&mut hw, &targets, vector, config);
     crate::faults::panic_during_bringup_if_armed();
     // Started APs still have to build their PCB; under emulation many cores share a few host threads.
     let deadline = time::now_us() + PCB_BUILD_TIMEOUT_US.max(config.ap_timeout_us);

@@ -11,8 +11,6 @@ use smp::LocalApic;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 static SELFTEST: AtomicBool = AtomicBool::new(false);
-/// Cores that finished the stage, successfully or not.
-pub static DONE: AtomicU32 = AtomicU32::new(0);
 static UNSUPPORTED: AtomicU32 = AtomicU32::new(0);
 static FIRMWARE_DISABLED: AtomicU32 = AtomicU32::new(0);
 static OTHER_FAILURES: AtomicU32 = AtomicU32::new(0);
@@ -54,9 +52,10 @@ fn region(phys: u64) -> Region {
 }
 
 /// Runs the stage on the calling core. Every outcome is logged and counted; nothing here ends the run.
-pub fn run_on_this_cpu(pcb: &'static Pcb) {
+/// Returns when the stage finished (microseconds since boot, taken before its log lines), None if VMX is off.
+pub fn run_on_this_cpu(pcb: &'static Pcb) -> Option<u64> {
     if !enabled() {
-        return;
+        return None;
     }
     let apic_id = pcb.apic_id;
     // SAFETY: this HardwareCpu is used only on this core, for this stage; the IDT with the fix-up table is
@@ -66,8 +65,7 @@ pub fn run_on_this_cpu(pcb: &'static Pcb) {
     else {
         log::error!(target: "vmx", "failed apic_id={apic_id} error=\"no memory for the VMXON and VMCS regions\"");
         OTHER_FAILURES.fetch_add(1, Ordering::AcqRel);
-        DONE.fetch_add(1, Ordering::AcqRel);
-        return;
+        return Some(time::now_us());
     };
     let mut core = VmxCore {
         state: VmxState::NotEntered,
@@ -94,7 +92,9 @@ pub fn run_on_this_cpu(pcb: &'static Pcb) {
         );
     }
 
-    match vmx::enter_vmx_root(&mut cpu, &mut core.state, &core.regions) {
+    let entered = vmx::enter_vmx_root(&mut cpu, &mut core.state, &core.regions);
+    let done_us = time::now_us();
+    match entered {
         Ok(report) => {
             pcb.set_status(status::VMX_CAPABLE | status::VMX_ROOT);
             TALLY.vmx_root.fetch_add(1, Ordering::AcqRel);
@@ -124,26 +124,17 @@ pub fn run_on_this_cpu(pcb: &'static Pcb) {
         }
     }
     *pcb.vmx.lock() = Some(core);
-    DONE.fetch_add(1, Ordering::AcqRel);
+    Some(done_us)
 }
 
-/// On the BSP: waits until every online core finished the stage, then decides the verdict's VMX part.
-pub fn wait_and_judge(timeout_us: u64) -> Option<(exit::Verdict, Reason)> {
+/// On the BSP, once every online core finished its per-core work: the verdict's VMX part. `last_done_us` is
+/// when the last core finished the stage (the summary's `t_vmx_us`).
+pub fn judge(last_done_us: u64) -> Option<(exit::Verdict, Reason)> {
     if !enabled() {
         return None;
     }
-    // `online` is re-read: a core that faults leaves the online count.
-    let online = || TALLY.online.load(Ordering::Acquire);
-    let deadline = time::now_us() + timeout_us;
-    while DONE.load(Ordering::Acquire) < online() && time::now_us() < deadline {
-        crate::arch::pause();
-    }
-    let done = DONE.load(Ordering::Acquire);
-    let online = online();
-    if done < online {
-        log::error!(target: "vmx", "only {done} of {online} online cores finished the VMX stage within {timeout_us} us");
-    }
-    exit::add_summary_value("t_vmx_us", time::now_us());
+    let online = TALLY.online.load(Ordering::Acquire);
+    exit::add_summary_value("t_vmx_us", last_done_us);
     if SELFTEST.load(Ordering::Relaxed) {
         exit::add_summary_value(
             "selftest_pass",
