@@ -231,6 +231,9 @@ pub struct RootTable {
     /// Physical addresses of the tables it lists (a trailing partial entry is ignored, as
     /// ACPICA does).
     pub entries: Vec<u64>,
+    /// Bytes of a trailing partial entry (0 in a well-formed table). The acpi crate turns them
+    /// into one more, zero-extended, table address and maps a header there.
+    pub trailing_bytes: usize,
 }
 
 /// Reads and validates a root table (ACPI 6.5 §5.2.7, §5.2.8).
@@ -257,8 +260,9 @@ pub fn read_root_table(
     if !checksum_ok(&bytes) {
         return Err(AcpiError::RootChecksum { kind });
     }
-    let entries = bytes[SDT_HEADER_LEN..]
-        .chunks_exact(kind.entry_size())
+    let chunks = bytes[SDT_HEADER_LEN..].chunks_exact(kind.entry_size());
+    let trailing_bytes = chunks.remainder().len();
+    let entries = chunks
         .map(|c| match kind {
             RootKind::Rsdt => u64::from(le_u32(c, 0)),
             RootKind::Xsdt => le_u64(c, 0),
@@ -268,6 +272,7 @@ pub fn read_root_table(
         address,
         kind,
         entries,
+        trailing_bytes,
     })
 }
 
@@ -295,15 +300,18 @@ pub fn select_root_table(mem: &impl PhysRead, rsdp: &Rsdp) -> Result<RootTable, 
 struct MadtScan {
     /// First "APIC" table with a sane length and a good checksum: (address, bytes).
     found: Result<(u64, Vec<u8>), AcpiError>,
-    /// Every entry header was readable and every "APIC" table had a sane length: the acpi
-    /// crate's `find_table` can walk this root table without reading out of bounds.
+    /// Every entry header was readable, every "APIC" table had a sane length and there is no
+    /// trailing partial entry: the acpi crate's `find_table` can walk this root table without
+    /// reading out of bounds.
     crate_safe: bool,
 }
 
 fn scan_for_madt(mem: &impl PhysRead, root: &RootTable) -> MadtScan {
     let mut found = None;
     let mut first_err = None;
-    let mut crate_safe = true;
+    // The crate makes a table address of a trailing partial entry too (smp/tests/fuzz.rs found
+    // it mapping 36 bytes at such an address, which our walk never reads).
+    let mut crate_safe = root.trailing_bytes == 0;
     for &addr in &root.entries {
         let Some(h) = read_array::<SDT_HEADER_LEN>(mem, addr) else {
             crate_safe = false;
@@ -398,8 +406,9 @@ pub unsafe fn processors_from_rsdp<H: AcpiHandler>(
 /// # Safety
 ///
 /// `root` must come from [`select_root_table`] over the same memory and [`scan_for_madt`] must
-/// have reported it crate-safe (root length >= 36, every entry header readable, every "APIC"
-/// table 44..=MAX_TABLE_LEN bytes); the handler must satisfy [`processors_from_rsdp`]'s contract.
+/// have reported it crate-safe (root length >= 36, no trailing partial entry, every entry header
+/// readable, every "APIC" table 44..=MAX_TABLE_LEN bytes); the handler must satisfy
+/// [`processors_from_rsdp`]'s contract.
 unsafe fn crate_locate_madt<H: AcpiHandler>(
     handler: H,
     root: &RootTable,
@@ -720,6 +729,30 @@ mod tests {
         let rsdp = validate_rsdp(&mem, RSDP_ADDR).unwrap();
         let root = select_root_table(&mem, &rsdp).unwrap();
         assert!(!scan_for_madt(&mem, &root).crate_safe);
+    }
+
+    // Found by smp/tests/fuzz.rs: with the MADT refused by the acpi crate (non-UTF-8 OEM id), the
+    // crate went on to a trailing partial RSDT entry, made an address of its 3 bytes and mapped a
+    // header there, outside the tables.
+    #[test]
+    fn trailing_partial_root_entry_keeps_the_crate_out() {
+        let mut m = madt_small();
+        m[10] = 0xFF;
+        fix_checksum(&mut m, 9);
+        let mut body = Vec::new();
+        body.extend_from_slice(&(FACP_ADDR as u32).to_le_bytes());
+        body.extend_from_slice(&(MADT_ADDR as u32).to_le_bytes());
+        body.extend_from_slice(&[0x00, 0x00, 0xF0]);
+        let mem = MemBuilder::v0(&m)
+            .put(RSDT_ADDR, &sdt(b"RSDT", 1, &body))
+            .build();
+        let rsdp = validate_rsdp(&mem, RSDP_ADDR).unwrap();
+        let root = select_root_table(&mem, &rsdp).unwrap();
+        assert_eq!(root.entries, [FACP_ADDR, MADT_ADDR]);
+        assert_eq!(root.trailing_bytes, 3);
+        assert!(!scan_for_madt(&mem, &root).crate_safe);
+        // `both` checks that nothing mapped outside the test memory.
+        assert_eq!(ids(&both(&mem, 0, 8).unwrap()), [0, 256, 3]);
     }
 
     #[test]
