@@ -42,11 +42,8 @@ pub const BOCHS_CPUS: &[u32] = &[1, 2, 4, 8, 15];
 pub const DEFAULT_RUNS: u32 = 3;
 /// Default per-boot timeout (a boot that takes longer is a failed run).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
-/// With `--tcg auto`, QEMU runs multi-threaded TCG up to this many CPUs and `thread=single` above:
-/// on the 2-core machine of docs/performance.md both are equal up to 8 CPUs, and from 16 CPUs on
-/// single-threaded TCG is as fast or faster and far less variable (multi-threaded TCG at 255 CPUs
-/// takes 10-20 s instead of 5 s).
-pub const TCG_SINGLE_ABOVE: u32 = 8;
+/// With `--tcg auto` the bench follows the runner's default (multi-threaded TCG up to this many CPUs).
+pub use crate::qemu::TCG_SINGLE_ABOVE;
 /// How long the emulator may take to exit by itself after the summary line before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
 /// Bochs writes COM1 to a file; it is polled this often (the resolution of its wall times).
