@@ -49,18 +49,21 @@ pub fn start(loader_kind: u32, info_paddr: u32) -> ! {
         log::error!(target: "memory", "no memory for the BSP's stack");
         exit::fatal(Reason::NoMemory);
     };
+    let stack = *BSP_STACK.call_once(|| stack);
     // SAFETY: the new stack is fresh, mapped and owned by the BSP; `bsp_main` never returns, so nothing on the
-    // old stack is used again.
-    unsafe { switch_stack(stack.2, bsp_main, &stack as *const _ as u64) }
+    // old stack is used again (what it needs is in statics).
+    unsafe { switch_stack(stack.2, bsp_main) }
 }
 
 static TSC_SOURCE: spin::Once<time::TscSource> = spin::Once::new();
+/// The BSP's guarded stack: (guard page, bottom, top).
+static BSP_STACK: spin::Once<(u64, u64, u64)> = spin::Once::new();
 
-/// Continues on `top`, calling `entry(arg)`.
+/// Continues on `top`, calling `entry`.
 ///
 /// # Safety
-/// `top` must be the top of a mapped stack not otherwise in use; `arg` must stay valid until `entry` reads it.
-unsafe fn switch_stack(top: u64, entry: extern "C" fn(u64) -> !, arg: u64) -> ! {
+/// `top` must be the top of a mapped stack not otherwise in use.
+unsafe fn switch_stack(top: u64, entry: extern "C" fn() -> !) -> ! {
     // SAFETY: per the caller's guarantee; RBP is cleared to end the frame-pointer chain.
     unsafe {
         core::arch::asm!(
@@ -69,15 +72,13 @@ unsafe fn switch_stack(top: u64, entry: extern "C" fn(u64) -> !, arg: u64) -> ! 
             "call {entry}",
             top = in(reg) top,
             entry = in(reg) entry,
-            in("rdi") arg,
             options(noreturn)
         )
     }
 }
 
-extern "C" fn bsp_main(stack: u64) -> ! {
-    // SAFETY: `start` passed a pointer to its (guard, bottom, top) tuple; its frame is still intact below us.
-    let stack = unsafe { *(stack as *const (u64, u64, u64)) };
+extern "C" fn bsp_main() -> ! {
+    let stack = *BSP_STACK.get().expect("set by start");
     let info = BOOT_INFO.get().expect("set by start");
     let cpu = CpuInfo::read();
     let args = Cmdline(info.cmdline());
