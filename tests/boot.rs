@@ -118,3 +118,28 @@ fn bochs_smp_4_vmx_root_everywhere() {
         context(&o)
     );
 }
+
+/// `on_done=reboot` resets the machine after the summary through the chipset or the keyboard controller; the
+/// triple fault is only the last resort and must not be what happens on QEMU (with -no-reboot a reset ends QEMU
+/// with status 0).
+#[test]
+fn on_done_reboot_resets_without_a_triple_fault() {
+    for machine in [Machine::Q35, Machine::Pc] {
+        let mut spec = qemu("on_done=reboot");
+        spec.machine = Some(machine);
+        let o = boot(&spec);
+        assert_eq!(o.status, Status::Ok, "{}", context(&o));
+        assert_eq!(
+            o.emulator_exit,
+            Some(0),
+            "a reset ends QEMU -no-reboot with 0{}",
+            context(&o)
+        );
+        assert!(
+            !o.notes.iter().any(|n| n.contains("triple fault")),
+            "the reset fell back to a triple fault: {:?}{}",
+            o.notes,
+            context(&o)
+        );
+    }
+}

@@ -224,6 +224,9 @@ pub fn ap_fatal() -> Option<Reason> {
     }
 }
 
+/// How long a reset method may take before the next one is tried.
+const RESET_WAIT_US: u64 = 100_000;
+
 fn leave(verdict: Verdict) -> ! {
     logger::drain();
     match ON_DONE.load(Ordering::Relaxed) {
@@ -239,10 +242,18 @@ fn leave(verdict: Verdict) -> ! {
             arch::halt_forever()
         }
         x if x == OnDone::Reboot as u8 => {
-            // SAFETY: 0xFE to the keyboard controller pulses the reset line; if it does not, an empty IDT plus an
-            // exception forces a triple fault, which resets the machine. Either way nothing runs afterwards.
+            // Each method gets time to act (resets are asynchronous, in emulators too) before the next is tried:
+            // the chipset's reset control register (0xCF9: system reset, then full reset, as Linux does), the
+            // keyboard controller's reset line, and last a triple fault (empty IDT plus an exception).
+            // SAFETY: every write requests a reset; nothing after them relies on memory state, and the final
+            // triple fault resets the machine, so nothing runs afterwards.
             unsafe {
+                arch::port::outb(0xCF9, 0x02);
+                time::delay_us(50);
+                arch::port::outb(0xCF9, 0x06);
+                time::delay_us(RESET_WAIT_US);
                 arch::port::outb(0x64, 0xFE);
+                time::delay_us(RESET_WAIT_US);
                 let null = x86_64::structures::DescriptorTablePointer {
                     limit: 0,
                     base: x86_64::VirtAddr::new(0),
