@@ -237,6 +237,28 @@ fn stack_overflow_on_one_ap_is_caught_by_its_guard_page() {
 }
 
 #[test]
+fn stack_overflow_on_the_bsp_ends_the_run() {
+    let o = boot(&qemu_smp(1, "fault=stack_overflow"));
+    assert_well_formed(&o);
+    assert_status(&o, Status::Fail);
+    assert_eq!(
+        o.summary_value("reason"),
+        Some("stack_overflow"),
+        "{}",
+        context(&o)
+    );
+    let overflow = line(&o, "fault", "stack overflow: guard page ");
+    assert_eq!(overflow.cpu, Some(0), "{}", context(&o));
+    let guard = pcb(&o, 0).field("guard").unwrap().to_string();
+    assert!(
+        overflow.message.contains(&format!("guard page {guard} ")),
+        "{}",
+        context(&o)
+    );
+    assert_qemu_exit(&o, 35);
+}
+
+#[test]
 fn panic_on_one_ap_stops_only_that_core() {
     let o = boot(&qemu_smp(4, "fault=panic fault_cpu=2"));
     check_ap_fault(&o, 2, "panic", false);

@@ -408,7 +408,7 @@ fn check_multiboot2(b: &[u8], present: usize, base: u64) -> Result<(), TestCaseE
 /// Unmutated GRUB-like information is accepted, with every region and the command line.
 #[test]
 fn fuzz_multiboot2_valid() {
-    proptest!(cases(1000), |(tags in prop::collection::vec(tag(), 0..8), base in (0x1000u64..0x10_0000).prop_map(|a| a & !7))| {
+    proptest!(cases(2000), |(tags in prop::collection::vec(tag(), 0..8), base in (0x1000u64..0x10_0000).prop_map(|a| a & !7))| {
         let b = build_mbi(&tags, true);
         check_multiboot2(&b, b.len(), base)?;
         let mem = FakeMem::new(vec![(base, b.clone())], 64 + b.len());
@@ -459,7 +459,7 @@ fn info_without_usable(tags: &[Tag]) -> bool {
 
 #[test]
 fn fuzz_multiboot2_mutated() {
-    proptest!(cases(4000), |(tags in prop::collection::vec(tag(), 0..8), end in prop::bool::weighted(0.9), muts in prop::collection::vec(mb_mutation(), 1..5), base in base_addr())| {
+    proptest!(cases(8000), |(tags in prop::collection::vec(tag(), 0..8), end in prop::bool::weighted(0.9), muts in prop::collection::vec(mb_mutation(), 1..5), base in base_addr())| {
         let mut b = build_mbi(&tags, end);
         let mut present = b.len();
         for m in &muts {
@@ -529,7 +529,7 @@ fn pvh() -> impl Strategy<Value = Pvh> {
 
 #[test]
 fn fuzz_pvh() {
-    proptest!(cases(4000), |(p in pvh())| {
+    proptest!(cases(8000), |(p in pvh())| {
         let mut si = Vec::new();
         si.extend_from_slice(&p.magic.to_le_bytes());
         si.extend_from_slice(&p.version.to_le_bytes());

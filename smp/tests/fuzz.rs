@@ -1329,7 +1329,7 @@ fn corpus_replays() {
 /// Generated machines, unmutated: the result equals the model of the rules.
 #[test]
 fn fuzz_generated_valid_tables() {
-    proptest!(cases(1500), |(spec in machine_spec(), (bsp, limit) in bsp_and_limit())| {
+    proptest!(cases(5000), |(spec in machine_spec(), (bsp, limit) in bsp_and_limit())| {
         watch(|| format!("{spec:?} bsp={bsp} limit={limit}"));
         let machine = spec.build();
         let expect = spec.effective_madt().map(|m| m.expected(bsp, limit));
@@ -1340,7 +1340,7 @@ fn fuzz_generated_valid_tables() {
 /// Generated machines with up to 6 mutations each.
 #[test]
 fn fuzz_mutated_generated_tables() {
-    proptest!(cases(3000), |(spec in machine_spec(), muts in prop::collection::vec(mutation(), 1..7), (bsp, limit) in bsp_and_limit())| {
+    proptest!(cases(20000), |(spec in machine_spec(), muts in prop::collection::vec(mutation(), 1..7), (bsp, limit) in bsp_and_limit())| {
         watch(|| format!("{spec:?} {muts:?} bsp={bsp} limit={limit}"));
         let mut machine = spec.build();
         for m in &muts {
@@ -1355,7 +1355,7 @@ fn fuzz_mutated_generated_tables() {
 fn fuzz_mutated_corpus() {
     let corpus = load_corpus();
     assert!(!corpus.is_empty(), "no seed corpus");
-    proptest!(cases(3000), |(k in any::<usize>(), muts in prop::collection::vec(mutation(), 1..7), (bsp, limit) in bsp_and_limit())| {
+    proptest!(cases(20000), |(k in any::<usize>(), muts in prop::collection::vec(mutation(), 1..7), (bsp, limit) in bsp_and_limit())| {
         let entry = &corpus[k % corpus.len()];
         watch(|| format!("{} {muts:?} bsp={bsp} limit={limit}", entry.name));
         let mut machine = entry.machine.clone();
@@ -1370,7 +1370,7 @@ fn fuzz_mutated_corpus() {
 /// entry walk is reached).
 #[test]
 fn fuzz_parse_madt_raw_bytes() {
-    proptest!(cases(4000), |(mut bytes in prop::collection::vec(any::<u8>(), 0..400), sig in any::<bool>(), fix_len in any::<bool>(), fix_sum in any::<bool>(), (bsp, limit) in bsp_and_limit())| {
+    proptest!(cases(20000), |(mut bytes in prop::collection::vec(any::<u8>(), 0..400), sig in any::<bool>(), fix_len in any::<bool>(), fix_sum in any::<bool>(), (bsp, limit) in bsp_and_limit())| {
         watch(|| format!("{bytes:x?}"));
         if sig && bytes.len() >= 4 {
             bytes[..4].copy_from_slice(b"APIC");
@@ -1398,7 +1398,7 @@ fn fuzz_find_rsdp() {
         prop::option::of((any::<usize>(), 1u8..=255)),
         any::<bool>(),
     );
-    proptest!(cases(300), |(ebda_seg in prop_oneof![Just(0x9FC0u16), any::<u16>()], cands in prop::collection::vec(candidate, 0..6), holes in prop::collection::vec((0u64..0x2_0000, 1u64..0x800), 0..3), len in prop_oneof![Just(36u32), any::<u32>()])| {
+    proptest!(cases(1000), |(ebda_seg in prop_oneof![Just(0x9FC0u16), any::<u16>()], cands in prop::collection::vec(candidate, 0..6), holes in prop::collection::vec((0u64..0x2_0000, 1u64..0x800), 0..3), len in prop_oneof![Just(36u32), any::<u32>()])| {
         watch(|| format!("{ebda_seg:x} {cands:?} {holes:?}"));
         let mut b = MemBuilder::default();
         b.put(0, &vec![0u8; 0x1000]);
