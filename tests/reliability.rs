@@ -494,6 +494,42 @@ fn crashing_emulator_is_reported_with_the_last_log_lines() {
     assert!(tail.contains("smp: starting 1 APs"), "{show}");
 }
 
+/// A Bochs run that never reaches a summary line is killed at the runner's timeout: status 4 and
+/// the report says so. The kernel is the runner's tiny multiboot2 test ELF with its code replaced
+/// by `jmp $` (GRUB boots it, then nothing ever happens).
+#[test]
+fn hung_bochs_is_killed_at_the_timeout() {
+    let mut elf = xtask::image::triple_fault_multiboot2_elf_bytes();
+    let entry = xtask::image::parse_elf64(&elf).unwrap().entry;
+    let code = (entry - 0x10_0000) as usize; // loaded at 1 MiB from file offset 0
+    elf[code..code + 2].copy_from_slice(&[0xEB, 0xFE]);
+    let kernel = xtask::image::target_dir()
+        .join("test-images")
+        .join(format!("spin-mb2-{}.elf", std::process::id()));
+    std::fs::create_dir_all(kernel.parent().unwrap()).unwrap();
+    std::fs::write(&kernel, &elf).unwrap();
+    let o = boot(&RunSpec {
+        timeout: Some(Duration::from_secs(8)),
+        kernel: Some(kernel.clone()),
+        ..bochs_smp(1, "")
+    });
+    let _ = std::fs::remove_file(&kernel);
+    assert_status(&o, Status::Timeout);
+    assert_eq!(o.exit_code(), 4);
+    assert_eq!(o.emulator_exit, None, "killed, not exited{}", context(&o));
+    assert!(
+        o.wall < Duration::from_secs(20),
+        "killed {:?} after the start{}",
+        o.wall,
+        context(&o)
+    );
+    let report = o.report();
+    assert!(
+        report.contains("timeout after 8 s without a summary line; killed bochs"),
+        "{report}"
+    );
+}
+
 // ------------------------------------------------------------------------------------------------
 // The short soak.
 
