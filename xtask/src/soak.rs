@@ -1,9 +1,9 @@
 //! `cargo run -- soak`: boots the image many times to shake out races in the concurrent code
 //! (parallel AP bring-up, the shared serial log, the VMX stage on every core).
 //!
-//! QEMU TCG boots cycle through core counts and both TCG threading modes (`-accel tcg` = one host
-//! thread per vCPU, `-accel tcg,thread=single` = all vCPUs on one host thread, a different
-//! interleaving) and the q35 and pc machines, with `vmx=off`; Bochs boots (VMX on) cycle through
+//! QEMU TCG boots cycle through core counts and both TCG threading modes (`-accel tcg,thread=multi`
+//! = one host thread per vCPU, `-accel tcg,thread=single` = all vCPUs on one host thread, a
+//! different interleaving) and the q35 and pc machines, with `vmx=off`; Bochs boots (VMX on) cycle through
 //! its core counts. Every boot goes through the runner ([`crate::run`], so its timeout and crash
 //! detection apply) and is judged by [`check`]:
 //!
@@ -29,8 +29,8 @@ use crate::{Backend, Machine, Outcome, RunSpec, Status};
 pub const USAGE: &str = "\
 Usage: cargo run -- soak [--runs N] [--bochs-runs M] [--cpus LIST] [--bochs-cpus LIST] [--timeout S]
 
-Boots the image N times in QEMU TCG (vmx=off; core counts from LIST, alternating -accel tcg and
--accel tcg,thread=single, q35 and pc) and M times in Bochs (VMX on), and fails on any hang, crash,
+Boots the image N times in QEMU TCG (vmx=off; core counts from LIST, alternating -accel
+tcg,thread=multi and tcg,thread=single, q35 and pc) and M times in Bochs (VMX on), and fails on any hang, crash,
 garbled log line, summary that disagrees with the MADT, or verdict other than ok. Prints a table of
 counts; exit status 0 when every boot passed, 1 otherwise (failed logs in target/soak/).
 
@@ -173,11 +173,15 @@ impl Boot {
                 append: "vmx=off".into(),
                 timeout: Some(timeout.unwrap_or(Duration::from_secs(120))),
                 quiet: true,
-                extra_args: if self.engine == Engine::TcgSingle {
-                    vec!["-accel".into(), "tcg,thread=single".into()]
-                } else {
-                    Vec::new()
-                },
+                // Explicit either way: the runner's default depends on the CPU count.
+                extra_args: vec![
+                    "-accel".into(),
+                    if self.engine == Engine::TcgSingle {
+                        "tcg,thread=single".into()
+                    } else {
+                        "tcg,thread=multi".into()
+                    },
+                ],
                 ..RunSpec::default()
             },
         }
@@ -719,7 +723,10 @@ mod tests {
         let single = p[2].run_spec(None);
         assert_eq!(single.extra_args, ["-accel", "tcg,thread=single"]);
         assert_eq!(single.append, "vmx=off");
-        assert!(p[0].run_spec(None).extra_args.is_empty());
+        assert_eq!(
+            p[0].run_spec(None).extra_args,
+            ["-accel", "tcg,thread=multi"]
+        );
         assert_eq!(p[8].run_spec(None).backend, Backend::Bochs);
     }
 
