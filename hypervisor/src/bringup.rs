@@ -3,7 +3,9 @@
 
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-/// Slot states, written by the AP (STARTED, ONLINE, FAILED) and read by the BSP.
+/// Slot states. The AP moves its slot WAITING -> STARTED -> ONLINE (or STARTED -> FAILED when its PCB cannot be
+/// built); the BSP, when it stops waiting, moves WAITING or STARTED -> FAILED. Every move is a compare-and-swap
+/// ([`ApSlot::transition`]), so a late AP and the BSP cannot both win: an AP is counted online or failed, never both.
 pub mod slot_state {
     pub const WAITING: u32 = 0;
     /// The AP reached Rust: it answered the SIPI.
@@ -50,6 +52,14 @@ impl ApSlot {
 
     pub fn state(&self) -> u32 {
         self.state.load(Ordering::Acquire)
+    }
+
+    /// Moves the slot from `from` to `to` if it is in `from`; false if another core moved it first. The AP and
+    /// the BSP both change a slot's state only this way, so they cannot both win (see `slot_state`).
+    pub fn transition(&self, from: u32, to: u32) -> bool {
+        self.state
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 }
 
@@ -158,28 +168,22 @@ mod hw {
             crate::arch::halt_forever();
         }
         slot.started_us.store(time::now_us(), Ordering::Relaxed);
-        slot.state.store(slot_state::STARTED, Ordering::Release);
+        if !slot.transition(slot_state::WAITING, slot_state::STARTED) {
+            // The BSP already counted this AP as not answering: stay out of the run.
+            crate::arch::halt_forever();
+        }
         interrupts::load();
         let stack = (slot.guard_page, slot.stack_bottom, slot.stack_top);
         let x2apic = crate::apic::enable_on_this_cpu();
         let Some(pcb) = percpu::build_and_install(slot.index, slot.apic_id, x2apic, stack) else {
-            slot.state.store(slot_state::FAILED, Ordering::Release);
+            slot.transition(slot_state::STARTED, slot_state::FAILED);
             crate::arch::halt_forever();
         };
         // Online is stamped before the PCB line is printed: under emulation a log line costs more than building
         // the PCB, and the cores queue for the serial port (the BSP waits for every line before its summary).
         slot.online_us.store(time::now_us(), Ordering::Relaxed);
         // The BSP may have given up on this AP meanwhile (it swaps STARTED for FAILED): then stay out.
-        if slot
-            .state
-            .compare_exchange(
-                slot_state::STARTED,
-                slot_state::ONLINE,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_err()
-        {
+        if !slot.transition(slot_state::STARTED, slot_state::ONLINE) {
             log::warn!(target: "smp", "cpu={} came online after the BSP counted it as failed: halting", slot.index);
             pcb.set_status(percpu::status::FAILED);
             crate::arch::halt_forever();
@@ -206,6 +210,27 @@ mod tests {
         assert_eq!(core::mem::size_of::<ApSlot>(), 128);
         assert_eq!(core::mem::offset_of!(ApSlot, apic_id), 0);
         assert_eq!(core::mem::offset_of!(ApSlot, stack_top), 8);
+    }
+
+    #[test]
+    fn a_late_ap_and_the_bsp_cannot_both_win_a_slot() {
+        // The BSP gives up before the AP reaches Rust: the AP must stay out.
+        let slot = ApSlot::new(3, 1, (0x1000, 0x2000, 0x3000));
+        assert!(slot.transition(slot_state::WAITING, slot_state::FAILED));
+        assert!(!slot.transition(slot_state::WAITING, slot_state::STARTED));
+        // The AP answered but the BSP gives up before its PCB is built: it must not come online.
+        let slot = ApSlot::new(3, 1, (0x1000, 0x2000, 0x3000));
+        assert!(slot.transition(slot_state::WAITING, slot_state::STARTED));
+        assert!(!slot.transition(slot_state::WAITING, slot_state::FAILED));
+        assert!(slot.transition(slot_state::STARTED, slot_state::FAILED));
+        assert!(!slot.transition(slot_state::STARTED, slot_state::ONLINE));
+        // The AP comes online first: the BSP's swaps both fail and it counts the AP online.
+        let slot = ApSlot::new(3, 1, (0x1000, 0x2000, 0x3000));
+        assert!(slot.transition(slot_state::WAITING, slot_state::STARTED));
+        assert!(slot.transition(slot_state::STARTED, slot_state::ONLINE));
+        assert!(!slot.transition(slot_state::WAITING, slot_state::FAILED));
+        assert!(!slot.transition(slot_state::STARTED, slot_state::FAILED));
+        assert_eq!(slot.state(), slot_state::ONLINE);
     }
 
     #[test]

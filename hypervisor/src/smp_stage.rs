@@ -351,41 +351,35 @@ fn start_aps(
     while slots.iter().any(|s| s.state() == slot_state::STARTED) && time::now_us() < deadline {
         crate::arch::pause();
     }
-    // Stragglers are failed from here on; an AP that finishes later sees this and stays out (bringup.rs).
-    for slot in slots {
-        let _ = slot.state.compare_exchange(
-            slot_state::STARTED,
-            slot_state::FAILED,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
-    }
     let elapsed = time::now_us() - t0;
 
+    // Close every slot. The AP moves WAITING -> STARTED -> ONLINE and the BSP WAITING|STARTED -> FAILED, each by
+    // compare-and-swap, so an AP that answers late either made it before this point or finds its slot failed
+    // and stays out (bringup.rs): it can never be counted both online and failed.
     let mut online = 1;
     let mut failed = 0;
     for slot in slots {
-        match slot.state() {
-            slot_state::ONLINE => online += 1,
-            slot_state::WAITING => {
-                failed += 1;
-                log::error!(
-                    target: "smp",
-                    "cpu={} apic_id={} did not answer INIT-SIPI-SIPI within {} us: counted as failed",
-                    slot.index,
-                    slot.apic_id,
-                    config.ap_timeout_us
-                );
-            }
-            other => {
-                failed += 1;
-                log::error!(
-                    target: "smp",
-                    "cpu={} apic_id={} started but did not come online (state {other}): counted as failed",
-                    slot.index,
-                    slot.apic_id
-                );
-            }
+        if slot.transition(slot_state::WAITING, slot_state::FAILED) {
+            failed += 1;
+            log::error!(
+                target: "smp",
+                "cpu={} apic_id={} did not answer INIT-SIPI-SIPI within {} us: counted as failed",
+                slot.index,
+                slot.apic_id,
+                config.ap_timeout_us
+            );
+        } else if slot.transition(slot_state::STARTED, slot_state::FAILED)
+            || slot.state() == slot_state::FAILED
+        {
+            failed += 1;
+            log::error!(
+                target: "smp",
+                "cpu={} apic_id={} answered but did not come online: counted as failed",
+                slot.index,
+                slot.apic_id
+            );
+        } else {
+            online += 1;
         }
     }
     // Added, not stored: an AP that already faulted has counted itself.
