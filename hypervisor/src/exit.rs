@@ -38,9 +38,7 @@ pub enum Reason {
     StackOverflow,
     Panic,
     BadHandoff,
-    BadCmdline,
     ApTimeout,
-    ApFailed,
     NoMemory,
     AcpiError,
     VmxUnsupported,
@@ -57,9 +55,7 @@ impl Reason {
             Reason::StackOverflow => "stack_overflow",
             Reason::Panic => "panic",
             Reason::BadHandoff => "bad_handoff",
-            Reason::BadCmdline => "bad_cmdline",
             Reason::ApTimeout => "ap_timeout",
-            Reason::ApFailed => "ap_failed",
             Reason::NoMemory => "no_memory",
             Reason::AcpiError => "acpi_error",
             Reason::VmxUnsupported => "vmx_unsupported",
@@ -179,15 +175,13 @@ pub fn finish(verdict: Verdict, reason: Reason) -> ! {
 
 /// The first fatal reason reported by an AP (0 = none), as `Reason as u8 + 1`.
 static AP_FATAL: AtomicU8 = AtomicU8::new(0);
-const REASONS: [Reason; 14] = [
+const REASONS: [Reason; 12] = [
     Reason::None,
     Reason::Exception,
     Reason::StackOverflow,
     Reason::Panic,
     Reason::BadHandoff,
-    Reason::BadCmdline,
     Reason::ApTimeout,
-    Reason::ApFailed,
     Reason::NoMemory,
     Reason::AcpiError,
     Reason::VmxUnsupported,
@@ -286,6 +280,23 @@ mod tests {
             s,
             "summary: cpus=4 online=4 failed=0 vmx_root=4 verdict=ok boot_us=1834 reason=none selftest_pass=9"
         );
+    }
+
+    #[test]
+    fn every_reason_survives_the_ap_fatal_code() {
+        // `fatal` on an AP stores a reason as its index in REASONS; each must map back to itself.
+        let names: Vec<&str> = REASONS.iter().map(|r| r.name()).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            names.len(),
+            "a reason is listed twice: {names:?}"
+        );
+        for (i, r) in REASONS.iter().enumerate() {
+            assert_eq!(REASONS.iter().position(|x| x == r), Some(i));
+        }
     }
 
     #[test]
