@@ -30,9 +30,9 @@ use std::time::{Duration, Instant};
 
 use crate::host::{self, Need};
 use crate::qemu::{self, Media, QemuPlan};
-use crate::runner::{self, LineSplitter};
+use crate::runner;
 use crate::serial::{LogLine, Summary};
-use crate::{bochs, image, BochsRom, Machine, RunError};
+use crate::{bochs, image, stream, BochsRom, Machine, RunError};
 
 /// Default QEMU CPU counts (QEMU 7.2 refuses more than 255 on q35).
 pub const QEMU_CPUS: &[u32] = &[1, 2, 4, 8, 16, 32, 64, 128, 255];
@@ -1979,80 +1979,43 @@ pub fn bench_svg(aggs: &[Aggregate], by_accel: bool, subtitle: &str) -> String {
 // Driving the emulators
 // ---------------------------------------------------------------------------------------------
 
-fn spawn_reader<R: Read + Send + 'static>(
-    mut r: R,
+/// Serial lines stamped with when they arrived.
+fn timed_reader<R: Read + Send + 'static>(
+    r: R,
     start: Instant,
     tx: Sender<Timed>,
 ) -> JoinHandle<()> {
-    thread::spawn(move || {
-        let mut splitter = LineSplitter::default();
-        let mut buf = [0u8; 8192];
-        loop {
-            match r.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    let at = start.elapsed();
-                    for line in splitter.push(&buf[..n]) {
-                        let _ = tx.send(Timed { at, line });
-                    }
-                }
-            }
-        }
-        if let Some(line) = splitter.finish() {
+    stream::spawn_line_reader(
+        r,
+        move |line| {
             let _ = tx.send(Timed {
                 at: start.elapsed(),
                 line,
             });
-        }
-    })
+        },
+        || {},
+    )
 }
 
-fn spawn_tail(
+/// Bochs' serial log file, followed every [`TAIL_POLL`], lines stamped with when they were read.
+fn timed_tail(
     path: PathBuf,
     start: Instant,
     stop: Arc<AtomicBool>,
     tx: Sender<Timed>,
 ) -> JoinHandle<()> {
-    thread::spawn(move || {
-        let mut splitter = LineSplitter::default();
-        let mut file: Option<std::fs::File> = None;
-        let mut buf = vec![0u8; 16384];
-        loop {
-            let stopping = stop.load(Ordering::SeqCst);
-            if file.is_none() {
-                file = std::fs::File::open(&path).ok();
-            }
-            if let Some(f) = file.as_mut() {
-                while let Ok(n) = f.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    let at = start.elapsed();
-                    for line in splitter.push(&buf[..n]) {
-                        let _ = tx.send(Timed { at, line });
-                    }
-                }
-            }
-            if stopping {
-                break;
-            }
-            thread::sleep(TAIL_POLL);
-        }
-        if let Some(line) = splitter.finish() {
+    stream::spawn_file_tail(
+        path,
+        TAIL_POLL,
+        stop,
+        move |line| {
             let _ = tx.send(Timed {
                 at: start.elapsed(),
                 line,
             });
-        }
-    })
-}
-
-fn spawn_collector<R: Read + Send + 'static>(mut r: R) -> JoinHandle<String> {
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = r.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
+        },
+        || {},
+    )
 }
 
 struct Raw {
@@ -2189,8 +2152,8 @@ fn boot_qemu(env: &Env, config: Config, run: u32) -> Result<Sample, RunError> {
         .spawn()
         .map_err(|e| RunError::Spawn(format!("{}: {e}", qemu::QEMU_PROGRAM)))?;
     let (tx, rx) = mpsc::channel();
-    let reader = spawn_reader(child.stdout.take().expect("piped"), start, tx);
-    let err = spawn_collector(child.stderr.take().expect("piped"));
+    let reader = timed_reader(child.stdout.take().expect("piped"), start, tx);
+    let err = stream::spawn_collector(child.stderr.take().expect("piped"));
     let stop = AtomicBool::new(false);
     let raw = watch(&mut child, &rx, start, env.spec.timeout, &stop);
     let _ = reader.join();
@@ -2224,9 +2187,9 @@ fn boot_bochs(env: &Env, config: Config, run: u32, iso: &Path) -> Result<Sample,
         .map_err(|e| RunError::Spawn(format!("bochs: {e}")))?;
     let (tx, rx) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
-    let tail = spawn_tail(serial, start, Arc::clone(&stop), tx);
-    let out = spawn_collector(child.stdout.take().expect("piped"));
-    let err = spawn_collector(child.stderr.take().expect("piped"));
+    let tail = timed_tail(serial, start, Arc::clone(&stop), tx);
+    let out = stream::spawn_collector(child.stdout.take().expect("piped"));
+    let err = stream::spawn_collector(child.stderr.take().expect("piped"));
     let raw = watch(&mut child, &rx, start, env.spec.timeout, &stop);
     stop.store(true, Ordering::SeqCst);
     let _ = tail.join();

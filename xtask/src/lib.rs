@@ -14,6 +14,7 @@ pub mod qemu;
 pub mod runner;
 pub mod serial;
 pub mod soak;
+pub mod stream;
 
 use std::fmt;
 use std::path::PathBuf;

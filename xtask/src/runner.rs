@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::host::{self, HostProbe, Need};
 use crate::qemu::{self, Media, QemuPlan};
 use crate::serial::{Summary, Verdict};
-use crate::{bochs, image, Backend, BochsRom, Boot, Outcome, RunError, RunSpec, Status};
+use crate::{bochs, image, stream, Backend, BochsRom, Boot, Outcome, RunError, RunSpec, Status};
 
 /// How long the runner waits for the emulator to exit by itself after the summary line.
 pub const QEMU_GRACE: Duration = Duration::from_secs(3);
@@ -331,8 +331,8 @@ fn run_qemu(spec: &RunSpec, backend: Backend) -> Result<Outcome, RunError> {
         .spawn()
         .map_err(|e| RunError::Spawn(format!("{}: {e}", qemu::QEMU_PROGRAM)))?;
     let (tx, rx) = mpsc::channel();
-    let out_reader = spawn_line_reader(child.stdout.take().expect("piped"), tx);
-    let err_reader = spawn_collector(child.stderr.take().expect("piped"));
+    let out_reader = line_reader(child.stdout.take().expect("piped"), tx);
+    let err_reader = stream::spawn_collector(child.stderr.take().expect("piped"));
     let watch = watch(&mut child, rx, || {}, spec.timeout, QEMU_GRACE, spec.quiet)?;
     let _ = out_reader.join();
     let emulator_output = err_reader.join().unwrap_or_default();
@@ -419,9 +419,9 @@ fn run_bochs(spec: &RunSpec) -> Result<Outcome, RunError> {
         .map_err(|e| RunError::Spawn(format!("bochs: {e}")))?;
     let (tx, rx) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
-    let tail = spawn_file_tail(serial_log, Arc::clone(&stop), tx);
-    let out = spawn_collector(child.stdout.take().expect("piped"));
-    let err = spawn_collector(child.stderr.take().expect("piped"));
+    let tail = file_tail(serial_log, Arc::clone(&stop), tx);
+    let out = stream::spawn_collector(child.stdout.take().expect("piped"));
+    let err = stream::spawn_collector(child.stderr.take().expect("piped"));
     let stop_tail = || stop.store(true, Ordering::SeqCst);
     let watch = watch(
         &mut child,
@@ -539,66 +539,34 @@ fn clean_line(bytes: &[u8]) -> String {
     s.trim_end_matches('\r').replace('\r', "")
 }
 
-fn spawn_line_reader<R: Read + Send + 'static>(mut r: R, tx: Sender<Event>) -> JoinHandle<()> {
-    thread::spawn(move || {
-        let mut splitter = LineSplitter::default();
-        let mut buf = [0u8; 4096];
-        loop {
-            match r.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    for line in splitter.push(&buf[..n]) {
-                        let _ = tx.send(Event::Line(line));
-                    }
-                }
-            }
-        }
-        if let Some(line) = splitter.finish() {
+/// The serial stream's lines, then its end, as runner events.
+fn line_reader<R: Read + Send + 'static>(r: R, tx: Sender<Event>) -> JoinHandle<()> {
+    let end = tx.clone();
+    stream::spawn_line_reader(
+        r,
+        move |line| {
             let _ = tx.send(Event::Line(line));
-        }
-        let _ = tx.send(Event::Eof);
-    })
+        },
+        move || {
+            let _ = end.send(Event::Eof);
+        },
+    )
 }
 
-fn spawn_collector<R: Read + Send + 'static>(mut r: R) -> JoinHandle<String> {
-    thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = r.read_to_end(&mut bytes);
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
-/// Follows a file that the emulator appends to, until `stop` is set; then reads the rest once more.
-fn spawn_file_tail(path: PathBuf, stop: Arc<AtomicBool>, tx: Sender<Event>) -> JoinHandle<()> {
-    thread::spawn(move || {
-        let mut splitter = LineSplitter::default();
-        let mut file: Option<std::fs::File> = None;
-        let mut buf = vec![0u8; 16384];
-        loop {
-            let stopping = stop.load(Ordering::SeqCst);
-            if file.is_none() {
-                file = std::fs::File::open(&path).ok();
-            }
-            if let Some(f) = file.as_mut() {
-                while let Ok(n) = f.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    for line in splitter.push(&buf[..n]) {
-                        let _ = tx.send(Event::Line(line));
-                    }
-                }
-            }
-            if stopping {
-                break;
-            }
-            thread::sleep(Duration::from_millis(25));
-        }
-        if let Some(line) = splitter.finish() {
+/// Follows the serial log file Bochs appends to, as runner events.
+fn file_tail(path: PathBuf, stop: Arc<AtomicBool>, tx: Sender<Event>) -> JoinHandle<()> {
+    let end = tx.clone();
+    stream::spawn_file_tail(
+        path,
+        Duration::from_millis(25),
+        stop,
+        move |line| {
             let _ = tx.send(Event::Line(line));
-        }
-        let _ = tx.send(Event::Eof);
-    })
+        },
+        move || {
+            let _ = end.send(Event::Eof);
+        },
+    )
 }
 
 struct Watch {
@@ -1105,7 +1073,7 @@ mod tests {
             .spawn()
             .unwrap();
         let (tx, rx) = mpsc::channel();
-        let reader = spawn_line_reader(child.stdout.take().unwrap(), tx);
+        let reader = line_reader(child.stdout.take().unwrap(), tx);
         let w = watch(&mut child, rx, || {}, timeout, grace, true).unwrap();
         reader.join().unwrap();
         w
@@ -1172,7 +1140,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         // The file does not exist yet when the tail starts.
-        let tail = spawn_file_tail(path.clone(), Arc::clone(&stop), tx);
+        let tail = file_tail(path.clone(), Arc::clone(&stop), tx);
         thread::sleep(Duration::from_millis(60));
         std::fs::write(&path, "a\r\nb").unwrap();
         thread::sleep(Duration::from_millis(100));
