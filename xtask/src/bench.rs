@@ -2098,26 +2098,6 @@ fn watch(
     }
 }
 
-/// A scratch directory removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Result<Scratch, RunError> {
-        let dir = image::target_dir()
-            .join("runs")
-            .join(image::unique_name("bench"));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| RunError::Io(format!("cannot create {}: {e}", dir.display())))?;
-        Ok(Scratch(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Everything fixed for the whole benchmark.
 struct Env<'a> {
     spec: &'a BenchSpec,
@@ -2125,7 +2105,7 @@ struct Env<'a> {
 }
 
 fn boot_qemu(env: &Env, config: Config, run: u32) -> Result<Sample, RunError> {
-    let dir = Scratch::new()?;
+    let dir = runner::RunDir::new("bench")?;
     let cmdline = runner::kernel_cmdline(&bench_append(&config, &env.spec.append), "exit");
     let plan = QemuPlan {
         kvm: false,
@@ -2166,7 +2146,7 @@ fn boot_qemu(env: &Env, config: Config, run: u32) -> Result<Sample, RunError> {
 }
 
 fn boot_bochs(env: &Env, config: Config, run: u32, iso: &Path) -> Result<Sample, RunError> {
-    let dir = Scratch::new()?;
+    let dir = runner::RunDir::new("bench")?;
     let serial = dir.0.join("serial.log");
     let cfg = bochs::BochsConfig {
         cpus: config.cpus,

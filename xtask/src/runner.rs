@@ -251,14 +251,15 @@ fn kernel_for(spec: &RunSpec) -> Result<PathBuf, RunError> {
     }
 }
 
-/// A scratch directory for one run (`target/runs/run-<pid>-<n>`), removed when dropped.
-struct RunDir(PathBuf);
+/// A scratch directory for one run (`target/runs/<prefix>-<pid>-<n>`), removed when dropped.
+pub(crate) struct RunDir(pub(crate) PathBuf);
 
 impl RunDir {
-    fn new() -> Result<RunDir, RunError> {
+    /// A fresh `target/runs/<prefix>-...` directory (the runner's and the bench's scratch space).
+    pub(crate) fn new(prefix: &str) -> Result<RunDir, RunError> {
         let dir = image::target_dir()
             .join("runs")
-            .join(image::unique_name("run"));
+            .join(image::unique_name(prefix));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)
             .map_err(|e| RunError::Io(format!("cannot create {}: {e}", dir.display())))?;
@@ -299,7 +300,7 @@ fn run_qemu(spec: &RunSpec, backend: Backend) -> Result<Outcome, RunError> {
             cmdline: cmdline.clone(),
         }
     };
-    let dir = RunDir::new()?;
+    let dir = RunDir::new("run")?;
     let reset_log = dir.0.join("qemu-reset.log");
     let plan = QemuPlan {
         kvm: backend == Backend::Kvm,
@@ -391,7 +392,7 @@ fn run_bochs(spec: &RunSpec) -> Result<Outcome, RunError> {
     let kernel = kernel_for(spec)?;
     let cmdline = kernel_cmdline(&spec.append, "exit");
     let iso = image::cached_iso(&kernel, &cmdline)?;
-    let dir = RunDir::new()?;
+    let dir = RunDir::new("run")?;
     let serial_log = dir.0.join("serial.log");
     let cfg = bochs::BochsConfig {
         cpus,
