@@ -22,13 +22,3 @@ pub unsafe fn outb(port: u16, value: u8) {
     // SAFETY: forwarded to the caller's guarantee.
     unsafe { Port::<u8>::new(port).write(value) }
 }
-
-/// Writes a 16-bit value to an I/O port.
-///
-/// # Safety
-/// As for [`outb`].
-#[inline]
-pub unsafe fn outw(port: u16, value: u16) {
-    // SAFETY: forwarded to the caller's guarantee.
-    unsafe { Port::<u16>::new(port).write(value) }
-}
