@@ -25,7 +25,7 @@ static BOOT_INFO: spin::Once<BootInfo> = spin::Once::new();
 pub fn start(loader_kind: u32, info_paddr: u32) -> ! {
     // SAFETY: entry.s wrote the TSC into this variable before jumping to long mode; nothing writes it after.
     let entry_tsc = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(boot_entry_tsc)) };
-    let tsc_source = time::init(entry_tsc);
+    time::init(entry_tsc);
     logger::init(log::LevelFilter::Info);
     // Exceptions are reported from here on (the IST ones once the PCB's TSS is loaded, below).
     interrupts::init();
@@ -41,7 +41,6 @@ pub fn start(loader_kind: u32, info_paddr: u32) -> ! {
         }
     };
     apply_cmdline(Cmdline(info.cmdline()));
-    TSC_SOURCE.call_once(|| tsc_source);
 
     let free = memory::init(info);
     log::debug!(target: "memory", "frame allocator: {} MiB free below 4 GiB", free >> 20);
@@ -55,7 +54,6 @@ pub fn start(loader_kind: u32, info_paddr: u32) -> ! {
     unsafe { switch_stack(stack.2, bsp_main) }
 }
 
-static TSC_SOURCE: spin::Once<time::TscSource> = spin::Once::new();
 /// The BSP's guarded stack: (guard page, bottom, top).
 static BSP_STACK: spin::Once<(u64, u64, u64)> = spin::Once::new();
 
@@ -104,10 +102,14 @@ extern "C" fn bsp_main() -> ! {
     }
     faults::inject_if_targeted(0);
     vmx_stage::configure(args.get("vmx"), args.get("selftest"));
+    // From here until every core has finished its per-core work, routine lines wait in the log queue while
+    // the cores start (docs/serial-log.md, "Deferred lines").
+    logger::defer_routine_lines(true);
     let smp = smp_stage::run(info, rsdp.map(|(a, _)| a), args);
     let bsp_vmx_us = vmx_stage::run_on_this_cpu(pcb).unwrap_or(0);
     smp_stage::core_done();
     smp_stage::wait_for_cores(CORE_WORK_TIMEOUT_US);
+    logger::defer_routine_lines(false);
     let vmx = vmx_stage::judge(bsp_vmx_us.max(smp_stage::last_ap_vmx_us()));
     smp_stage::report_phases();
     let (verdict, reason) = if !smp.acpi_ok {
@@ -168,7 +170,7 @@ fn early_report(info: &BootInfo, cpu: &CpuInfo, rsdp: Option<(u64, &str)>) {
         YesNo(cpu.x2apic),
         cpu.maxphyaddr,
         time::tsc_hz(),
-        TSC_SOURCE.get().map_or("?", |s| s.name())
+        time::tsc_source().name()
     );
 }
 

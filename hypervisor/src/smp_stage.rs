@@ -151,7 +151,10 @@ pub fn wait_for_cores(timeout_us: u64) {
     let online = || TALLY.online.load(Ordering::Acquire);
     let deadline = time::now_us() + timeout_us;
     while CORES_DONE.load(Ordering::Acquire) < online() && time::now_us() < deadline {
-        crate::arch::pause();
+        // Nothing else to do: write out the cores' queued lines meanwhile.
+        if !crate::logger::write_one_queued() {
+            crate::arch::pause();
+        }
     }
     let done = CORES_DONE.load(Ordering::Acquire);
     if done < online() {
@@ -190,6 +193,13 @@ impl Platform for Hardware<'_> {
     fn delay_us(&mut self, us: u64) {
         time::delay_us(us)
     }
+    fn init_delay_us(&mut self, us: u64) {
+        // Every AP waits for its SIPI meanwhile: the BSP has the time (and, under emulation, the host CPU) to
+        // write out the lines queued since the SMP stage began.
+        let deadline = time::now_us().saturating_add(us);
+        crate::logger::write_queued_until(deadline);
+        time::delay_us(deadline.saturating_sub(time::now_us()));
+    }
     fn send_init(&mut self, apic_id: u32) {
         if let Err(e) = self
             .apic
@@ -214,10 +224,11 @@ impl Platform for Hardware<'_> {
         }
     }
     fn ap_started(&self, logical: usize) -> bool {
+        // Slots are in logical-index order (indexes may skip unusable entries): a binary search, as the BSP
+        // asks about every pending AP on every poll.
         self.slots
-            .iter()
-            .find(|s| s.index as usize == logical)
-            .is_some_and(|s| s.state() != slot_state::WAITING)
+            .binary_search_by_key(&logical, |s| s.index as usize)
+            .is_ok_and(|i| self.slots[i].state() != slot_state::WAITING)
     }
 }
 

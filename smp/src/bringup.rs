@@ -28,6 +28,12 @@ pub trait Platform {
     fn ap_started(&self, logical: usize) -> bool;
     /// Busy-waits `us` microseconds.
     fn delay_us(&mut self, us: u64);
+    /// The wait after INIT, at least `us` microseconds. No AP this run targets is running meanwhile, so a
+    /// platform may use it for other work (the hypervisor writes out queued log lines) as long as it does not
+    /// return early.
+    fn init_delay_us(&mut self, us: u64) {
+        self.delay_us(us);
+    }
 }
 
 /// One AP to start.
@@ -275,6 +281,13 @@ impl<P: Platform> Waiter<'_, P> {
         }
     }
 
+    fn init_delay(&mut self, us: u64) {
+        if us > 0 {
+            self.p.init_delay_us(us);
+            self.waited_us = self.waited_us.saturating_add(us);
+        }
+    }
+
     fn mark(&self) -> Mark {
         Mark {
             clock: self.p.now_us(),
@@ -393,7 +406,7 @@ fn kick_and_wait<P: Platform>(
     // Fallback start of the timeout for an AP that got no SIPI (it reported started between
     // INIT and SIPI), so that the poll loop below always ends.
     let init_mark = w.mark();
-    w.delay(cfg.init_delay_us);
+    w.init_delay(cfg.init_delay_us);
 
     for _round in 0..2 {
         let mut sent = false;
@@ -471,6 +484,8 @@ mod tests {
         sipi_times: BTreeMap<u32, Vec<u64>>,
         events: Vec<(u64, Ev)>,
         frozen_clock: bool,
+        /// (when, how long) of each INIT delay.
+        init_delays: Vec<(u64, u64)>,
     }
 
     impl Fake {
@@ -485,6 +500,7 @@ mod tests {
                 sipi_times: BTreeMap::new(),
                 events: vec![],
                 frozen_clock: false,
+                init_delays: vec![],
             }
         }
         fn targets(&self) -> Vec<ApTarget> {
@@ -529,6 +545,38 @@ mod tests {
                 self.now += us;
             }
         }
+        fn init_delay_us(&mut self, us: u64) {
+            self.init_delays.push((self.now, us));
+            self.delay_us(us);
+        }
+    }
+
+    #[test]
+    fn the_init_delay_is_one_platform_wait_per_init_round_before_any_sipi() {
+        let aps = [Ap::AfterFirstSipi(50), Ap::AfterFirstSipi(80)];
+        let mut f = Fake::new(&aps);
+        let t = f.targets();
+        run(&mut f, &t, 0x08, &cfg(StartMode::Parallel));
+        assert_eq!(f.init_delays, [(1_000, 10_000)]);
+        let first_sipi = f.events.iter().find(|(_, e)| matches!(e, Ev::Sipi(..)));
+        assert_eq!(first_sipi.map(|(t, _)| *t), Some(11_000));
+
+        // Serial: one INIT delay per AP, each after that AP's INIT.
+        let mut f = Fake::new(&aps);
+        let t = f.targets();
+        run(&mut f, &t, 0x08, &cfg(StartMode::Serial));
+        assert_eq!(f.init_delays.len(), 2);
+        assert!(f.init_delays.iter().all(|&(_, us)| us == 10_000));
+        let inits: Vec<u64> = f
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, Ev::Init(_)))
+            .map(|(t, _)| *t)
+            .collect();
+        assert_eq!(
+            inits,
+            f.init_delays.iter().map(|&(t, _)| t).collect::<Vec<_>>()
+        );
     }
 
     fn cfg(mode: StartMode) -> BringupConfig {
