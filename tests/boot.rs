@@ -143,3 +143,28 @@ fn on_done_reboot_resets_without_a_triple_fault() {
         );
     }
 }
+
+/// `log_defer=off` writes every line at once instead of holding routine lines until the BSP waits: the log
+/// must be the same contract either way (every early line, every core's pcb line, time order), and a value
+/// that is not on|off is named in a warning.
+#[test]
+fn qemu_smp_4_with_log_defer_off_and_a_bad_value() {
+    for append in ["log_defer=off", "log_defer=sometimes"] {
+        let spec = RunSpec {
+            smp: "4".into(),
+            ..qemu(append)
+        };
+        let o = boot(&spec);
+        assert_good_smp_boot(&o, "pvh", 512, 4);
+        let warned = o
+            .lines_with("boot", "log_defer=sometimes is not on|off")
+            .len();
+        assert_eq!(
+            warned,
+            usize::from(append.ends_with("sometimes")),
+            "{append}{}",
+            context(&o)
+        );
+        assert_qemu_exit(&o, 33);
+    }
+}

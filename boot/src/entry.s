@@ -68,8 +68,9 @@ common32:
     mov $__bss_start, %edi
     mov $__bss_end, %ecx
     sub %edi, %ecx
+    shr $2, %ecx                                       # both ends are page-aligned (linker.ld): dwords
     xor %eax, %eax
-    rep stosb
+    rep stosl
     mov $boot_stack_top, %esp
     mov %esi, %edx
 

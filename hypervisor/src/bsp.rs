@@ -102,13 +102,11 @@ extern "C" fn bsp_main() -> ! {
     }
     faults::inject_if_targeted(0);
     vmx_stage::configure(args.get("vmx"), args.get("selftest"));
-    // From here until every core has finished its per-core work, routine lines wait in the log queue while
-    // the cores start (docs/serial-log.md, "Deferred lines").
-    logger::defer_routine_lines(true);
     let smp = smp_stage::run(info, rsdp.map(|(a, _)| a), args);
     let bsp_vmx_us = vmx_stage::run_on_this_cpu(pcb).unwrap_or(0);
     smp_stage::core_done();
     smp_stage::wait_for_cores(CORE_WORK_TIMEOUT_US);
+    // Routine lines waited in the log queue until now (docs/serial-log.md, "Deferred lines").
     logger::defer_routine_lines(false);
     let vmx = vmx_stage::judge(bsp_vmx_us.max(smp_stage::last_ap_vmx_us()));
     smp_stage::report_phases();
@@ -185,6 +183,12 @@ fn apply_cmdline(args: Cmdline) {
         Ok(action) => exit::set_on_done(action),
         Err(bad) => {
             log::warn!(target: "boot", "on_done={bad} is not one of halt|exit|reboot; using halt")
+        }
+    }
+    match cmdline::parse_switch(args.get("log_defer"), true) {
+        Ok(on) => logger::defer_routine_lines(on),
+        Err(bad) => {
+            log::warn!(target: "boot", "log_defer={bad} is not on|off; lines stay deferred")
         }
     }
     for key in args.unknown_keys() {

@@ -13,6 +13,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "ap_timeout_us",
     "vmx",
     "selftest",
+    "log_defer",
 ];
 
 #[derive(Clone, Copy)]
@@ -65,6 +66,16 @@ pub fn parse_level(value: Option<&str>) -> Result<log::LevelFilter, &str> {
         Some("warn") => Ok(log::LevelFilter::Warn),
         Some("debug") => Ok(log::LevelFilter::Debug),
         Some("trace") => Ok(log::LevelFilter::Trace),
+        Some(other) => Err(other),
+    }
+}
+
+/// An `on|off` value; `default` when the key is absent.
+pub fn parse_switch(value: Option<&str>, default: bool) -> Result<bool, &str> {
+    match value {
+        None => Ok(default),
+        Some("on") => Ok(true),
+        Some("off") => Ok(false),
         Some(other) => Err(other),
     }
 }
@@ -125,6 +136,16 @@ impl Fault {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn switches_are_on_or_off() {
+        assert_eq!(parse_switch(None, true), Ok(true));
+        assert_eq!(parse_switch(None, false), Ok(false));
+        assert_eq!(parse_switch(Some("on"), false), Ok(true));
+        assert_eq!(parse_switch(Some("off"), true), Ok(false));
+        assert_eq!(parse_switch(Some("yes"), true), Err("yes"));
+        assert_eq!(parse_switch(Some(""), true), Err(""));
+    }
 
     #[test]
     fn later_words_override_and_flags_have_empty_values() {

@@ -227,8 +227,8 @@ static QUEUE: SharedQueue = SharedQueue {
 };
 /// Serializes the UART: a line is taken from the queue and written under it, so lines come out in queue order.
 static UART: CpuLock = CpuLock::new();
-/// While set, INFO and lower lines wait in the queue (see [`defer_routine_lines`]).
-static DEFER: AtomicBool = AtomicBool::new(false);
+/// While set, INFO and lower lines wait in the queue (see [`defer_routine_lines`]). Set from the start.
+static DEFER: AtomicBool = AtomicBool::new(true);
 
 fn port() -> SerialPort {
     // SAFETY: 0x3F8 is COM1 on every PC and emulator we target; the port object holds only the port numbers,
@@ -236,8 +236,24 @@ fn port() -> SerialPort {
     unsafe { SerialPort::new(COM1) }
 }
 
+/// 115200 baud: the UART's 1.8432 MHz clock / 16 / divisor 1.
+const DIVISOR_115200: u8 = 1;
+const LCR_DLAB: u8 = 0x80;
+const LCR_8N1: u8 = 0x03;
+
 pub fn init_uart() {
     port().init();
+    // `uart_16550::init` programs divisor 3 (38400 baud); the log contract and the 32-bit entry code use
+    // 115200 (docs/serial-log.md). At 38400 a line takes three times as long, and a terminal set to 115200
+    // shows garbage.
+    // SAFETY: COM1's line control and divisor latch registers; the UART is idle (nothing has been written
+    // since `init`) and only this core runs.
+    unsafe {
+        arch::port::outb(COM1 + 3, LCR_DLAB | LCR_8N1);
+        arch::port::outb(COM1, DIVISOR_115200);
+        arch::port::outb(COM1 + 1, 0);
+        arch::port::outb(COM1 + 3, LCR_8N1);
+    }
 }
 
 /// Writes raw bytes to the UART as one unit, under the UART lock.
@@ -290,9 +306,10 @@ pub fn write_queued_until(deadline_us: u64) -> bool {
     }
 }
 
-/// Deferred output, for the SMP and VMX stages: while on, INFO, DEBUG and TRACE lines only go into the queue
-/// (stamped when logged, so the log stays in time order), and are written when the BSP calls [`flush`] or
-/// [`write_queued_until`] in its waits. Many cores then do not queue for a UART that takes 0.3-9 ms per line.
+/// Deferred output, on from the logger's start until every core has finished its per-core work (or from the
+/// command line's `log_defer=off`): INFO, DEBUG and TRACE lines only go into the queue (stamped when logged, so
+/// the log stays in time order) and are written when the BSP calls [`flush`] or [`write_queued_until`] in its
+/// waits. So neither the boot nor cores that start in parallel wait for a UART that takes 0.3-9 ms per line.
 /// WARN and ERROR lines, and every line while off, are written at once (after the queued ones).
 pub fn defer_routine_lines(on: bool) {
     DEFER.store(on, Ordering::Release);
