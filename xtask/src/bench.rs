@@ -2272,6 +2272,12 @@ fn host_meta(spec: &BenchSpec, kernel: &Path, kernel_bytes: &[u8]) -> Vec<(Strin
                 TcgPolicy::Both => "both".into(),
             }),
         ),
+        (
+            "qemu_machine".into(),
+            Json::str(format!(
+                "q35, pic=off above {TCG_SINGLE_ABOVE} CPUs (xtask::qemu::QemuPlan::machine_arg)"
+            )),
+        ),
     ]
 }
 
