@@ -715,7 +715,8 @@ pub fn assert_left_vmx_before_summary(o: &Outcome, pcbs: &[PcbLine]) {
     );
 }
 
-/// docs/serial-log.md: timestamps are taken under the serial lock, so the log reads in time order across cores.
+/// docs/serial-log.md: timestamps are taken under the log-queue lock and lines leave the queue in order,
+/// so the log reads in time order across cores.
 pub fn assert_time_ordered(o: &Outcome) {
     let stamps: Vec<u64> = o.lines().iter().filter_map(|l| l.ts_us).collect();
     if let Some(i) = stamps.windows(2).position(|w| w[1] < w[0]) {
