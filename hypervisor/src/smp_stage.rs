@@ -195,7 +195,7 @@ impl Platform for Hardware<'_> {
     }
     fn init_delay_us(&mut self, us: u64) {
         // Every AP waits for its SIPI meanwhile: the BSP has the time (and, under emulation, the host CPU) to
-        // write out the lines queued since the SMP stage began.
+        // write out the lines held in the log queue (docs/serial-log.md, "Deferred lines").
         let deadline = time::now_us().saturating_add(us);
         crate::logger::write_queued_until(deadline);
         time::delay_us(deadline.saturating_sub(time::now_us()));

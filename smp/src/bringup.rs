@@ -275,15 +275,17 @@ struct Mark {
 
 impl<P: Platform> Waiter<'_, P> {
     fn delay(&mut self, us: u64) {
-        if us > 0 {
-            self.p.delay_us(us);
-            self.waited_us = self.waited_us.saturating_add(us);
-        }
+        self.wait(us, P::delay_us);
     }
 
     fn init_delay(&mut self, us: u64) {
+        self.wait(us, P::init_delay_us);
+    }
+
+    /// Waits `us` with the platform's `how` and counts it.
+    fn wait(&mut self, us: u64, how: fn(&mut P, u64)) {
         if us > 0 {
-            self.p.init_delay_us(us);
+            how(self.p, us);
             self.waited_us = self.waited_us.saturating_add(us);
         }
     }
