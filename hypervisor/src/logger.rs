@@ -309,7 +309,7 @@ pub fn write_queued_until(deadline_us: u64) -> bool {
 /// Deferred output, on from the logger's start until every core has finished its per-core work (or from the
 /// command line's `log_defer=off`): INFO, DEBUG and TRACE lines only go into the queue (stamped when logged, so
 /// the log stays in time order) and are written when the BSP calls [`flush`] or [`write_queued_until`] in its
-/// waits. So neither the boot nor cores that start in parallel wait for a UART that takes 0.3-9 ms per line.
+/// waits. So neither the boot nor cores that start in parallel wait for a UART that takes 0.2-9 ms per line.
 /// WARN and ERROR lines, and every line while off, are written at once (after the queued ones).
 pub fn defer_routine_lines(on: bool) {
     DEFER.store(on, Ordering::Release);
