@@ -38,8 +38,8 @@ pub struct QemuPlan {
 }
 
 /// QEMU runs multi-threaded TCG up to this many CPUs and `thread=single` above: on the 2-core machine of
-/// docs/performance.md both are equal up to 8 CPUs, and from 16 CPUs on single-threaded TCG is as fast or
-/// faster and far less variable (multi-threaded TCG at 255 CPUs takes 10-20 s instead of 5 s).
+/// docs/performance.md both are equal on an idle host, but under load multi-threaded TCG at 255 CPUs took
+/// 10-20 s instead of 5 s, with 255 host threads competing for 2 cores.
 pub const TCG_SINGLE_ABOVE: u32 = 8;
 
 impl QemuPlan {
