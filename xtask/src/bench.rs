@@ -2124,13 +2124,7 @@ fn boot_qemu(env: &Env, config: Config, run: u32) -> Result<Sample, RunError> {
     };
     let args = with_tcg_threading(&plan.args(), config.accel);
     let start = Instant::now();
-    let mut child = Command::new(qemu::QEMU_PROGRAM)
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| RunError::Spawn(format!("{}: {e}", qemu::QEMU_PROGRAM)))?;
+    let mut child = qemu::spawn(&args)?;
     let (tx, rx) = mpsc::channel();
     let reader = timed_reader(child.stdout.take().expect("piped"), start, tx);
     let err = stream::spawn_collector(child.stderr.take().expect("piped"));

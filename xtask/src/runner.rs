@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -324,13 +324,7 @@ fn run_qemu(spec: &RunSpec, backend: Backend) -> Result<Outcome, RunError> {
             kernel.display()
         );
     }
-    let mut child = Command::new(qemu::QEMU_PROGRAM)
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| RunError::Spawn(format!("{}: {e}", qemu::QEMU_PROGRAM)))?;
+    let mut child = qemu::spawn(&args)?;
     let (tx, rx) = mpsc::channel();
     let out_reader = line_reader(child.stdout.take().expect("piped"), tx);
     let err_reader = stream::spawn_collector(child.stderr.take().expect("piped"));
@@ -823,6 +817,7 @@ pub fn build_hardware_iso(
 mod tests {
     use super::*;
     use crate::Machine;
+    use std::process::Command;
 
     #[test]
     fn cmdline_gets_on_done() {
