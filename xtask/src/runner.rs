@@ -191,6 +191,26 @@ pub fn decide_status(summary: Option<&Summary>, timed_out: bool, triple_fault: b
     }
 }
 
+/// A run that ended without a summary may also be missing its last log lines: the kernel holds routine lines
+/// until the BSP waits (docs/serial-log.md, "Deferred lines"). Says so, and how to see them, unless the command
+/// line already has `log_defer=off`.
+pub fn deferred_lines_note(status: Status, cmdline: &str) -> Option<String> {
+    let ended_early = matches!(
+        status,
+        Status::Timeout | Status::TripleFault | Status::NoSummary
+    );
+    let live = cmdline
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("log_defer="))
+        .next_back()
+        == Some("off");
+    (ended_early && !live).then(|| {
+        "the kernel holds INFO and DEBUG lines until its next wait, so lines logged just before the end may be \
+         missing; --append log_defer=off writes every line at once"
+            .to_string()
+    })
+}
+
 /// Cross-checks QEMU's exit status against the summary's verdict. `None` when they agree or when
 /// there is nothing to compare (the runner killed QEMU, or the command line asked for no exit).
 pub fn qemu_exit_note(
@@ -482,6 +502,7 @@ fn finish(
     if triple && watch.summary.is_some() {
         notes.push("the emulator reported a triple fault after the summary line".into());
     }
+    notes.extend(deferred_lines_note(status, &cmdline));
     Outcome {
         status,
         backend,
@@ -1009,6 +1030,16 @@ mod tests {
         assert_eq!(decide_status(None, true, false), Status::Timeout);
         assert_eq!(decide_status(None, false, true), Status::TripleFault);
         assert_eq!(decide_status(None, false, false), Status::NoSummary);
+        // A run that ended without a summary points at log_defer=off, unless it is already on the command line.
+        for status in [Status::Timeout, Status::TripleFault, Status::NoSummary] {
+            let note = deferred_lines_note(status, "vmx=off on_done=exit").unwrap();
+            assert!(note.contains("log_defer=off"), "{note}");
+            assert_eq!(deferred_lines_note(status, "log_defer=off vmx=off"), None);
+            assert!(deferred_lines_note(status, "log_defer=off log_defer=on").is_some());
+        }
+        for status in [Status::Ok, Status::Fail, Status::Degraded] {
+            assert_eq!(deferred_lines_note(status, ""), None);
+        }
         let codes: Vec<i32> = [
             Status::Ok,
             Status::Fail,
