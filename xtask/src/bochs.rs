@@ -4,8 +4,9 @@
 //! Display: `rfb` with `timeout=0`. The `term` display of the debugger build draws into a pty
 //! it allocates itself and nobody reads, so Bochs blocks for good once the guest has written a
 //! few screens of VGA text; it also needs `TERM` set. `rfb` never blocks, but listens (without
-//! authentication) on the first free TCP port from 5900 to 5949 on all interfaces while it runs;
-//! a VNC viewer can watch the VGA screen there.
+//! authentication) on the first free TCP port from 5900 to 5949 while it runs, so Bochs runs in a
+//! network namespace of its own where `unshare(1)` allows it ([`Isolation`]): there the port is
+//! always free and unreachable from outside. Where it does not, the port is open on all interfaces.
 //!
 //! Bochs exits with status 1 both after "Shutdown" on port 0x8900 and after a panic, so the
 //! verdict has to come from the serial log and from [`triple_fault_in`]/[`shutdown_requested_in`].
@@ -215,6 +216,67 @@ fn in_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether Bochs gets a network namespace of its own (`unshare(1)`, util-linux). Its `rfb` display listens on
+/// the first free port from 5900 to 5949 on all interfaces and gives up when all 50 are taken, which happened
+/// on a shared machine (`RFB could not bind any port between 5900 and 5949`, the run ending with an empty log);
+/// in a namespace of its own every Bochs finds 5900 free, and the unauthenticated VNC port is reachable from
+/// nowhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isolation {
+    /// `unshare --net` (needs root).
+    NetNamespace,
+    /// `unshare --user --map-root-user --net` (unprivileged user namespaces).
+    UserAndNetNamespace,
+    /// Neither works here: Bochs runs in the host's network namespace.
+    None,
+}
+
+impl Isolation {
+    /// The `unshare` arguments before the program, empty for [`Isolation::None`].
+    pub fn unshare_args(self) -> &'static [&'static str] {
+        match self {
+            Isolation::NetNamespace => &["--net", "--"],
+            Isolation::UserAndNetNamespace => &["--user", "--map-root-user", "--net", "--"],
+            Isolation::None => &[],
+        }
+    }
+
+    /// The first that works on this machine (probed once with `unshare ... true`).
+    pub fn probe() -> Isolation {
+        static PROBED: std::sync::OnceLock<Isolation> = std::sync::OnceLock::new();
+        *PROBED.get_or_init(|| {
+            [Isolation::NetNamespace, Isolation::UserAndNetNamespace]
+                .into_iter()
+                .find(|i| {
+                    Command::new("unshare")
+                        .args(i.unshare_args())
+                        .arg("true")
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success())
+                })
+                .unwrap_or(Isolation::None)
+        })
+    }
+}
+
+/// `program args...`, run through `unshare` when `isolation` asks for it: (program, arguments).
+pub fn isolated(isolation: Isolation, program: &str, args: Vec<String>) -> (String, Vec<String>) {
+    if isolation == Isolation::None {
+        return (program.to_string(), args);
+    }
+    let mut all: Vec<String> = isolation
+        .unshare_args()
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    all.push(program.to_string());
+    all.extend(args);
+    ("unshare".to_string(), all)
+}
+
 /// Writes the bochsrc and the debugger rc file (the single command `c`) into `workdir` and
 /// returns a ready-to-spawn `bochs -q -f bochsrc -rc debugger.rc` with stdin null and the
 /// current directory set to `workdir`; stdout and stderr are left for the caller to capture.
@@ -248,12 +310,16 @@ pub fn command(cfg: &BochsConfig) -> io::Result<Command> {
     let debugger_rc = cfg.workdir.join(DEBUGGER_RC_FILE);
     fs::write(&bochsrc_path, rc)?;
     fs::write(&debugger_rc, "c\n")?;
-    let mut cmd = Command::new("bochs");
-    cmd.arg("-q")
-        .arg("-f")
-        .arg(std::path::absolute(&bochsrc_path)?)
-        .arg("-rc")
-        .arg(std::path::absolute(&debugger_rc)?)
+    let args = vec![
+        "-q".to_string(),
+        "-f".to_string(),
+        std::path::absolute(&bochsrc_path)?.display().to_string(),
+        "-rc".to_string(),
+        std::path::absolute(&debugger_rc)?.display().to_string(),
+    ];
+    let (program, args) = isolated(Isolation::probe(), "bochs", args);
+    let mut cmd = Command::new(program);
+    cmd.args(args)
         .current_dir(&cfg.workdir)
         .stdin(Stdio::null());
     Ok(cmd)
@@ -417,8 +483,15 @@ mod tests {
         };
         match command(&cfg) {
             Ok(cmd) => {
-                assert_eq!(cmd.get_program(), "bochs");
+                let skip = Isolation::probe().unshare_args().len();
+                let program = if skip == 0 { "bochs" } else { "unshare" };
+                assert_eq!(cmd.get_program(), program);
                 let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy()).collect();
+                let args = &args[skip..];
+                if skip > 0 {
+                    assert_eq!(args[0], "bochs");
+                }
+                let args = &args[usize::from(skip > 0)..];
                 assert_eq!(args[0], "-q");
                 assert_eq!(args[1], "-f");
                 assert!(args[2].ends_with("/work/bochsrc"));
@@ -444,6 +517,30 @@ mod tests {
             io::ErrorKind::NotFound
         );
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bochs_runs_in_a_network_namespace_of_its_own_when_it_can() {
+        let args = vec!["-q".to_string(), "-f".to_string(), "rc".to_string()];
+        assert_eq!(
+            isolated(Isolation::NetNamespace, "bochs", args.clone()),
+            (
+                "unshare".to_string(),
+                ["--net", "--", "bochs", "-q", "-f", "rc"]
+                    .map(String::from)
+                    .to_vec()
+            )
+        );
+        let (program, all) = isolated(Isolation::UserAndNetNamespace, "bochs", args.clone());
+        assert_eq!(program, "unshare");
+        assert_eq!(
+            all[..5],
+            ["--user", "--map-root-user", "--net", "--", "bochs"].map(String::from)
+        );
+        assert_eq!(
+            isolated(Isolation::None, "bochs", args.clone()),
+            ("bochs".to_string(), args)
+        );
     }
 
     #[test]
