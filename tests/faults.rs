@@ -129,3 +129,37 @@ fn garbled_loader_handoff_is_rejected() {
         context(&o)
     );
 }
+
+/// `fault=no_memory` starts the frame allocator empty, as if the loader's memory map had no usable RAM above
+/// 1 MiB: the BSP's own stack is the first allocation, fails, and the run ends with reason=no_memory, the
+/// injection and the failure both in the log. On an AP it does nothing but say so.
+#[test]
+fn no_usable_memory_ends_the_run_with_no_memory() {
+    let o = boot(&qemu("fault=no_memory"));
+    assert_status(&o, Status::Fail);
+    assert_verdict(&o, "fail");
+    assert_eq!(
+        o.summary_value("reason"),
+        Some("no_memory"),
+        "{}",
+        context(&o)
+    );
+    let injected = line(&o, "boot", "injecting fault=no_memory");
+    assert_eq!(injected.level, Some(Level::Warn), "{}", context(&o));
+    let failure = line(&o, "memory", "no memory for the BSP's stack");
+    assert_eq!(failure.level, Some(Level::Error), "{}", context(&o));
+    assert_eq!(failure.cpu, Some(0), "{}", context(&o));
+    assert_qemu_exit(&o, 35);
+
+    let o = boot(&RunSpec {
+        smp: "2".into(),
+        ..qemu("fault=no_memory fault_cpu=1")
+    });
+    assert_verdict(&o, "ok");
+    line(
+        &o,
+        "boot",
+        "fault=no_memory acts on the BSP only; fault_cpu=1 ignored",
+    );
+    assert_qemu_exit(&o, 33);
+}

@@ -1,7 +1,7 @@
 //! The bootstrap processor's path from the loader hand-off to the summary line.
 
 use crate::arch::cpuid::{CpuInfo, YesNo};
-use crate::cmdline::{self, Cmdline};
+use crate::cmdline::{self, Cmdline, Fault};
 use crate::exit::{self, Reason, Verdict};
 use crate::{faults, interrupts, logger, memory, percpu, smp_stage, time, vmx_stage};
 use boot::{BootInfo, IdentityMapped};
@@ -42,7 +42,13 @@ pub fn start(loader_kind: u32, info_paddr: u32) -> ! {
     };
     apply_cmdline(Cmdline(info.cmdline()));
 
-    let free = memory::init(info);
+    let regions = if cmdline::fault_target(Cmdline(info.cmdline())) == Some((Fault::NoMemory, 0)) {
+        log::warn!(target: "boot", "injecting fault=no_memory on cpu=0 as asked on the command line: no usable RAM");
+        &[][..]
+    } else {
+        info.regions()
+    };
+    let free = memory::init(info, regions);
     log::debug!(target: "memory", "frame allocator: {} MiB free below 4 GiB", free >> 20);
     let Some(stack) = memory::alloc_guarded_stack(STACK_PAGES) else {
         log::error!(target: "memory", "no memory for the BSP's stack");
@@ -94,6 +100,9 @@ extern "C" fn bsp_main() -> ! {
 
     if let Some(value) = args.get("fault") {
         match cmdline::fault_target(args) {
+            Some((Fault::NoMemory, cpu)) => {
+                log::warn!(target: "boot", "fault=no_memory acts on the BSP only; fault_cpu={cpu} ignored")
+            }
             Some(target) => faults::arm(target),
             None => {
                 log::warn!(target: "boot", "fault={value} is not a known fault (docs/serial-log.md); ignored")

@@ -93,6 +93,9 @@ pub enum Fault {
     ApHang,
     /// The BSP panics right after sending the SIPIs, while APs are starting.
     PanicDuringBringup,
+    /// The frame allocator starts empty, as if the loader's memory map listed no usable RAM above 1 MiB
+    /// (BSP only: the BSP's own stack is the first allocation).
+    NoMemory,
 }
 
 /// Where a deliberate fault happens: `fault_cpu=<logical index>` (default 0, the BSP).
@@ -105,7 +108,7 @@ pub fn fault_target(args: Cmdline) -> Option<(Fault, u32)> {
     Some((fault, cpu))
 }
 
-const FAULT_WORDS: [(&str, Fault); 8] = [
+const FAULT_WORDS: [(&str, Fault); 9] = [
     ("ud", Fault::InvalidOpcode),
     ("pf", Fault::PageFault),
     ("gp", Fault::GeneralProtection),
@@ -114,6 +117,7 @@ const FAULT_WORDS: [(&str, Fault); 8] = [
     ("stack_overflow", Fault::StackOverflow),
     ("ap_hang", Fault::ApHang),
     ("panic_during_bringup", Fault::PanicDuringBringup),
+    ("no_memory", Fault::NoMemory),
 ];
 
 impl Fault {

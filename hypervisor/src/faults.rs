@@ -19,7 +19,7 @@ pub fn armed_for(cpu: u32) -> Option<Fault> {
 /// `panic_during_bringup`, which their stages raise at the right moment).
 pub fn inject_if_targeted(cpu: u32) {
     match armed_for(cpu) {
-        Some(Fault::ApHang | Fault::PanicDuringBringup) | None => {}
+        Some(Fault::ApHang | Fault::PanicDuringBringup | Fault::NoMemory) | None => {}
         Some(fault) => raise(fault, cpu),
     }
 }
@@ -47,7 +47,7 @@ fn raise(fault: Fault, cpu: u32) {
             panic!("deliberate panic (fault= on the command line)")
         }
         Fault::StackOverflow => overflow(1),
-        Fault::ApHang => {}
+        Fault::ApHang | Fault::NoMemory => {}
     }
 }
 

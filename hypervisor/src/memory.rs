@@ -157,8 +157,10 @@ mod hw {
         )
     }
 
-    pub fn init(info: &boot::BootInfo) -> u64 {
-        let fa = FrameAllocator::new(info.regions(), &[image_range(), info.loader_data]);
+    /// Hands the usable RAM of `regions` (normally `info.regions()`) to the frame allocator, minus the image
+    /// and the loader's data; returns the free bytes.
+    pub fn init(info: &boot::BootInfo, regions: &[boot::Region]) -> u64 {
+        let fa = FrameAllocator::new(regions, &[image_range(), info.loader_data]);
         let free = fa.free_bytes();
         *FRAMES.lock() = Some(fa);
         free
