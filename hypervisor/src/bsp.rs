@@ -43,7 +43,7 @@ pub fn start(loader_kind: u32, info_paddr: u32) -> ! {
     apply_cmdline(Cmdline(info.cmdline()));
 
     let regions = if cmdline::fault_target(Cmdline(info.cmdline())) == Some((Fault::NoMemory, 0)) {
-        log::warn!(target: "boot", "injecting fault=no_memory on cpu=0 as asked on the command line: no usable RAM");
+        faults::announce(Fault::NoMemory, 0);
         &[][..]
     } else {
         info.regions()

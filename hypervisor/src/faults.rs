@@ -24,8 +24,13 @@ pub fn inject_if_targeted(cpu: u32) {
     }
 }
 
-fn raise(fault: Fault, cpu: u32) {
+/// The WARN line every injected fault is announced with, just before it happens.
+pub fn announce(fault: Fault, cpu: u32) {
     log::warn!(target: "boot", "injecting fault={} on cpu={cpu} as asked on the command line", fault.word());
+}
+
+fn raise(fault: Fault, cpu: u32) {
+    announce(fault, cpu);
     // Each arm raises the exception it names; the handler reports it and stops the core (or ends the run), so
     // execution never continues past the faulting instruction.
     match fault {
