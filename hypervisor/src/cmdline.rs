@@ -14,6 +14,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "vmx",
     "selftest",
     "log_defer",
+    "acpi_checksum",
 ];
 
 #[derive(Clone, Copy)]

@@ -249,7 +249,14 @@ pub fn run(info: &BootInfo, rsdp: Option<u64>, args: Cmdline) -> SmpOutcome {
             acpi_ok: false,
         };
     };
-    let list = smp::processors_from_phys(&Phys, rsdp, bsp_id, limit);
+    let checksum = match args.get("acpi_checksum") {
+        None => smp::ChecksumPolicy::default(),
+        Some(word) => smp::ChecksumPolicy::parse(word).unwrap_or_else(|| {
+            log::warn!(target: "acpi", "acpi_checksum={word} is not warn|strict; using warn");
+            smp::ChecksumPolicy::default()
+        }),
+    };
+    let list = smp::processors_from_phys(&Phys, rsdp, bsp_id, limit, checksum);
     exit::add_summary_value("t_acpi_us", time::now_us());
     let list = match list {
         Ok(list) => list,

@@ -17,7 +17,8 @@
 //! - Its MADT entry iterator is unsafe on bad entry lengths; entries are parsed in
 //!   [`crate::madt`].
 
-use crate::madt::{parse_madt, MadtError, ProcessorList, MADT_FIXED_LEN};
+use crate::checksum::{check_sdt, ChecksumMismatch, ChecksumPolicy};
+use crate::madt::{parse_madt_with, MadtError, ProcessorList, MADT_FIXED_LEN};
 use crate::phys::{checksum_ok, le_u32, le_u64, read_array, read_vec, HandlerReader, PhysRead};
 use acpi::{madt::Madt, AcpiHandler, AcpiTables};
 use alloc::vec::Vec;
@@ -234,6 +235,8 @@ pub struct RootTable {
     /// Bytes of a trailing partial entry (0 in a well-formed table). The acpi crate turns them
     /// into one more, zero-extended, table address and maps a header there.
     pub trailing_bytes: usize,
+    /// Set when the table was used although its checksum is wrong ([`ChecksumPolicy::Warn`]).
+    pub checksum_mismatch: Option<ChecksumMismatch>,
 }
 
 /// Reads and validates a root table (ACPI 6.5 §5.2.7, §5.2.8).
@@ -241,6 +244,7 @@ pub fn read_root_table(
     mem: &impl PhysRead,
     address: u64,
     kind: RootKind,
+    checksum: ChecksumPolicy,
 ) -> Result<RootTable, AcpiError> {
     let header: [u8; SDT_HEADER_LEN] = read_array(mem, address).ok_or(AcpiError::Unreadable {
         addr: address,
@@ -257,9 +261,8 @@ pub fn read_root_table(
         addr: address,
         len: length as usize,
     })?;
-    if !checksum_ok(&bytes) {
-        return Err(AcpiError::RootChecksum { kind });
-    }
+    let checksum_mismatch =
+        check_sdt(&bytes, address, checksum).map_err(|_| AcpiError::RootChecksum { kind })?;
     let chunks = bytes[SDT_HEADER_LEN..].chunks_exact(kind.entry_size());
     let trailing_bytes = chunks.remainder().len();
     let entries = chunks
@@ -273,17 +276,22 @@ pub fn read_root_table(
         kind,
         entries,
         trailing_bytes,
+        checksum_mismatch,
     })
 }
 
 /// The XSDT when the RSDP has one, else the RSDT. An XSDT that fails validation falls back to
 /// the RSDT when there is one (logged); the XSDT's error is returned if both fail.
-pub fn select_root_table(mem: &impl PhysRead, rsdp: &Rsdp) -> Result<RootTable, AcpiError> {
+pub fn select_root_table(
+    mem: &impl PhysRead,
+    rsdp: &Rsdp,
+    checksum: ChecksumPolicy,
+) -> Result<RootTable, AcpiError> {
     if let Some(x) = rsdp.xsdt {
-        match read_root_table(mem, x, RootKind::Xsdt) {
+        match read_root_table(mem, x, RootKind::Xsdt, checksum) {
             Ok(t) => return Ok(t),
             Err(e) if rsdp.rsdt != 0 => {
-                return read_root_table(mem, u64::from(rsdp.rsdt), RootKind::Rsdt)
+                return read_root_table(mem, u64::from(rsdp.rsdt), RootKind::Rsdt, checksum)
                     .inspect(|_| log::warn!("acpi: XSDT unusable ({e}); using the RSDT"))
                     .map_err(|_| e);
             }
@@ -293,20 +301,21 @@ pub fn select_root_table(mem: &impl PhysRead, rsdp: &Rsdp) -> Result<RootTable, 
     if rsdp.rsdt == 0 {
         return Err(AcpiError::NoRootTable);
     }
-    read_root_table(mem, u64::from(rsdp.rsdt), RootKind::Rsdt)
+    read_root_table(mem, u64::from(rsdp.rsdt), RootKind::Rsdt, checksum)
 }
 
 /// Result of our own search for the MADT.
 struct MadtScan {
-    /// First "APIC" table with a sane length and a good checksum: (address, bytes).
-    found: Result<(u64, Vec<u8>), AcpiError>,
+    /// First "APIC" table with a sane length and a checksum the policy accepts: (address,
+    /// bytes, the mismatch when a bad checksum was accepted).
+    found: Result<(u64, Vec<u8>, Option<ChecksumMismatch>), AcpiError>,
     /// Every entry header was readable, every "APIC" table had a sane length and there is no
     /// trailing partial entry: the acpi crate's `find_table` can walk this root table without
     /// reading out of bounds.
     crate_safe: bool,
 }
 
-fn scan_for_madt(mem: &impl PhysRead, root: &RootTable) -> MadtScan {
+fn scan_for_madt(mem: &impl PhysRead, root: &RootTable, checksum: ChecksumPolicy) -> MadtScan {
     let mut found = None;
     let mut first_err = None;
     // The crate makes a table address of a trailing partial entry too (smp/tests/fuzz.rs found
@@ -334,11 +343,14 @@ fn scan_for_madt(mem: &impl PhysRead, root: &RootTable) -> MadtScan {
             });
             continue;
         };
-        if !checksum_ok(&bytes) {
-            first_err.get_or_insert(AcpiError::MadtChecksum { addr });
-            continue;
+        match check_sdt(&bytes, addr, checksum) {
+            Ok(mismatch) => {
+                found.get_or_insert((addr, bytes, mismatch));
+            }
+            Err(_) => {
+                first_err.get_or_insert(AcpiError::MadtChecksum { addr });
+            }
         }
-        found.get_or_insert((addr, bytes));
     }
     MadtScan {
         found: found.ok_or(first_err.unwrap_or(AcpiError::MadtMissing)),
@@ -346,20 +358,71 @@ fn scan_for_madt(mem: &impl PhysRead, root: &RootTable) -> MadtScan {
     }
 }
 
+/// Parses the MADT found by the scan and records the tables used despite a bad checksum, each
+/// also logged as a WARN (target `acpi`) when it is found.
+fn list_from(
+    root: &RootTable,
+    madt: (Vec<u8>, Option<ChecksumMismatch>),
+    bsp_apic_id: u32,
+    limit: usize,
+    checksum: ChecksumPolicy,
+) -> Result<ProcessorList, AcpiError> {
+    let (bytes, madt_mismatch) = madt;
+    let mut list =
+        parse_madt_with(&bytes, bsp_apic_id, limit, checksum).map_err(AcpiError::Madt)?;
+    list.checksum_mismatches = root
+        .checksum_mismatch
+        .into_iter()
+        .chain(madt_mismatch)
+        .collect();
+    for m in &list.checksum_mismatches {
+        log::warn!(target: "acpi", "{m}; used anyway (acpi_checksum=strict refuses it)");
+    }
+    Ok(list)
+}
+
 /// Reads the processor list from the ACPI tables through `mem`, without the `acpi` crate.
 ///
 /// `bsp_apic_id` is the running CPU's APIC id (see [`crate::apic::cpuid_apic_id`]); `limit` is
-/// the maximum number of processors, BSP included (see [`crate::madt::parse_madt`]).
+/// the maximum number of processors, BSP included (see [`crate::madt::parse_madt`]);
+/// `checksum` says what a root table or MADT with a bad checksum gets (see [`crate::checksum`]).
 pub fn processors_from_phys(
     mem: &impl PhysRead,
     rsdp_addr: u64,
     bsp_apic_id: u32,
     limit: usize,
+    checksum: ChecksumPolicy,
+) -> Result<ProcessorList, AcpiError> {
+    strict_first(checksum, |c| {
+        walk_phys(mem, rsdp_addr, bsp_apic_id, limit, c)
+    })
+}
+
+/// Walks strictly first, so that a table with a good checksum wins wherever there is a choice
+/// (XSDT or RSDT, several MADTs); only when that finds no list and `policy` allows it are bad
+/// checksums forgiven. So the warn policy never gives another list than strict where strict
+/// finds one.
+fn strict_first(
+    policy: ChecksumPolicy,
+    mut walk: impl FnMut(ChecksumPolicy) -> Result<ProcessorList, AcpiError>,
+) -> Result<ProcessorList, AcpiError> {
+    match walk(ChecksumPolicy::Strict) {
+        Err(_) if policy == ChecksumPolicy::Warn => walk(ChecksumPolicy::Warn),
+        strict => strict,
+    }
+}
+
+fn walk_phys(
+    mem: &impl PhysRead,
+    rsdp_addr: u64,
+    bsp_apic_id: u32,
+    limit: usize,
+    checksum: ChecksumPolicy,
 ) -> Result<ProcessorList, AcpiError> {
     let rsdp = validate_rsdp(mem, rsdp_addr)?;
-    let root = select_root_table(mem, &rsdp)?;
-    let (_, bytes) = scan_for_madt(mem, &root).found?;
-    parse_madt(&bytes, bsp_apic_id, limit).map_err(AcpiError::Madt)
+    let root = select_root_table(mem, &rsdp, checksum)?;
+    let (_, bytes, mismatch) = scan_for_madt(mem, &root, checksum).found?;
+    list_from(&root, (bytes, mismatch), bsp_apic_id, limit, checksum)
 }
 
 /// Reads the processor list from the ACPI tables, mapping memory with `handler`.
@@ -378,13 +441,32 @@ pub unsafe fn processors_from_rsdp<H: AcpiHandler>(
     rsdp_addr: u64,
     bsp_apic_id: u32,
     limit: usize,
+    checksum: ChecksumPolicy,
+) -> Result<ProcessorList, AcpiError> {
+    // SAFETY: forwarded from this function's contract.
+    strict_first(checksum, |c| unsafe {
+        walk_handler(handler.clone(), rsdp_addr, bsp_apic_id, limit, c)
+    })
+}
+
+/// One walk of [`processors_from_rsdp`] under one policy.
+///
+/// # Safety
+///
+/// As [`processors_from_rsdp`].
+unsafe fn walk_handler<H: AcpiHandler>(
+    handler: H,
+    rsdp_addr: u64,
+    bsp_apic_id: u32,
+    limit: usize,
+    checksum: ChecksumPolicy,
 ) -> Result<ProcessorList, AcpiError> {
     // SAFETY: forwarded from this function's contract.
     let mem = unsafe { HandlerReader::new(handler.clone()) };
     let rsdp = validate_rsdp(&mem, rsdp_addr)?;
-    let root = select_root_table(&mem, &rsdp)?;
-    let scan = scan_for_madt(&mem, &root);
-    let (addr, bytes) = scan.found?;
+    let root = select_root_table(&mem, &rsdp, checksum)?;
+    let scan = scan_for_madt(&mem, &root, checksum);
+    let (addr, bytes, mismatch) = scan.found?;
     if scan.crate_safe {
         // SAFETY: the root table and every table it lists were checked above (see
         // `crate_locate_madt`), and the handler contract is this function's.
@@ -398,7 +480,7 @@ pub unsafe fn processors_from_rsdp<H: AcpiHandler>(
     } else {
         log::warn!("acpi: malformed {} entries; acpi crate not used", root.kind);
     }
-    parse_madt(&bytes, bsp_apic_id, limit).map_err(AcpiError::Madt)
+    list_from(&root, (bytes, mismatch), bsp_apic_id, limit, checksum)
 }
 
 /// Locates the MADT with the `acpi` crate; returns its physical address.
@@ -444,19 +526,38 @@ mod tests {
     }
 
     /// Through the handler (and the acpi crate) only.
-    fn via_handler(mem: &TestMem, bsp: u32, limit: usize) -> Result<ProcessorList, AcpiError> {
+    fn via_handler_with(
+        mem: &TestMem,
+        bsp: u32,
+        limit: usize,
+        policy: ChecksumPolicy,
+    ) -> Result<ProcessorList, AcpiError> {
         // SAFETY: TestMem's handler maps any range (open bus outside its buffer).
-        unsafe { processors_from_rsdp(mem.clone(), RSDP_ADDR, bsp, limit) }
+        unsafe { processors_from_rsdp(mem.clone(), RSDP_ADDR, bsp, limit, policy) }
     }
 
-    /// Both entry points, which must agree, and nothing (ours or the crate's) may have mapped
-    /// memory outside the tables.
-    fn both(mem: &TestMem, bsp: u32, limit: usize) -> Result<ProcessorList, AcpiError> {
-        let a = processors_from_phys(mem, RSDP_ADDR, bsp, limit);
-        let b = via_handler(mem, bsp, limit);
+    fn via_handler(mem: &TestMem, bsp: u32, limit: usize) -> Result<ProcessorList, AcpiError> {
+        via_handler_with(mem, bsp, limit, ChecksumPolicy::Strict)
+    }
+
+    /// Both entry points under `policy`, which must agree, and nothing (ours or the crate's)
+    /// may have mapped memory outside the tables.
+    fn both_with(
+        mem: &TestMem,
+        bsp: u32,
+        limit: usize,
+        policy: ChecksumPolicy,
+    ) -> Result<ProcessorList, AcpiError> {
+        let a = processors_from_phys(mem, RSDP_ADDR, bsp, limit, policy);
+        let b = via_handler_with(mem, bsp, limit, policy);
         assert_eq!(a, b);
         assert_eq!(mem.open_bus_maps(), 0, "mapping outside test memory");
         a
+    }
+
+    /// Both entry points, strict about checksums.
+    fn both(mem: &TestMem, bsp: u32, limit: usize) -> Result<ProcessorList, AcpiError> {
+        both_with(mem, bsp, limit, ChecksumPolicy::Strict)
     }
 
     #[test]
@@ -466,9 +567,9 @@ mod tests {
         assert_eq!(ids(&l), [0, 256, 3]);
         assert_eq!(l.rejected[0].reason, RejectReason::Disabled);
         let rsdp = validate_rsdp(&mem, RSDP_ADDR).unwrap();
-        let root = select_root_table(&mem, &rsdp).unwrap();
+        let root = select_root_table(&mem, &rsdp, ChecksumPolicy::Strict).unwrap();
         assert_eq!(root.kind, RootKind::Rsdt);
-        assert!(scan_for_madt(&mem, &root).crate_safe);
+        assert!(scan_for_madt(&mem, &root, ChecksumPolicy::Strict).crate_safe);
         // SAFETY: the root table comes from `select_root_table` and was found crate-safe just
         // above; TestMem's handler maps any range.
         let found = unsafe { crate_locate_madt(mem.clone(), &root) };
@@ -483,10 +584,10 @@ mod tests {
         let rsdp = validate_rsdp(&mem, RSDP_ADDR).unwrap();
         assert_eq!(rsdp.revision, 2);
         assert_eq!(rsdp.xsdt, Some(XSDT_ADDR));
-        let root = select_root_table(&mem, &rsdp).unwrap();
+        let root = select_root_table(&mem, &rsdp, ChecksumPolicy::Strict).unwrap();
         assert_eq!(root.kind, RootKind::Xsdt);
         assert_eq!(root.entries, [FACP_ADDR, MADT_ADDR]);
-        assert!(scan_for_madt(&mem, &root).crate_safe);
+        assert!(scan_for_madt(&mem, &root, ChecksumPolicy::Strict).crate_safe);
         // SAFETY: the root table comes from `select_root_table` and was found crate-safe just
         // above; TestMem's handler maps any range.
         let found = unsafe { crate_locate_madt(mem.clone(), &root) };
@@ -522,7 +623,7 @@ mod tests {
         let mem = MemBuilder::new().build();
         assert_eq!(both(&mem, 0, 8), Err(AcpiError::RsdpSignature));
         assert_eq!(
-            processors_from_phys(&mem, MEM_SIZE as u64 - 4, 0, 8),
+            processors_from_phys(&mem, MEM_SIZE as u64 - 4, 0, 8, ChecksumPolicy::Strict),
             Err(AcpiError::Unreadable {
                 addr: MEM_SIZE as u64 - 4,
                 len: 20
@@ -560,7 +661,7 @@ mod tests {
         t[4..8].copy_from_slice(&(MAX_TABLE_LEN).to_le_bytes());
         let mem = MemBuilder::v0(&madt_small()).put(RSDT_ADDR, &t).build();
         assert_eq!(
-            processors_from_phys(&mem, RSDP_ADDR, 0, 8),
+            processors_from_phys(&mem, RSDP_ADDR, 0, 8, ChecksumPolicy::Strict),
             Err(AcpiError::Unreadable {
                 addr: RSDT_ADDR,
                 len: MAX_TABLE_LEN as usize
@@ -636,6 +737,117 @@ mod tests {
     }
 
     #[test]
+    fn bad_checksums_are_warned_about_and_the_tables_used_by_default() {
+        // A MADT whose checksum byte is off by 0x10 (stale after a patch, as on real boards).
+        let good = madt_small();
+        let mut m = good.clone();
+        m[9] = m[9].wrapping_add(0x10);
+        let mem = MemBuilder::v0(&m).build();
+        let l = both_with(&mem, 0, 8, ChecksumPolicy::Warn).unwrap();
+        assert_eq!(ids(&l), [0, 256, 3]);
+        assert_eq!(
+            l.checksum_mismatches,
+            [ChecksumMismatch {
+                signature: *b"APIC",
+                addr: MADT_ADDR,
+                stored: good[9].wrapping_add(0x10),
+                computed: good[9],
+            }]
+        );
+        assert_eq!(
+            both_with(&mem, 0, 8, ChecksumPolicy::Strict),
+            Err(AcpiError::MadtChecksum { addr: MADT_ADDR })
+        );
+        // A good table records nothing.
+        let mem = MemBuilder::v0(&good).build();
+        let l = both_with(&mem, 0, 8, ChecksumPolicy::Warn).unwrap();
+        assert!(l.checksum_mismatches.is_empty());
+
+        // A root table with a bad checksum, and the MADT behind it too: both recorded, root first.
+        let mut t = rsdt(&[FACP_ADDR as u32, MADT_ADDR as u32]);
+        let stored = t[9];
+        t[9] = stored.wrapping_sub(1);
+        let mem = MemBuilder::v0(&m).put(RSDT_ADDR, &t).build();
+        let l = both_with(&mem, 0, 8, ChecksumPolicy::Warn).unwrap();
+        assert_eq!(ids(&l), [0, 256, 3]);
+        let sigs: Vec<[u8; 4]> = l.checksum_mismatches.iter().map(|m| m.signature).collect();
+        assert_eq!(sigs, [*b"RSDT", *b"APIC"]);
+        assert_eq!(l.checksum_mismatches[0].addr, RSDT_ADDR);
+        assert_eq!(l.checksum_mismatches[0].computed, stored);
+        assert_eq!(
+            both_with(&mem, 0, 8, ChecksumPolicy::Strict),
+            Err(AcpiError::RootChecksum {
+                kind: RootKind::Rsdt
+            })
+        );
+    }
+
+    #[test]
+    fn a_bad_checksum_does_not_excuse_a_broken_structure() {
+        // Under the warn policy a MADT must still be structurally valid: a bad length is refused.
+        let mut m = MadtBuilder::new(5).with_length(40).build();
+        m[9] ^= 0x44;
+        let mem = MemBuilder::v0(&m).build();
+        assert_eq!(
+            both_with(&mem, 0, 8, ChecksumPolicy::Warn),
+            Err(AcpiError::MadtLength {
+                addr: MADT_ADDR,
+                length: 40
+            })
+        );
+        // And the RSDP's checksum stays strict (it is how a scan recognises the RSDP).
+        let mut r = rsdp_v0(RSDT_ADDR as u32);
+        r[10] ^= 0x55;
+        let mem = MemBuilder::v0(&madt_small()).put(RSDP_ADDR, &r).build();
+        assert_eq!(
+            both_with(&mem, 0, 8, ChecksumPolicy::Warn),
+            Err(AcpiError::RsdpChecksum)
+        );
+    }
+
+    #[test]
+    fn a_good_checksum_is_preferred_wherever_there_is_a_choice() {
+        // Two MADTs, the first with a bad checksum: the good second one is used, as strict does.
+        let mut bad = madt_small();
+        bad[50] ^= 0x10;
+        let second = MadtBuilder::new(5).xapic(0, 7, 1).build();
+        let mem = MemBuilder::v0(&bad)
+            .put(RSDT_ADDR, &rsdt(&[MADT_ADDR as u32, 0x1_3000]))
+            .put(0x1_3000, &second)
+            .build();
+        let l = both_with(&mem, 7, 8, ChecksumPolicy::Warn).unwrap();
+        assert_eq!(ids(&l), [7]);
+        assert!(l.checksum_mismatches.is_empty());
+        assert_eq!(Ok(l), both(&mem, 7, 8));
+
+        // An XSDT with a bad checksum and a good RSDT: the RSDT is used, nothing forgiven.
+        let mut x = xsdt(&[FACP_ADDR]);
+        x[9] = x[9].wrapping_add(1);
+        let mem = MemBuilder::v2(&madt_small())
+            .put(RSDT_ADDR, &rsdt(&[MADT_ADDR as u32]))
+            .put(XSDT_ADDR, &x)
+            .build();
+        let l = both_with(&mem, 0, 8, ChecksumPolicy::Warn).unwrap();
+        assert_eq!(ids(&l), [0, 256, 3]);
+        assert!(l.checksum_mismatches.is_empty());
+        // Without the RSDT the XSDT is forgiven; it lists no MADT, which is the error then.
+        let mem = MemBuilder::v2(&madt_small())
+            .put(RSDP_ADDR, &rsdp_v2(0, XSDT_ADDR))
+            .put(XSDT_ADDR, &x)
+            .build();
+        assert_eq!(
+            both_with(&mem, 0, 8, ChecksumPolicy::Warn),
+            Err(AcpiError::MadtMissing)
+        );
+        assert_eq!(
+            both(&mem, 0, 8),
+            Err(AcpiError::RootChecksum {
+                kind: RootKind::Xsdt
+            })
+        );
+    }
+
+    #[test]
     fn truncated_madt() {
         // Header says 40 bytes (checksum valid over them): below the 44-byte fixed part.
         let m = MadtBuilder::new(5).with_length(40).build();
@@ -671,7 +883,7 @@ mod tests {
             .put(MEM_SIZE as u64 - 0x1000, &m[..52])
             .build();
         assert_eq!(
-            processors_from_phys(&mem, RSDP_ADDR, 0, 8),
+            processors_from_phys(&mem, RSDP_ADDR, 0, 8, ChecksumPolicy::Strict),
             Err(AcpiError::Unreadable {
                 addr: MEM_SIZE as u64 - 0x1000,
                 len: 0x2000
@@ -723,12 +935,12 @@ mod tests {
                 &rsdt(&[0xFFFF_F000, FACP_ADDR as u32, MADT_ADDR as u32]),
             )
             .build();
-        let a = processors_from_phys(&mem, RSDP_ADDR, 0, 8);
+        let a = processors_from_phys(&mem, RSDP_ADDR, 0, 8, ChecksumPolicy::Strict);
         assert_eq!(ids(a.as_ref().unwrap()), [0, 256, 3]);
         assert_eq!(via_handler(&mem, 0, 8), a);
         let rsdp = validate_rsdp(&mem, RSDP_ADDR).unwrap();
-        let root = select_root_table(&mem, &rsdp).unwrap();
-        assert!(!scan_for_madt(&mem, &root).crate_safe);
+        let root = select_root_table(&mem, &rsdp, ChecksumPolicy::Strict).unwrap();
+        assert!(!scan_for_madt(&mem, &root, ChecksumPolicy::Strict).crate_safe);
     }
 
     // Found by smp/tests/fuzz.rs: with the MADT refused by the acpi crate (non-UTF-8 OEM id), the
@@ -747,10 +959,10 @@ mod tests {
             .put(RSDT_ADDR, &sdt(b"RSDT", 1, &body))
             .build();
         let rsdp = validate_rsdp(&mem, RSDP_ADDR).unwrap();
-        let root = select_root_table(&mem, &rsdp).unwrap();
+        let root = select_root_table(&mem, &rsdp, ChecksumPolicy::Strict).unwrap();
         assert_eq!(root.entries, [FACP_ADDR, MADT_ADDR]);
         assert_eq!(root.trailing_bytes, 3);
-        assert!(!scan_for_madt(&mem, &root).crate_safe);
+        assert!(!scan_for_madt(&mem, &root, ChecksumPolicy::Strict).crate_safe);
         // `both` checks that nothing mapped outside the test memory.
         assert_eq!(ids(&both(&mem, 0, 8).unwrap()), [0, 256, 3]);
     }

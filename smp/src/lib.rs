@@ -7,6 +7,7 @@
 //! | module | what | hardware seam |
 //! |---|---|---|
 //! | [`acpi_tables`] | RSDP search, RSDT/XSDT walk, MADT location | [`PhysRead`], [`acpi::AcpiHandler`] |
+//! | [`checksum`] | bad table checksums: warn and use (default) or refuse | none |
 //! | [`madt`] | MADT entries -> [`ProcessorList`] (BSP first, limit, rejections) | none (bytes in) |
 //! | [`apic`] | ICR encoding, [`LocalApic`] with [`XApic`] (MMIO) and [`X2Apic`] (MSR) | the APIC itself |
 //! | [`bringup`] | parallel / serial INIT-SIPI-SIPI with timeouts | [`bringup::Platform`] |
@@ -18,6 +19,7 @@ extern crate alloc;
 pub mod acpi_tables;
 pub mod apic;
 pub mod bringup;
+pub mod checksum;
 pub mod madt;
 pub mod phys;
 pub mod trampoline;
@@ -28,5 +30,6 @@ mod testutil;
 pub use acpi_tables::{find_rsdp, processors_from_phys, processors_from_rsdp, AcpiError};
 pub use apic::{Icr, LocalApic, X2Apic, XApic};
 pub use bringup::{BringupConfig, BringupReport, StartMode};
+pub use checksum::{ChecksumMismatch, ChecksumPolicy};
 pub use madt::{EntryKind, Processor, ProcessorList, ProcessorState, RejectReason, Rejected};
 pub use phys::PhysRead;

@@ -11,13 +11,19 @@
 //!   (listed, not started); both clear -> unusable, rejected. In MADT revisions below 5 bit 1 is
 //!   reserved and ignored.
 //! - APIC id 0xFF (xAPIC entry) or 0xFFFF_FFFF (x2APIC entry) is the broadcast id: rejected.
-//! - A repeated APIC id (in either entry kind) is rejected; the first entry is kept.
+//! - A repeated APIC id (in either entry kind) among enabled or online-capable entries is
+//!   rejected as a duplicate; the first entry is kept. An entry with neither flag never claims
+//!   an id: firmware fills tables with such disabled placeholders (dozens of them, often all
+//!   with id 0), so one that repeats an enabled entry's id is reported `disabled`, not
+//!   `duplicate`. A disabled entry with the BSP's id stands for the BSP only when no enabled
+//!   entry has that id.
 //! - The BSP is found by its own APIC id (from CPUID), not by entry order, and goes first
 //!   (logical index 0); APs follow in MADT order. A MADT that does not list the BSP still
 //!   yields a list with the BSP (see [`BspNote`]).
 //! - `limit` caps the list length (BSP included); usable APs are kept before hot-pluggable ones,
 //!   the excess is rejected with [`RejectReason::OverLimit`].
 
+use crate::checksum::{ChecksumMismatch, ChecksumPolicy};
 use crate::phys::{checksum_ok, le_u32, le_u64};
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -207,6 +213,9 @@ pub struct ProcessorList {
     pub bsp_note: Option<BspNote>,
     /// MADT revision (5 or more: ACPI 6.3 flags).
     pub madt_revision: u8,
+    /// Tables on the way to this list that were used although their checksum is wrong
+    /// ([`ChecksumPolicy::Warn`]); empty from [`parse_madt`] alone.
+    pub checksum_mismatches: Vec<ChecksumMismatch>,
 }
 
 impl ProcessorList {
@@ -285,7 +294,7 @@ fn state_from_flags(flags: u32, online_capable_defined: bool) -> ProcessorState 
     }
 }
 
-/// Parses a whole MADT (header included) into a [`ProcessorList`].
+/// Parses a whole MADT (header included) into a [`ProcessorList`], refusing a bad checksum.
 ///
 /// `table` may be longer than the table (only the header's length is used). `bsp_apic_id` is
 /// the APIC id of the CPU running this code (CPUID, see [`crate::apic::cpuid_apic_id`]).
@@ -294,6 +303,17 @@ pub fn parse_madt(
     table: &[u8],
     bsp_apic_id: u32,
     limit: usize,
+) -> Result<ProcessorList, MadtError> {
+    parse_madt_with(table, bsp_apic_id, limit, ChecksumPolicy::Strict)
+}
+
+/// [`parse_madt`] with a checksum policy: under [`ChecksumPolicy::Warn`] the checksum is not
+/// looked at (the table layer records the mismatch, see [`crate::checksum`]).
+pub fn parse_madt_with(
+    table: &[u8],
+    bsp_apic_id: u32,
+    limit: usize,
+    checksum: ChecksumPolicy,
 ) -> Result<ProcessorList, MadtError> {
     if table.len() < MADT_FIXED_LEN {
         return Err(MadtError::Truncated {
@@ -314,7 +334,7 @@ pub fn parse_madt(
         });
     }
     let table = &table[..length as usize];
-    if !checksum_ok(table) {
+    if checksum == ChecksumPolicy::Strict && !checksum_ok(table) {
         return Err(MadtError::BadChecksum);
     }
     let revision = table[8];
@@ -328,6 +348,9 @@ pub fn parse_madt(
     let mut seen: BTreeMap<u32, usize> = BTreeMap::new();
     let mut bsp: Option<Processor> = None;
     let mut bsp_note = None;
+    // The first disabled entry with the BSP's id, kept aside until the walk shows whether an
+    // enabled entry describes the BSP: (processor, entry type).
+    let mut disabled_bsp: Option<(Processor, u8)> = None;
 
     let mut off = MADT_FIXED_LEN;
     while off < table.len() {
@@ -427,6 +450,13 @@ pub fn parse_madt(
         };
         if p.apic_id == broadcast {
             rejected.push(reject(RejectReason::InvalidApicId));
+        } else if p.state == ProcessorState::Disabled {
+            // A placeholder: it claims no id, so it can never make an enabled entry a duplicate.
+            if p.apic_id == bsp_apic_id && bsp.is_none() && disabled_bsp.is_none() {
+                disabled_bsp = Some((p, entry_type));
+            } else {
+                rejected.push(reject(RejectReason::Disabled));
+            }
         } else if let Some(&first_offset) = seen.get(&p.apic_id) {
             rejected.push(reject(RejectReason::DuplicateApicId { first_offset }));
         } else if p.apic_id == bsp_apic_id {
@@ -439,8 +469,6 @@ pub fn parse_madt(
                 state: ProcessorState::Usable,
                 ..p
             });
-        } else if p.state == ProcessorState::Disabled {
-            rejected.push(reject(RejectReason::Disabled));
         } else {
             seen.insert(p.apic_id, off - len);
             candidates.push(Candidate { proc: p });
@@ -448,6 +476,23 @@ pub fn parse_madt(
     }
     if let Some(a) = lapic_override {
         lapic_base = a;
+    }
+    match disabled_bsp {
+        // No enabled entry has the BSP's id: this one describes it (we are running on it).
+        Some((p, _)) if bsp.is_none() => {
+            bsp_note = Some(BspNote::EntryNotEnabled);
+            bsp = Some(Processor {
+                state: ProcessorState::Usable,
+                ..p
+            });
+        }
+        Some((p, entry_type)) => rejected.push(Rejected {
+            offset: p.madt_offset.unwrap_or(0),
+            entry_type,
+            processor: Some(p),
+            reason: RejectReason::Disabled,
+        }),
+        None => {}
     }
 
     let bsp = bsp.unwrap_or_else(|| {
@@ -503,6 +548,7 @@ pub fn parse_madt(
         rejected,
         bsp_note,
         madt_revision: revision,
+        checksum_mismatches: Vec::new(),
     })
 }
 
@@ -657,6 +703,76 @@ mod tests {
             l.rejected[1].reason,
             RejectReason::DuplicateApicId { first_offset: 44 }
         );
+    }
+
+    #[test]
+    fn disabled_placeholders_repeating_enabled_ids_are_disabled_not_duplicates() {
+        // As real firmware builds them: the enabled entries, then disabled placeholders that
+        // all carry id 0 (the BSP's) or repeat other enabled ids.
+        let t = MadtBuilder::new(5)
+            .xapic(0, 0, 1)
+            .xapic(1, 1, 1)
+            .xapic(2, 0, 0)
+            .xapic(3, 0, 0)
+            .xapic(4, 1, 0)
+            .x2apic(1, 0, 5)
+            .xapic(6, 1, 1) // an enabled repeat stays a duplicate
+            .build();
+        let l = parse_madt(&t, 0, 64).unwrap();
+        assert_eq!(apic_ids(&l), [0, 1]);
+        assert_eq!(l.bsp_note, None);
+        let reasons: Vec<RejectReason> = l.rejected.iter().map(|r| r.reason).collect();
+        assert_eq!(
+            reasons,
+            [
+                RejectReason::Disabled,
+                RejectReason::Disabled,
+                RejectReason::Disabled,
+                RejectReason::Disabled,
+                RejectReason::DuplicateApicId { first_offset: 52 },
+            ]
+        );
+        let states: Vec<String> = log_lines(&l)
+            .into_iter()
+            .map(|(_, s)| s.rsplit("state=").next().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            states,
+            [
+                "usable",
+                "usable",
+                "disabled",
+                "disabled",
+                "disabled",
+                "disabled",
+                "duplicate"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_disabled_entry_with_the_bsp_id_before_its_enabled_entry() {
+        // The placeholder comes first: the enabled entry still describes the BSP, no note.
+        let t = MadtBuilder::new(5)
+            .xapic(9, 0, 0)
+            .xapic(1, 0, 1)
+            .xapic(2, 1, 1)
+            .build();
+        let l = parse_madt(&t, 0, 64).unwrap();
+        assert_eq!(apic_ids(&l), [0, 1]);
+        assert_eq!(l.cpus[0].uid, 1);
+        assert_eq!(l.bsp_note, None);
+        assert_eq!(l.rejected.len(), 1);
+        assert_eq!(l.rejected[0].reason, RejectReason::Disabled);
+        assert_eq!(l.rejected[0].offset, MADT_FIXED_LEN);
+        // Only disabled entries with the BSP's id: the first one is the BSP, used anyway.
+        let t = MadtBuilder::new(5).xapic(9, 0, 0).xapic(8, 0, 0).build();
+        let l = parse_madt(&t, 0, 64).unwrap();
+        assert_eq!(apic_ids(&l), [0]);
+        assert_eq!(l.cpus[0].uid, 9);
+        assert_eq!(l.bsp_note, Some(BspNote::EntryNotEnabled));
+        assert_eq!(l.rejected.len(), 1);
+        assert_eq!(l.rejected[0].reason, RejectReason::Disabled);
     }
 
     #[test]

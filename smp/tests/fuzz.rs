@@ -41,6 +41,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError};
 use smp::acpi_tables::MAX_TABLE_LEN;
 use smp::madt::{parse_madt, MADT_FIXED_LEN};
+use smp::ChecksumPolicy::{Strict, Warn};
 use smp::{AcpiError, PhysRead, ProcessorList, ProcessorState};
 
 // ------------------------------------------------------------------------------------------------
@@ -869,7 +870,7 @@ fn check_machine(
     expect: Option<(Vec<u32>, usize)>,
 ) -> Result<(), TestCaseError> {
     let mem = machine.memory(0);
-    let result = smp::processors_from_phys(&mem, machine.rsdp_addr, bsp, limit);
+    let result = smp::processors_from_phys(&mem, machine.rsdp_addr, bsp, limit, Strict);
     let reads = mem.reads();
     let denied = mem.denied();
     check_reads(&mem, &reads)?;
@@ -902,7 +903,7 @@ fn check_machine(
     // SAFETY: SparseMem's handler returns a readable mapping for any range (open bus outside
     // the given bytes), which is what `processors_from_rsdp` requires.
     let via_crate =
-        unsafe { smp::processors_from_rsdp(mem.clone(), machine.rsdp_addr, bsp, limit) };
+        unsafe { smp::processors_from_rsdp(mem.clone(), machine.rsdp_addr, bsp, limit, Strict) };
     if denied.is_empty() {
         prop_assert_eq!(&via_crate, &result, "the handler path disagrees");
         let outside = mem.outside_maps();
@@ -912,6 +913,29 @@ fn check_machine(
         );
     } else if let Ok(list) = &via_crate {
         check_list(list, bsp, limit)?;
+    }
+
+    // The default policy (warn about a bad checksum, use the table) keeps every property, and
+    // agrees with the strict walk whenever it had no checksum to forgive.
+    mem.reset();
+    let lenient = smp::processors_from_phys(&mem, machine.rsdp_addr, bsp, limit, Warn);
+    check_reads(&mem, &mem.reads())?;
+    match &lenient {
+        Ok(list) => {
+            check_list(list, bsp, limit)?;
+            for m in &list.checksum_mismatches {
+                check_reason(&m.to_string())?;
+            }
+            if list.checksum_mismatches.is_empty() || result.is_ok() {
+                prop_assert_eq!(&lenient, &result, "warn policy where strict found a list");
+            }
+        }
+        Err(e) => check_reason(&e.to_string())?,
+    }
+    if let (Ok(strict), Err(e)) = (&result, &lenient) {
+        return Err(TestCaseError::fail(format!(
+            "the strict walk found {strict:?} but the warn policy failed: {e}"
+        )));
     }
     Ok(())
 }
@@ -1295,7 +1319,8 @@ fn corpus_replays() {
         check_machine(&entry.machine, 0, usize::MAX, expect)
             .unwrap_or_else(|e| panic!("corpus entry {}: {e}", entry.name));
         let mem = entry.machine.memory(0);
-        let list = smp::processors_from_phys(&mem, entry.machine.rsdp_addr, 0, usize::MAX).unwrap();
+        let list = smp::processors_from_phys(&mem, entry.machine.rsdp_addr, 0, usize::MAX, Strict)
+            .unwrap();
         assert!(
             mem.denied().is_empty(),
             "{}: a read outside the tables: {:x?}",
