@@ -213,3 +213,67 @@ impl fmt::Display for HandoffError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e820_types_map_to_their_kinds_and_only_type_1_is_usable() {
+        // ACPI 6.5 Table 15.312 (address range types): 1 memory, 2 reserved, 3 ACPI reclaim,
+        // 4 ACPI NVS, 5 unusable; anything else (undefined, persistent memory) is reserved.
+        let kinds = [
+            (1, RegionKind::Usable),
+            (2, RegionKind::Reserved),
+            (3, RegionKind::AcpiReclaimable),
+            (4, RegionKind::AcpiNvs),
+            (5, RegionKind::Defective),
+            (0, RegionKind::Reserved),
+            (6, RegionKind::Reserved),
+            (7, RegionKind::Reserved),
+            (12, RegionKind::Reserved),
+            (u32::MAX, RegionKind::Reserved),
+        ];
+        for (ty, kind) in kinds {
+            assert_eq!(RegionKind::from_e820(ty), kind, "E820 type {ty}");
+        }
+        // ACPI reclaimable memory still holds the tables the SMP stage reads, and NVS belongs to the
+        // firmware: neither may count as RAM to allocate from.
+        let mut info = BootInfo::new(Loader::Pvh);
+        for (i, ty) in (1..=7).enumerate() {
+            info.push_region(Region {
+                start: (i as u64) << 20,
+                len: 0x1000 << i,
+                kind: RegionKind::from_e820(ty),
+            });
+        }
+        assert_eq!(info.usable_bytes(), 0x1000);
+    }
+
+    #[test]
+    fn loader_names() {
+        assert_eq!(Loader::Pvh.name(), "pvh");
+        assert_eq!(Loader::Multiboot2.name(), "multiboot2");
+    }
+
+    #[test]
+    fn a_command_line_of_exactly_the_maximum_is_kept_whole() {
+        let mut info = BootInfo::new(Loader::Pvh);
+        let full = [b'a'; MAX_CMDLINE];
+        info.set_cmdline(&full);
+        assert_eq!(info.cmdline().len(), MAX_CMDLINE);
+        assert!(!info.cmdline_truncated);
+        let mut long = [b'b'; MAX_CMDLINE + 1];
+        long[MAX_CMDLINE] = b'c';
+        info.set_cmdline(&long);
+        assert_eq!(
+            info.cmdline(),
+            core::str::from_utf8(&long[..MAX_CMDLINE]).unwrap()
+        );
+        assert!(info.cmdline_truncated);
+        // The text ends at the first NUL.
+        info.set_cmdline(b"smp=2\0junk");
+        assert_eq!(info.cmdline(), "smp=2");
+        assert!(!info.cmdline_truncated);
+    }
+}

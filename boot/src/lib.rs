@@ -67,6 +67,39 @@ pub fn parse_handoff(
 }
 
 #[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Only empty reads are tried on the host (a non-empty one would dereference the address): they reach the
+    // copy exactly when the range passes the bounds checks.
+    #[test]
+    fn the_identity_map_covers_exactly_the_low_4_gib_without_address_0() {
+        assert_eq!(IDENTITY_MAPPED_END, 0x1_0000_0000);
+        assert!(IdentityMapped.read(0x1000, &mut []));
+        assert!(IdentityMapped.read(IDENTITY_MAPPED_END, &mut []));
+        assert!(!IdentityMapped.read(0, &mut []));
+        assert!(!IdentityMapped.read(IDENTITY_MAPPED_END + 1, &mut []));
+        assert!(!IdentityMapped.read(IDENTITY_MAPPED_END, &mut [0u8; 1]));
+        assert!(!IdentityMapped.read(IDENTITY_MAPPED_END - 1, &mut [0u8; 2]));
+        assert!(!IdentityMapped.read(0, &mut [0u8; 8]));
+        assert!(!IdentityMapped.read(u64::MAX, &mut [0u8; 2]));
+    }
+
+    #[test]
+    fn unknown_loader_kinds_are_refused() {
+        let mem = testmem::FakeMem::new(0x1000, 0x100);
+        assert_eq!(
+            parse_handoff(&mem, 3, 0x1000).unwrap_err(),
+            HandoffError::UnknownLoader(3)
+        );
+        assert_eq!(
+            parse_handoff(&mem, 0, 0x1000).unwrap_err(),
+            HandoffError::UnknownLoader(0)
+        );
+    }
+}
+
+#[cfg(test)]
 pub(crate) mod testmem {
     use super::PhysMem;
 

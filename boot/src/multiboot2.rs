@@ -201,6 +201,61 @@ mod tests {
     }
 
     #[test]
+    fn a_command_line_of_the_maximum_length_is_read_whole() {
+        let mut text = vec![b'x'; crate::MAX_CMDLINE];
+        text.push(0);
+        let info = parse(
+            &Mbi::new()
+                .tag(TAG_CMDLINE, &text)
+                .mmap(&[(0x100000, 0x100000, 1)])
+                .finish(),
+            BASE,
+        )
+        .unwrap();
+        assert_eq!(info.cmdline().len(), crate::MAX_CMDLINE);
+        assert!(!info.cmdline_truncated);
+        text.insert(0, b'y');
+        let info = parse(
+            &Mbi::new()
+                .tag(TAG_CMDLINE, &text)
+                .mmap(&[(0x100000, 0x100000, 1)])
+                .finish(),
+            BASE,
+        )
+        .unwrap();
+        assert_eq!(info.cmdline().len(), crate::MAX_CMDLINE);
+        assert!(info.cmdline_truncated);
+    }
+
+    #[test]
+    fn an_unreadable_tag_header_names_the_field() {
+        // The window ends 4 bytes into the second tag: its type is readable, its size is not.
+        let Mbi(bytes) = typical().tag(TAG_END, &[]);
+        let total = bytes.len() as u32;
+        let first_tag_size = u32::from_le_bytes(bytes[12..16].try_into().unwrap());
+        let second = 8 + first_tag_size.next_multiple_of(8);
+        let mut mem = FakeMem::new(BASE, second as usize + 4);
+        let mut head = bytes[..second as usize + 4].to_vec();
+        head[..4].copy_from_slice(&total.to_le_bytes());
+        mem.put(BASE, &head);
+        assert_eq!(
+            parse(&mem, BASE).unwrap_err(),
+            HandoffError::Unreadable {
+                paddr: BASE + u64::from(second) + 4
+            }
+        );
+        // Cut one byte earlier, the type itself is unreadable.
+        let mut mem = FakeMem::new(BASE, second as usize + 3);
+        mem.put(BASE, &head[..second as usize + 3]);
+        assert_eq!(
+            parse(&mem, BASE).unwrap_err(),
+            HandoffError::Unreadable {
+                paddr: BASE + u64::from(second)
+            }
+        );
+    }
+
+    #[test]
     fn prefers_the_acpi2_rsdp() {
         let mem = typical()
             .tag(TAG_ACPI_OLD, &[0; 20])

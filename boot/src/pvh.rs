@@ -203,6 +203,50 @@ mod tests {
     }
 
     #[test]
+    fn the_start_info_is_kept_as_loader_data() {
+        let info = parse(&start_info(1, &[(0x100000, 0x100000, 1)]), INFO).unwrap();
+        assert_eq!(info.loader_data, (INFO, INFO + 56));
+    }
+
+    #[test]
+    fn a_command_line_of_the_maximum_length_is_read_whole() {
+        // Away from the map (the usual command line sits just below it).
+        const LONG: u64 = 0x6800;
+        let mut mem = start_info(1, &[(0x100000, 0x100000, 1)]);
+        mem.put(INFO + OFF_CMDLINE, &LONG.to_le_bytes());
+        let mut text = vec![b'x'; MAX_CMDLINE];
+        text.push(0);
+        mem.put(LONG, &text);
+        let info = parse(&mem, INFO).unwrap();
+        assert_eq!(info.cmdline().len(), MAX_CMDLINE);
+        assert!(!info.cmdline_truncated);
+        mem.put(LONG + MAX_CMDLINE as u64, b"y\0");
+        let info = parse(&mem, INFO).unwrap();
+        assert_eq!(info.cmdline().len(), MAX_CMDLINE);
+        assert!(info.cmdline_truncated);
+    }
+
+    #[test]
+    fn the_entry_cap_is_inclusive() {
+        // 4096 entries (the cap), all but one empty (empty ones are dropped): nothing is truncated.
+        let mut mem = FakeMem::new(0x6000, 0x20_0000);
+        let si = start_info(1, &[(0x100000, 0x100000, 1)]);
+        mem.put(0x6000, &si.bytes);
+        mem.put(INFO + OFF_MEMMAP_ENTRIES, &MAX_MEMMAP_ENTRIES.to_le_bytes());
+        let info = parse(&mem, INFO).unwrap();
+        assert_eq!(info.regions().len(), 1);
+        assert!(!info.regions_truncated);
+        // One more: the 4097th is not read and the map is marked truncated.
+        mem.put(
+            INFO + OFF_MEMMAP_ENTRIES,
+            &(MAX_MEMMAP_ENTRIES + 1).to_le_bytes(),
+        );
+        let info = parse(&mem, INFO).unwrap();
+        assert_eq!(info.regions().len(), 1);
+        assert!(info.regions_truncated);
+    }
+
+    #[test]
     fn absurd_entry_counts_are_capped() {
         let mut mem = start_info(1, &[(0x100000, 0x100000, 1)]);
         mem.put(INFO + OFF_MEMMAP_ENTRIES, &u32::MAX.to_le_bytes());
