@@ -19,20 +19,17 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::process::{Command, Stdio};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::host::{self, Need};
 use crate::qemu::{self, Media, QemuPlan};
 use crate::runner;
 use crate::serial::{LogLine, Summary};
-use crate::{bochs, image, stream, BochsRom, Machine, RunError};
+use crate::session::{self, Ended, Limits, RunDir};
+use crate::{bochs, image, BochsRom, Machine, RunError};
 
 /// Default QEMU CPU counts (QEMU 7.2 refuses more than 255 on q35).
 pub const QEMU_CPUS: &[u32] = &[1, 2, 4, 8, 16, 32, 64, 128, 255];
@@ -44,10 +41,6 @@ pub const DEFAULT_RUNS: u32 = 3;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// With `--tcg auto` the bench follows the runner's default (multi-threaded TCG up to this many CPUs).
 pub use crate::qemu::TCG_SINGLE_ABOVE;
-/// How long the emulator may take to exit by itself after the summary line before it is killed.
-const EXIT_GRACE: Duration = Duration::from_secs(5);
-/// Bochs writes COM1 to a file; it is polled this often (the resolution of its wall times).
-const TAIL_POLL: Duration = Duration::from_millis(5);
 
 pub const USAGE: &str = "\
 Usage: cargo run -- bench [--backend qemu|bochs|all] [--cpus 1,2,4,...] [--runs N]
@@ -605,6 +598,8 @@ pub enum RunStatus {
     NoSummary,
     /// No summary line within the timeout.
     Timeout,
+    /// The emulator reported a triple fault and there is no summary line.
+    TripleFault,
     /// The emulator could not be started.
     Error,
 }
@@ -617,17 +612,13 @@ impl RunStatus {
             RunStatus::Fail => "fail",
             RunStatus::NoSummary => "no_summary",
             RunStatus::Timeout => "timeout",
+            RunStatus::TripleFault => "triple_fault",
             RunStatus::Error => "error",
         }
     }
 }
 
-/// A serial line and when it arrived (since the emulator's start).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Timed {
-    pub at: Duration,
-    pub line: String,
-}
+pub use crate::session::Timed;
 
 /// One boot's result.
 #[derive(Clone, Debug)]
@@ -648,12 +639,35 @@ pub struct Sample {
 }
 
 impl Sample {
-    /// Builds a sample from the timestamped serial lines of a boot.
+    /// Builds a sample from a finished emulator session.
+    pub fn from_session(config: Config, run: u32, ended: &Ended) -> Sample {
+        Sample::from_ending(
+            config,
+            run,
+            &ended.lines,
+            ended.timed_out,
+            ended.triple_fault,
+            ended.wall,
+        )
+    }
+
+    /// Builds a sample from the timestamped serial lines of a boot (no triple fault reported).
     pub fn from_timed(
         config: Config,
         run: u32,
         lines: &[Timed],
         timed_out: bool,
+        wall_exit: Duration,
+    ) -> Sample {
+        Sample::from_ending(config, run, lines, timed_out, false, wall_exit)
+    }
+
+    fn from_ending(
+        config: Config,
+        run: u32,
+        lines: &[Timed],
+        timed_out: bool,
+        triple_fault: bool,
         wall_exit: Duration,
     ) -> Sample {
         let guest = GuestReport::from_lines(lines.iter().map(|t| t.line.as_str()));
@@ -670,6 +684,7 @@ impl Sample {
             (Some(_), Some("degraded")) => RunStatus::Degraded,
             (Some(_), _) => RunStatus::Fail,
             (None, _) if timed_out => RunStatus::Timeout,
+            (None, _) if triple_fault => RunStatus::TripleFault,
             (None, _) => RunStatus::NoSummary,
         };
         let mut detail = String::new();
@@ -1979,134 +1994,25 @@ pub fn bench_svg(aggs: &[Aggregate], by_accel: bool, subtitle: &str) -> String {
 // Driving the emulators
 // ---------------------------------------------------------------------------------------------
 
-/// Serial lines stamped with when they arrived.
-fn timed_reader<R: Read + Send + 'static>(
-    r: R,
-    start: Instant,
-    tx: Sender<Timed>,
-) -> JoinHandle<()> {
-    stream::spawn_line_reader(
-        r,
-        move |line| {
-            let _ = tx.send(Timed {
-                at: start.elapsed(),
-                line,
-            });
-        },
-        || {},
-    )
-}
-
-/// Bochs' serial log file, followed every [`TAIL_POLL`], lines stamped with when they were read.
-fn timed_tail(
-    path: PathBuf,
-    start: Instant,
-    stop: Arc<AtomicBool>,
-    tx: Sender<Timed>,
-) -> JoinHandle<()> {
-    stream::spawn_file_tail(
-        path,
-        TAIL_POLL,
-        stop,
-        move |line| {
-            let _ = tx.send(Timed {
-                at: start.elapsed(),
-                line,
-            });
-        },
-        || {},
-    )
-}
-
-struct Raw {
-    lines: Vec<Timed>,
-    timed_out: bool,
-    wall_exit: Duration,
-}
-
-/// Collects lines until the emulator exits, or `EXIT_GRACE` after the summary line, or `timeout`
-/// without one; then kills it if needed.
-fn watch(
-    child: &mut Child,
-    rx: &Receiver<Timed>,
-    start: Instant,
-    timeout: Duration,
-    stop: &AtomicBool,
-) -> Raw {
-    let mut lines = Vec::new();
-    let mut summary_at: Option<Instant> = None;
-    let mut exited_at: Option<Instant> = None;
-    let mut wall_exit = None;
-    let mut timed_out = false;
-    let mut disconnected = false;
-    loop {
-        match rx.recv_timeout(Duration::from_millis(10)) {
-            Ok(t) => {
-                if summary_at.is_none() && Summary::parse_line(&t.line).is_some() {
-                    summary_at = Some(Instant::now());
-                }
-                lines.push(t);
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                disconnected = true;
-                thread::sleep(Duration::from_millis(10));
-            }
-            Err(RecvTimeoutError::Timeout) => {}
-        }
-        if exited_at.is_none() {
-            if let Ok(Some(_)) = child.try_wait() {
-                exited_at = Some(Instant::now());
-                wall_exit = Some(start.elapsed());
-                stop.store(true, Ordering::SeqCst);
-            }
-        }
-        if let Some(at) = exited_at {
-            if disconnected || at.elapsed() > Duration::from_secs(2) {
-                break;
-            }
-            continue;
-        }
-        let kill = match summary_at {
-            Some(at) => at.elapsed() > EXIT_GRACE,
-            None => {
-                timed_out = start.elapsed() > timeout;
-                timed_out
-            }
-        };
-        if kill {
-            let _ = child.kill();
-            let _ = child.wait();
-            wall_exit = Some(start.elapsed());
-            stop.store(true, Ordering::SeqCst);
-            break;
-        }
-    }
-    // Lines still in flight.
-    let until = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < until {
-        match rx.recv_timeout(Duration::from_millis(20)) {
-            Ok(t) => lines.push(t),
-            Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) => {}
-        }
-    }
-    Raw {
-        lines,
-        timed_out,
-        wall_exit: wall_exit.unwrap_or_else(|| start.elapsed()),
-    }
-}
-
 /// Everything fixed for the whole benchmark.
 struct Env<'a> {
     spec: &'a BenchSpec,
     kernel: PathBuf,
 }
 
+/// The session limits of a benchmark boot: the runner's grace after the summary, no echo.
+fn limits(env: &Env, grace: Duration) -> Limits {
+    Limits {
+        timeout: Some(env.spec.timeout),
+        grace,
+        echo: false,
+    }
+}
+
 fn boot_qemu(env: &Env, config: Config, run: u32) -> Result<Sample, RunError> {
-    let dir = runner::RunDir::new("bench")?;
+    let dir = RunDir::new("bench")?;
     let cmdline = runner::kernel_cmdline(&bench_append(&config, &env.spec.append), "exit");
+    let reset_log = dir.0.join("qemu-reset.log");
     let plan = QemuPlan {
         kvm: false,
         machine: Machine::Q35,
@@ -2119,62 +2025,39 @@ fn boot_qemu(env: &Env, config: Config, run: u32) -> Result<Sample, RunError> {
         uefi_firmware: None,
         gdb: false,
         // As the runner does (`cargo run` measures the same command).
-        reset_log: Some(dir.0.join("qemu-reset.log")),
+        reset_log: Some(reset_log.clone()),
         extra_args: env.spec.extra_args.clone(),
     };
     let args = with_tcg_threading(&plan.args(), config.accel);
-    let start = Instant::now();
-    let mut child = qemu::spawn(&args)?;
-    let (tx, rx) = mpsc::channel();
-    let reader = timed_reader(child.stdout.take().expect("piped"), start, tx);
-    let err = stream::spawn_collector(child.stderr.take().expect("piped"));
-    let stop = AtomicBool::new(false);
-    let raw = watch(&mut child, &rx, start, env.spec.timeout, &stop);
-    let _ = reader.join();
-    let stderr = err.join().unwrap_or_default();
-    let mut sample = Sample::from_timed(config, run, &raw.lines, raw.timed_out, raw.wall_exit);
-    if sample.status != RunStatus::Ok && !stderr.trim().is_empty() {
-        let _ = write!(sample.detail, "\n    QEMU stderr: {}", stderr.trim());
+    let ended = session::run_qemu(&args, &reset_log, limits(env, session::QEMU_GRACE))?;
+    let mut sample = Sample::from_session(config, run, &ended);
+    if sample.status != RunStatus::Ok && !ended.emulator_output.trim().is_empty() {
+        let _ = write!(
+            sample.detail,
+            "\n    QEMU stderr: {}",
+            ended.emulator_output.trim()
+        );
     }
     Ok(sample)
 }
 
 fn boot_bochs(env: &Env, config: Config, run: u32, iso: &Path) -> Result<Sample, RunError> {
-    let dir = runner::RunDir::new("bench")?;
-    let serial = dir.0.join("serial.log");
+    let dir = RunDir::new("bench")?;
     let cfg = bochs::BochsConfig {
         cpus: config.cpus,
         cpu_model: crate::DEFAULT_CPU_MODEL.to_string(),
         memory_mib: env.spec.memory_mib,
         iso: iso.to_path_buf(),
-        serial_log: serial.clone(),
+        serial_log: dir.0.join("serial.log"),
         rom: BochsRom::Bochs,
         workdir: dir.0.clone(),
     };
-    let mut cmd = bochs::command(&cfg).map_err(|e| RunError::Io(e.to_string()))?;
+    let mut cmd = bochs::command(&cfg).map_err(session::bochs_error)?;
     cmd.args(&env.spec.extra_args);
-    let start = Instant::now();
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| RunError::Spawn(format!("bochs: {e}")))?;
-    let (tx, rx) = mpsc::channel();
-    let stop = Arc::new(AtomicBool::new(false));
-    let tail = timed_tail(serial, start, Arc::clone(&stop), tx);
-    let out = stream::spawn_collector(child.stdout.take().expect("piped"));
-    let err = stream::spawn_collector(child.stderr.take().expect("piped"));
-    let raw = watch(&mut child, &rx, start, env.spec.timeout, &stop);
-    stop.store(true, Ordering::SeqCst);
-    let _ = tail.join();
-    let output = format!(
-        "{}{}",
-        out.join().unwrap_or_default(),
-        err.join().unwrap_or_default()
-    );
-    let mut sample = Sample::from_timed(config, run, &raw.lines, raw.timed_out, raw.wall_exit);
+    let ended = session::run_bochs(cmd, &cfg, limits(env, session::BOCHS_GRACE))?;
+    let mut sample = Sample::from_session(config, run, &ended);
     if sample.status != RunStatus::Ok {
-        let tail: Vec<&str> = output.lines().rev().take(6).collect();
+        let tail: Vec<&str> = ended.emulator_output.lines().rev().take(6).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         let _ = write!(sample.detail, "\n    Bochs output: {}", tail.join(" / "));
     }
@@ -2305,7 +2188,7 @@ fn run_bench_inner(spec: &BenchSpec) -> Result<bool, RunError> {
         needs.push(Need::program(qemu::QEMU_PROGRAM, qemu::QEMU_PACKAGE));
     }
     if spec.backends.contains(&BenchBackend::Bochs) {
-        needs.extend(runner::bochs_needs(BochsRom::Bochs));
+        needs.extend(bochs::needs(BochsRom::Bochs));
     }
     host::ensure(&needs)?;
     // A private copy of the image: others may rebuild target/image while the benchmark runs.
@@ -2529,6 +2412,7 @@ pub fn parse_runs_csv(text: &str) -> Result<Vec<Sample>, String> {
             RunStatus::Fail,
             RunStatus::NoSummary,
             RunStatus::Timeout,
+            RunStatus::TripleFault,
             RunStatus::Error,
         ]
         .into_iter()
@@ -2777,6 +2661,15 @@ mod tests {
         let s = Sample::from_timed(c, 3, &[], false, Duration::ZERO);
         assert_eq!(s.status, RunStatus::NoSummary);
         assert_eq!(s.wall_first_line, None);
+        // A triple fault the emulator reported, without a summary line.
+        let s = Sample::from_ending(c, 3, &timed(&cut, 10), false, true, Duration::ZERO);
+        assert_eq!(s.status, RunStatus::TripleFault);
+        assert!(s.detail.starts_with("status=triple_fault "), "{}", s.detail);
+        // A timeout wins over a triple fault; a summary line wins over both.
+        let s = Sample::from_ending(c, 3, &timed(&cut, 10), true, true, Duration::ZERO);
+        assert_eq!(s.status, RunStatus::Timeout);
+        let s = Sample::from_ending(c, 1, &timed(LOG, 10), false, true, Duration::ZERO);
+        assert_eq!(s.status, RunStatus::Ok);
         let bogus = LOG.replace("verdict=ok", "verdict=maybe");
         let s = Sample::from_timed(c, 1, &timed(&bogus, 1), false, Duration::ZERO);
         assert_eq!(s.status, RunStatus::Fail);

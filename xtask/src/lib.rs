@@ -13,8 +13,8 @@ pub mod iso;
 pub mod qemu;
 pub mod runner;
 pub mod serial;
+pub mod session;
 pub mod soak;
-pub mod stream;
 
 use std::fmt;
 use std::path::PathBuf;
