@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use crate::host::{self, Need};
 use crate::qemu::{self, Media, QemuPlan};
 use crate::runner;
-use crate::serial::{LogLine, Summary};
+pub use crate::serial::Spread;
+use crate::serial::{Documented, Footprint, LogLine, Phases, Summary, Timing};
 use crate::session::{self, Ended, Limits, RunDir};
 use crate::{bochs, image, BochsRom, Machine, RunError};
 
@@ -416,14 +417,6 @@ pub fn with_tcg_threading(args: &[String], accel: Accel) -> Vec<String> {
 // Guest lines
 // ---------------------------------------------------------------------------------------------
 
-/// min/median/max of a per-core distribution as printed by the kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Spread {
-    pub min: u64,
-    pub median: u64,
-    pub max: u64,
-}
-
 /// What one boot's serial log says about its timing and memory.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct GuestReport {
@@ -466,14 +459,19 @@ impl GuestReport {
             .map(|(_, v)| *v)
     }
 
-    /// Reads the lines this module knows; the first of each kind counts. Summary values win over
-    /// the `phases` line for the same phase.
+    /// Reads the lines the benchmark uses (through the typed parser of [`crate::serial`]); the first
+    /// well-formed line of each kind counts. Summary values win over the `phases` line for the same phase.
     pub fn from_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> GuestReport {
         let mut r = GuestReport::default();
         let mut summary: Option<Summary> = None;
-        let mut phases: Option<LogLine> = None;
-        let mut timing: Option<LogLine> = None;
-        let mut footprint: Option<LogLine> = None;
+        let mut phases: Option<Phases> = None;
+        let mut timing: Option<Timing> = None;
+        let mut footprint: Option<Footprint> = None;
+        fn first<T: Documented>(slot: &mut Option<T>, line: &LogLine) {
+            if slot.is_none() {
+                *slot = line.parse_as::<T>().and_then(Result::ok);
+            }
+        }
         for raw in lines {
             let Some(line) = LogLine::parse(raw) else {
                 continue;
@@ -487,25 +485,16 @@ impl GuestReport {
                     continue;
                 }
             }
-            let msg = line.message.as_str();
-            if line.module == "hypervisor" && msg.starts_with("phases ") && phases.is_none() {
-                phases = Some(line);
-            } else if line.module == "smp" && msg.starts_with("timing aps=") && timing.is_none() {
-                timing = Some(line);
-            } else if line.module == "memory"
-                && msg.starts_with("footprint ")
-                && footprint.is_none()
-            {
-                footprint = Some(line);
-            }
+            first(&mut phases, &line);
+            first(&mut timing, &line);
+            first(&mut footprint, &line);
         }
-        if let Some(p) = &phases {
-            let num = |k: &str| p.field(k).and_then(|v| v.parse::<u64>().ok());
-            r.t_acpi_us = num("acpi_us");
-            r.t_first_sipi_us = num("first_sipi_us");
-            r.t_online_us = num("online_us");
-            r.t_vmx_us = num("vmx_us");
-            r.boot_us = num("summary_us");
+        if let Some(p) = phases {
+            r.t_acpi_us = p.acpi_us;
+            r.t_first_sipi_us = p.first_sipi_us;
+            r.t_online_us = p.online_us;
+            r.t_vmx_us = p.vmx_us;
+            r.boot_us = p.summary_us;
         }
         if let Some(s) = &summary {
             let str_of = |k: &str| s.get(k).map(str::to_string);
@@ -527,61 +516,16 @@ impl GuestReport {
                 }
             }
         }
-        if let Some(t) = &timing {
-            let spreads = parse_spreads(&t.message);
-            r.aps = t.field("aps").and_then(|v| v.parse().ok());
-            r.sipi_to_pcb_us = spreads.get("sipi_to_pcb_us").copied().flatten();
-            r.sipi_to_vmx_us = spreads.get("sipi_to_vmx_us").copied().flatten();
+        if let Some(t) = timing {
+            r.aps = Some(t.aps);
+            r.sipi_to_pcb_us = t.sipi_to_pcb_us;
+            r.sipi_to_vmx_us = t.sipi_to_vmx_us;
         }
-        if let Some(f) = &footprint {
-            r.footprint = f
-                .fields()
-                .into_iter()
-                .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
-                .collect();
+        if let Some(f) = footprint {
+            r.footprint = f.0;
         }
         r
     }
-}
-
-/// Reads `name min=<n> median=<n> max=<n>` groups out of a message: each bare word starts a group,
-/// and its `min=`/`median=`/`max=` words follow. A group whose values are missing or `-` (or a bare
-/// `-` after the name) is `None`.
-pub fn parse_spreads(message: &str) -> BTreeMap<String, Option<Spread>> {
-    let mut out = BTreeMap::new();
-    let mut current: Option<(String, [Option<u64>; 3])> = None;
-    let finish = |c: Option<(String, [Option<u64>; 3])>,
-                  out: &mut BTreeMap<String, Option<Spread>>| {
-        if let Some((name, [min, median, max])) = c {
-            let spread = match (min, median, max) {
-                (Some(min), Some(median), Some(max)) => Some(Spread { min, median, max }),
-                _ => None,
-            };
-            out.insert(name, spread);
-        }
-    };
-    for word in message.split_whitespace() {
-        match word.split_once('=') {
-            None if word == "-" => {}
-            None => {
-                finish(current.take(), &mut out);
-                current = Some((word.to_string(), [None; 3]));
-            }
-            Some((k, v)) => {
-                if let Some((_, vals)) = current.as_mut() {
-                    let idx = match k {
-                        "min" => 0,
-                        "median" => 1,
-                        "max" => 2,
-                        _ => continue,
-                    };
-                    vals[idx] = v.parse().ok();
-                }
-            }
-        }
-    }
-    finish(current.take(), &mut out);
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1059,16 +1003,8 @@ fn fmt_f(v: f64) -> String {
     }
 }
 
-/// Footprint keys given their own CSV columns (any others are in the JSON).
-pub const FOOTPRINT_KEYS: &[&str] = &[
-    "image_bytes",
-    "per_cpu_bytes",
-    "stack_bytes",
-    "ist_bytes",
-    "pcb_bytes",
-    "vmx_region_bytes",
-    "allocated_bytes",
-];
+/// Footprint keys given their own CSV columns (any others are in the JSON): the documented ones.
+pub use crate::serial::lines::FOOTPRINT_KEYS;
 
 /// `bench-runs.csv`: one row per boot.
 pub fn runs_csv(samples: &[Sample]) -> String {
@@ -2599,34 +2535,6 @@ mod tests {
         assert_eq!(r.verdict.as_deref(), Some("ok"));
         assert_eq!(r.sipi_to_pcb_us, None);
         assert!(r.footprint.is_empty());
-    }
-
-    #[test]
-    fn spreads_with_values_dashes_and_unknown_words() {
-        let m = parse_spreads(
-            "timing aps=14 sipi_to_pcb_us min=1 median=2 max=3 sipi_to_vmx_us min=4 median=5 max=6 extra=1",
-        );
-        assert_eq!(
-            m["sipi_to_vmx_us"],
-            Some(Spread {
-                min: 4,
-                median: 5,
-                max: 6
-            })
-        );
-        assert_eq!(
-            m["sipi_to_pcb_us"],
-            Some(Spread {
-                min: 1,
-                median: 2,
-                max: 3
-            })
-        );
-        let m = parse_spreads("timing aps=3 sipi_to_pcb_us min=1 median=2 max=3 sipi_to_vmx_us -");
-        assert_eq!(m["sipi_to_vmx_us"], None);
-        assert!(m["sipi_to_pcb_us"].is_some());
-        let m = parse_spreads("timing aps=0 sipi_to_pcb_us min=- median=- max=-");
-        assert_eq!(m["sipi_to_pcb_us"], None);
     }
 
     #[test]

@@ -319,6 +319,12 @@ impl Outcome {
             .collect()
     }
 
+    /// Every line of kind `T` (`serial::Pcb`, `serial::VmxRoot`, ...), typed, in log order; the first line of
+    /// that kind that does not follow the contract is the error.
+    pub fn all_of<T: serial::Documented>(&self) -> Result<Vec<T>, serial::LineError> {
+        serial::all_of(&self.lines())
+    }
+
     /// `summary.get(key)`.
     pub fn summary_value(&self, key: &str) -> Option<&str> {
         self.summary.as_ref()?.get(key)
