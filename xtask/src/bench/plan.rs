@@ -1,0 +1,388 @@
+//! What `cargo run -- bench` measures: its command line ([`parse_args`]) and the configurations it boots
+//! ([`plan`]).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::{bochs, image};
+
+/// Default QEMU CPU counts (QEMU 7.2 refuses more than 255 on q35).
+pub const QEMU_CPUS: &[u32] = &[1, 2, 4, 8, 16, 32, 64, 128, 255];
+/// Default Bochs CPU counts (Bochs 2.7 allows at most 15).
+pub const BOCHS_CPUS: &[u32] = &[1, 2, 4, 8, 15];
+/// Default number of boots per configuration.
+pub const DEFAULT_RUNS: u32 = 3;
+/// Default per-boot timeout (a boot that takes longer is a failed run).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// With `--tcg auto` the bench follows the runner's default (multi-threaded TCG up to this many CPUs).
+pub use crate::qemu::TCG_SINGLE_ABOVE;
+
+pub const USAGE: &str = "\
+Usage: cargo run -- bench [--backend qemu|bochs|all] [--cpus 1,2,4,...] [--runs N]
+                          [--mode parallel|serial|both] [--out DIR] [--tcg auto|multi|single|both]
+                          [--append \"<kernel cmdline>\"] [--timeout S] [--memory MiB]
+                          [-- EXTRA EMULATOR ARGS]
+
+Boots the image at each CPU count N times (QEMU TCG with vmx=off, Bochs with VMX), in parallel and
+serial AP start-up (ap_start=), and reports min/median/max of the guest phase times and of the wall
+time from emulator start to the summary line. Writes bench-runs.csv, bench-summary.csv, bench.json
+and bench.svg into DIR (default target/bench) and prints a table. Exits 1 if any boot did not end
+with verdict=ok.
+
+  --backend      which emulators (default all)
+  --cpus         CPU counts (default QEMU 1,2,4,8,16,32,64,128,255; Bochs 1,2,4,8,15; with --backend
+                 all, Bochs takes the counts up to 15)
+  --runs         boots per configuration (default 3)
+  --mode         AP start-up (default both)
+  --tcg          QEMU TCG threading: multi (one host thread per vCPU), single (thread=single), both,
+                 or auto (default: multi up to 8 CPUs, single above)
+  --append       more kernel command-line words for every boot (e.g. init_delay_us=1000)
+  --timeout      seconds per boot before it counts as failed (default 300)
+  --memory       guest MiB (default 512)
+  --replot       boot nothing: re-render bench-summary.csv, bench-table.md and bench.svg from
+                 DIR/bench-runs.csv (e.g. after a change to the plot)
+  -- ARGS        appended to the emulator command line (only with a single backend)
+";
+
+/// An emulator the benchmark drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BenchBackend {
+    Qemu,
+    Bochs,
+}
+
+impl BenchBackend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BenchBackend::Qemu => "qemu",
+            BenchBackend::Bochs => "bochs",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            BenchBackend::Qemu => "QEMU",
+            BenchBackend::Bochs => "Bochs",
+        }
+    }
+}
+
+/// `ap_start=` of the kernel command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ApStart {
+    Parallel,
+    Serial,
+}
+
+impl ApStart {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApStart::Parallel => "parallel",
+            ApStart::Serial => "serial",
+        }
+    }
+}
+
+/// The `--tcg` policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcgPolicy {
+    /// Multi-threaded up to [`TCG_SINGLE_ABOVE`] CPUs, `thread=single` above.
+    Auto,
+    Multi,
+    Single,
+    /// Every QEMU configuration both ways.
+    Both,
+}
+
+/// How one configuration is emulated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Accel {
+    /// QEMU `-accel tcg` (multi-threaded TCG: one host thread per vCPU).
+    TcgMulti,
+    /// QEMU `-accel tcg,thread=single` (all vCPUs round-robin on one host thread).
+    TcgSingle,
+    /// Bochs (one host thread).
+    Bochs,
+}
+
+impl Accel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Accel::TcgMulti => "tcg",
+            Accel::TcgSingle => "tcg-single",
+            Accel::Bochs => "bochs",
+        }
+    }
+}
+
+/// What `cargo run -- bench` asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BenchSpec {
+    pub backends: Vec<BenchBackend>,
+    /// `None`: each backend's default list.
+    pub cpus: Option<Vec<u32>>,
+    pub runs: u32,
+    pub modes: Vec<ApStart>,
+    pub out: PathBuf,
+    pub tcg: TcgPolicy,
+    /// Extra kernel command-line words for every boot.
+    pub append: String,
+    pub timeout: Duration,
+    pub memory_mib: u32,
+    /// Appended to the emulator's command line.
+    pub extra_args: Vec<String>,
+    /// `--replot`: no boots; re-render the summary, table and plot from `out/bench-runs.csv`.
+    pub replot: bool,
+}
+
+impl Default for BenchSpec {
+    fn default() -> Self {
+        BenchSpec {
+            backends: vec![BenchBackend::Qemu, BenchBackend::Bochs],
+            cpus: None,
+            runs: DEFAULT_RUNS,
+            modes: vec![ApStart::Parallel, ApStart::Serial],
+            out: image::target_dir().join("bench"),
+            tcg: TcgPolicy::Auto,
+            append: String::new(),
+            timeout: DEFAULT_TIMEOUT,
+            memory_mib: crate::DEFAULT_MEMORY_MIB,
+            extra_args: Vec::new(),
+            replot: false,
+        }
+    }
+}
+
+/// Parses a CPU list: `1,2,4` (whitespace allowed, duplicates removed, sorted).
+pub fn parse_cpu_list(s: &str) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    for item in s.split(',') {
+        let item = item.trim();
+        let n: u32 = item
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("--cpus {s:?}: {item:?} is not a CPU count > 0"))?;
+        out.push(n);
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Parses the arguments after `bench`.
+pub fn parse_args<I, S>(args: I) -> Result<BenchSpec, String>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut spec = BenchSpec::default();
+    let mut appends: Vec<String> = Vec::new();
+    let mut it = args.into_iter().map(Into::into);
+    while let Some(arg) = it.next() {
+        if arg == "--" {
+            spec.extra_args.extend(it.by_ref());
+            break;
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || -> Result<String, String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => it.next().ok_or_else(|| format!("{name} needs a value")),
+            }
+        };
+        match name.as_str() {
+            "--backend" => {
+                let v = value()?;
+                spec.backends = match v.as_str() {
+                    "qemu" => vec![BenchBackend::Qemu],
+                    "bochs" => vec![BenchBackend::Bochs],
+                    "all" => vec![BenchBackend::Qemu, BenchBackend::Bochs],
+                    _ => return Err(format!("--backend {v:?}: expected qemu, bochs or all")),
+                };
+            }
+            "--cpus" => spec.cpus = Some(parse_cpu_list(&value()?)?),
+            "--runs" => {
+                let v = value()?;
+                spec.runs = v
+                    .parse()
+                    .ok()
+                    .filter(|&n: &u32| n > 0)
+                    .ok_or_else(|| format!("--runs {v:?}: expected a number > 0"))?;
+            }
+            "--mode" => {
+                let v = value()?;
+                spec.modes = match v.as_str() {
+                    "parallel" => vec![ApStart::Parallel],
+                    "serial" => vec![ApStart::Serial],
+                    "both" => vec![ApStart::Parallel, ApStart::Serial],
+                    _ => return Err(format!("--mode {v:?}: expected parallel, serial or both")),
+                };
+            }
+            "--tcg" => {
+                let v = value()?;
+                spec.tcg = match v.as_str() {
+                    "auto" => TcgPolicy::Auto,
+                    "multi" => TcgPolicy::Multi,
+                    "single" => TcgPolicy::Single,
+                    "both" => TcgPolicy::Both,
+                    _ => return Err(format!("--tcg {v:?}: expected auto, multi, single or both")),
+                };
+            }
+            "--out" => {
+                let v = value()?;
+                if v.is_empty() {
+                    return Err("--out needs a directory".into());
+                }
+                spec.out = PathBuf::from(v);
+            }
+            "--append" => appends.push(value()?),
+            "--replot" => {
+                if inline.is_some() {
+                    return Err("--replot takes no value".into());
+                }
+                spec.replot = true;
+            }
+            "--timeout" => {
+                let v = value()?;
+                spec.timeout = v
+                    .parse()
+                    .ok()
+                    .filter(|&s: &u64| s > 0)
+                    .map(Duration::from_secs)
+                    .ok_or_else(|| format!("--timeout {v:?}: expected whole seconds > 0"))?;
+            }
+            "--memory" => {
+                let v = value()?;
+                spec.memory_mib = v
+                    .parse()
+                    .ok()
+                    .filter(|&m: &u32| m > 0)
+                    .ok_or_else(|| format!("--memory {v:?}: expected MiB > 0"))?;
+            }
+            other if other.starts_with('-') => {
+                return Err(format!("bench: unknown option {other}"))
+            }
+            other => return Err(format!("bench: unexpected argument {other:?}")),
+        }
+    }
+    spec.append = appends.join(" ");
+    if !spec.extra_args.is_empty() && spec.backends.len() > 1 {
+        return Err("emulator arguments after `--` need a single --backend".into());
+    }
+    if let (Some(cpus), [BenchBackend::Bochs]) = (&spec.cpus, spec.backends.as_slice()) {
+        if let Some(n) = cpus.iter().find(|&&n| n > bochs::MAX_CPUS) {
+            return Err(format!(
+                "--cpus {n}: Bochs supports at most {} CPUs",
+                bochs::MAX_CPUS
+            ));
+        }
+    }
+    for word in spec.append.split_whitespace() {
+        if word.starts_with("ap_start=") || word.starts_with("on_done=") {
+            return Err(format!(
+                "--append {word:?}: the benchmark sets ap_start= (use --mode) and on_done=exit itself"
+            ));
+        }
+    }
+    Ok(spec)
+}
+
+/// One configuration: backend, emulation, AP start-up and CPU count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Config {
+    pub backend: BenchBackend,
+    pub accel: Accel,
+    pub cpus: u32,
+    pub mode: ApStart,
+}
+
+impl Config {
+    pub fn label(&self) -> String {
+        format!(
+            "{} {} cpus={} {}",
+            self.backend.as_str(),
+            self.accel.as_str(),
+            self.cpus,
+            self.mode.as_str()
+        )
+    }
+}
+
+/// The configurations to boot, in table order (backend, accel, CPU count, mode), and notes about
+/// counts a backend cannot run.
+pub fn plan(spec: &BenchSpec) -> (Vec<Config>, Vec<String>) {
+    let mut configs = Vec::new();
+    let mut notes = Vec::new();
+    for &backend in &spec.backends {
+        let counts: Vec<u32> = match (&spec.cpus, backend) {
+            (None, BenchBackend::Qemu) => QEMU_CPUS.to_vec(),
+            (None, BenchBackend::Bochs) => BOCHS_CPUS.to_vec(),
+            (Some(list), BenchBackend::Qemu) => list.clone(),
+            (Some(list), BenchBackend::Bochs) => {
+                let (ok, skipped): (Vec<u32>, Vec<u32>) =
+                    list.iter().partition(|&&n| n <= bochs::MAX_CPUS);
+                if !skipped.is_empty() {
+                    notes.push(format!(
+                        "Bochs skips {skipped:?} (it supports at most {} CPUs)",
+                        bochs::MAX_CPUS
+                    ));
+                }
+                ok
+            }
+        };
+        for &cpus in &counts {
+            let accels: Vec<Accel> = match (backend, spec.tcg) {
+                (BenchBackend::Bochs, _) => vec![Accel::Bochs],
+                (BenchBackend::Qemu, TcgPolicy::Multi) => vec![Accel::TcgMulti],
+                (BenchBackend::Qemu, TcgPolicy::Single) => vec![Accel::TcgSingle],
+                (BenchBackend::Qemu, TcgPolicy::Both) => vec![Accel::TcgMulti, Accel::TcgSingle],
+                (BenchBackend::Qemu, TcgPolicy::Auto) => vec![if cpus > TCG_SINGLE_ABOVE {
+                    Accel::TcgSingle
+                } else {
+                    Accel::TcgMulti
+                }],
+            };
+            for accel in accels {
+                for &mode in &spec.modes {
+                    configs.push(Config {
+                        backend,
+                        accel,
+                        mode,
+                        cpus,
+                    });
+                }
+            }
+        }
+    }
+    configs.sort();
+    (configs, notes)
+}
+
+/// The kernel command line of a configuration (before the runner's `on_done=exit`).
+pub fn bench_append(config: &Config, extra: &str) -> String {
+    let mut words = vec![format!("ap_start={}", config.mode.as_str())];
+    if config.backend == BenchBackend::Qemu {
+        // QEMU TCG has no VMX: the VMX stage would end the run degraded.
+        words.push("vmx=off".to_string());
+    }
+    words.extend(extra.split_whitespace().map(str::to_string));
+    words.join(" ")
+}
+
+/// The runner's QEMU arguments with `-accel tcg` turned into `-accel tcg,thread=single`.
+pub fn with_tcg_threading(args: &[String], accel: Accel) -> Vec<String> {
+    let mut out = args.to_vec();
+    if accel == Accel::TcgSingle {
+        if let Some(i) = out
+            .windows(2)
+            .position(|w| w[0] == "-accel" && w[1] == "tcg")
+        {
+            out[i + 1] = "tcg,thread=single".to_string();
+        }
+    }
+    out
+}
