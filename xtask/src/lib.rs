@@ -25,7 +25,7 @@ pub use runner::{kernel_cmdline, resolve_backend, run, smp_cpu_count};
 pub use serial::{Level, LogLine, Summary, Verdict};
 
 /// Which emulator boots the image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Backend {
     /// `kvm` if nested VT-x really works on this host, otherwise `bochs`.
     #[default]
@@ -55,6 +55,64 @@ impl Backend {
             Backend::Qemu => "qemu",
             Backend::Bochs => "bochs",
             Backend::Kvm => "kvm",
+        }
+    }
+
+    /// The name in prose and plot legends.
+    pub fn label(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::Qemu => "QEMU",
+            Backend::Bochs => "Bochs",
+            Backend::Kvm => "QEMU+KVM",
+        }
+    }
+}
+
+/// How the soak and the benchmark emulate one boot: QEMU TCG in one of its two threading modes, or Bochs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Engine {
+    /// QEMU `-accel tcg,thread=multi` (one host thread per vCPU; QEMU's default).
+    TcgMulti,
+    /// QEMU `-accel tcg,thread=single` (all vCPUs round-robin on one host thread).
+    TcgSingle,
+    /// Bochs (one host thread).
+    Bochs,
+}
+
+impl Engine {
+    /// The backend that runs this engine.
+    pub fn backend(self) -> Backend {
+        match self {
+            Engine::TcgMulti | Engine::TcgSingle => Backend::Qemu,
+            Engine::Bochs => Backend::Bochs,
+        }
+    }
+
+    /// The short name of the benchmark's files (`accel` column): `tcg`, `tcg-single`, `bochs`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::TcgMulti => "tcg",
+            Engine::TcgSingle => "tcg-single",
+            Engine::Bochs => "bochs",
+        }
+    }
+
+    /// The soak table's name.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Engine::TcgMulti => "qemu tcg,thread=multi",
+            Engine::TcgSingle => "qemu tcg,thread=single",
+            Engine::Bochs => "bochs (vmx on)",
+        }
+    }
+
+    /// QEMU's `-accel` value for this engine (`None` for Bochs).
+    pub fn qemu_accel(self) -> Option<&'static str> {
+        match self {
+            Engine::TcgMulti => Some("tcg,thread=multi"),
+            Engine::TcgSingle => Some("tcg,thread=single"),
+            Engine::Bochs => None,
         }
     }
 }
@@ -347,5 +405,27 @@ impl Outcome {
     /// A human-readable account of the run (what `cargo run` prints at the end).
     pub fn report(&self) -> String {
         runner::report(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engines_name_their_backend_and_accelerator() {
+        let all = [Engine::TcgMulti, Engine::TcgSingle, Engine::Bochs];
+        assert_eq!(
+            all.map(Engine::backend),
+            [Backend::Qemu, Backend::Qemu, Backend::Bochs]
+        );
+        assert_eq!(all.map(Engine::as_str), ["tcg", "tcg-single", "bochs"]);
+        assert_eq!(
+            all.map(Engine::qemu_accel),
+            [Some("tcg,thread=multi"), Some("tcg,thread=single"), None]
+        );
+        assert_eq!(Engine::Bochs.describe(), "bochs (vmx on)");
+        assert_eq!(Backend::Bochs.label(), "Bochs");
+        assert!(Backend::Qemu < Backend::Bochs);
     }
 }

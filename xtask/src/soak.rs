@@ -24,7 +24,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::serial::{Documented, LogLine, MadtEntry, Pcb, Summary, VmxRoot};
-use crate::{Backend, Machine, Outcome, RunSpec, Status};
+use crate::{Backend, Engine, Machine, Outcome, RunSpec, Status};
 
 pub const USAGE: &str = "\
 Usage: cargo run -- soak [--runs N] [--bochs-runs M] [--cpus LIST] [--bochs-cpus LIST] [--timeout S]
@@ -122,37 +122,24 @@ pub fn parse_args(args: &[String]) -> Result<Option<SoakSpec>, String> {
     Ok(Some(spec))
 }
 
-/// TCG threading, or Bochs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Engine {
-    TcgMulti,
-    TcgSingle,
-    Bochs,
-}
-
-impl Engine {
-    pub fn name(self) -> &'static str {
-        match self {
-            Engine::TcgMulti => "qemu tcg,thread=multi",
-            Engine::TcgSingle => "qemu tcg,thread=single",
-            Engine::Bochs => "bochs (vmx on)",
-        }
-    }
-}
-
-/// One planned boot.
+/// One planned boot: its engine, CPU count and (QEMU) machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Boot {
+pub struct Config {
     pub engine: Engine,
     pub cpus: u32,
     pub machine: Option<Machine>,
 }
 
-impl Boot {
+impl Config {
     pub fn describe(&self) -> String {
         match self.machine {
-            Some(m) => format!("{} {} cpus={}", self.engine.name(), m.as_str(), self.cpus),
-            None => format!("{} cpus={}", self.engine.name(), self.cpus),
+            Some(m) => format!(
+                "{} {} cpus={}",
+                self.engine.describe(),
+                m.as_str(),
+                self.cpus
+            ),
+            None => format!("{} cpus={}", self.engine.describe(), self.cpus),
         }
     }
 
@@ -176,11 +163,7 @@ impl Boot {
                 // Explicit either way: the runner's default depends on the CPU count.
                 extra_args: vec![
                     "-accel".into(),
-                    if self.engine == Engine::TcgSingle {
-                        "tcg,thread=single".into()
-                    } else {
-                        "tcg,thread=multi".into()
-                    },
+                    self.engine.qemu_accel().unwrap_or("tcg").into(),
                 ],
                 ..RunSpec::default()
             },
@@ -191,7 +174,7 @@ impl Boot {
 /// The boots of a soak, in order: QEMU boots cycle through the CPU counts, each count once with
 /// multi-threaded and once with single-threaded TCG, the machine alternating q35/pc per round;
 /// then the Bochs boots cycle through their CPU counts.
-pub fn plan(spec: &SoakSpec) -> Vec<Boot> {
+pub fn plan(spec: &SoakSpec) -> Vec<Config> {
     let mut out = Vec::new();
     let n = spec.cpus.len().max(1);
     for i in 0..spec.runs as usize {
@@ -207,7 +190,7 @@ pub fn plan(spec: &SoakSpec) -> Vec<Boot> {
         } else {
             Machine::Pc
         };
-        out.push(Boot {
+        out.push(Config {
             engine,
             cpus,
             machine: Some(machine),
@@ -215,7 +198,7 @@ pub fn plan(spec: &SoakSpec) -> Vec<Boot> {
     }
     let m = spec.bochs_cpus.len().max(1);
     for i in 0..spec.bochs_runs as usize {
-        out.push(Boot {
+        out.push(Config {
             engine: Engine::Bochs,
             cpus: spec.bochs_cpus.get(i % m).copied().unwrap_or(1),
             machine: None,
@@ -255,7 +238,7 @@ impl Problem {
 }
 
 /// The findings about one boot: every problem with a line of explanation.
-pub fn check(boot: &Boot, o: &Outcome) -> Vec<(Problem, String)> {
+pub fn check(boot: &Config, o: &Outcome) -> Vec<(Problem, String)> {
     let mut out = Vec::new();
     match o.status {
         Status::Timeout => out.push((
@@ -426,7 +409,7 @@ fn typed<T: Documented>(lines: &[LogLine], out: &mut Vec<(Problem, String)>) -> 
 /// One finished boot.
 #[derive(Clone, Debug)]
 pub struct BootResult {
-    pub boot: Boot,
+    pub boot: Config,
     pub problems: Vec<(Problem, String)>,
     pub wall: Duration,
     /// Where the log of a failed boot was saved.
@@ -480,7 +463,7 @@ pub fn render(t: &Table) -> String {
     let _ = writeln!(s, "---:|---:|");
     let mut total = Row::default();
     for ((engine, cpus), row) in t {
-        line(&mut s, engine.name(), &cpus.to_string(), row);
+        line(&mut s, engine.describe(), &cpus.to_string(), row);
         total.boots += row.boots;
         total.passed += row.passed;
         for (p, n) in &row.problems {
@@ -505,7 +488,7 @@ fn line(s: &mut String, engine: &str, cpus: &str, row: &Row) {
 /// Runs the boots of `plan`, calling `progress` after each. A runner error (missing emulator,
 /// build failure) ends the soak with that error.
 pub fn run_plan(
-    boots: &[Boot],
+    boots: &[Config],
     timeout: Option<Duration>,
     mut progress: impl FnMut(usize, &BootResult),
 ) -> Result<Vec<BootResult>, crate::RunError> {
@@ -718,7 +701,7 @@ SeaBIOS noise
 
     #[test]
     fn table_counts() {
-        let boot = Boot {
+        let boot = Config {
             engine: Engine::TcgMulti,
             cpus: 2,
             machine: Some(Machine::Q35),

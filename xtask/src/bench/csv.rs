@@ -90,7 +90,7 @@ pub fn runs_csv(samples: &[Sample]) -> String {
         let secs = |d: Option<Duration>| d.map(|d| fmt_f(d.as_secs_f64())).unwrap_or_default();
         let mut row = vec![
             s.config.backend.as_str().to_string(),
-            s.config.accel.as_str().to_string(),
+            s.config.engine.as_str().to_string(),
             s.config.mode.as_str().to_string(),
             s.config.cpus.to_string(),
             s.run.to_string(),
@@ -134,7 +134,7 @@ pub fn summary_csv(aggs: &[Aggregate]) -> String {
     for a in aggs {
         let mut row = vec![
             a.config.backend.as_str().to_string(),
-            a.config.accel.as_str().to_string(),
+            a.config.engine.as_str().to_string(),
             a.config.mode.as_str().to_string(),
             a.config.cpus.to_string(),
             a.runs.to_string(),
@@ -203,14 +203,14 @@ pub fn parse_runs_csv(text: &str) -> Result<Vec<Sample>, String> {
             })
         };
         let backend = match get("backend") {
-            Some("qemu") => BenchBackend::Qemu,
-            Some("bochs") => BenchBackend::Bochs,
+            Some("qemu") => Backend::Qemu,
+            Some("bochs") => Backend::Bochs,
             _ => return Err(bad("backend")),
         };
         let accel = match get("accel") {
-            Some("tcg") => Accel::TcgMulti,
-            Some("tcg-single") => Accel::TcgSingle,
-            Some("bochs") => Accel::Bochs,
+            Some("tcg") => Engine::TcgMulti,
+            Some("tcg-single") => Engine::TcgSingle,
+            Some("bochs") => Engine::Bochs,
             _ => return Err(bad("accel")),
         };
         let mode = match get("mode") {
@@ -260,7 +260,7 @@ pub fn parse_runs_csv(text: &str) -> Result<Vec<Sample>, String> {
         out.push(Sample {
             config: Config {
                 backend,
-                accel,
+                engine: accel,
                 cpus,
                 mode,
             },

@@ -126,7 +126,7 @@ fn stats_json(s: Option<Stats>) -> Json {
 fn config_fields(c: &Config) -> Vec<(String, Json)> {
     vec![
         ("backend".into(), Json::str(c.backend.as_str())),
-        ("accel".into(), Json::str(c.accel.as_str())),
+        ("accel".into(), Json::str(c.engine.as_str())),
         ("mode".into(), Json::str(c.mode.as_str())),
         ("cpus".into(), Json::Int(i64::from(c.cpus))),
     ]

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use crate::{bochs, image};
 
+/// The backends and engines the benchmark drives are the runner's (QEMU and Bochs only).
+pub use crate::{Backend, Engine};
+
 /// Default QEMU CPU counts (QEMU 7.2 refuses more than 255 on q35).
 pub const QEMU_CPUS: &[u32] = &[1, 2, 4, 8, 16, 32, 64, 128, 255];
 /// Default Bochs CPU counts (Bochs 2.7 allows at most 15).
@@ -44,29 +47,6 @@ with verdict=ok.
   -- ARGS        appended to the emulator command line (only with a single backend)
 ";
 
-/// An emulator the benchmark drives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum BenchBackend {
-    Qemu,
-    Bochs,
-}
-
-impl BenchBackend {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BenchBackend::Qemu => "qemu",
-            BenchBackend::Bochs => "bochs",
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            BenchBackend::Qemu => "QEMU",
-            BenchBackend::Bochs => "Bochs",
-        }
-    }
-}
-
 /// `ap_start=` of the kernel command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ApStart {
@@ -94,31 +74,10 @@ pub enum TcgPolicy {
     Both,
 }
 
-/// How one configuration is emulated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Accel {
-    /// QEMU `-accel tcg` (multi-threaded TCG: one host thread per vCPU).
-    TcgMulti,
-    /// QEMU `-accel tcg,thread=single` (all vCPUs round-robin on one host thread).
-    TcgSingle,
-    /// Bochs (one host thread).
-    Bochs,
-}
-
-impl Accel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Accel::TcgMulti => "tcg",
-            Accel::TcgSingle => "tcg-single",
-            Accel::Bochs => "bochs",
-        }
-    }
-}
-
 /// What `cargo run -- bench` asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BenchSpec {
-    pub backends: Vec<BenchBackend>,
+    pub backends: Vec<Backend>,
     /// `None`: each backend's default list.
     pub cpus: Option<Vec<u32>>,
     pub runs: u32,
@@ -138,7 +97,7 @@ pub struct BenchSpec {
 impl Default for BenchSpec {
     fn default() -> Self {
         BenchSpec {
-            backends: vec![BenchBackend::Qemu, BenchBackend::Bochs],
+            backends: vec![Backend::Qemu, Backend::Bochs],
             cpus: None,
             runs: DEFAULT_RUNS,
             modes: vec![ApStart::Parallel, ApStart::Serial],
@@ -198,9 +157,9 @@ where
             "--backend" => {
                 let v = value()?;
                 spec.backends = match v.as_str() {
-                    "qemu" => vec![BenchBackend::Qemu],
-                    "bochs" => vec![BenchBackend::Bochs],
-                    "all" => vec![BenchBackend::Qemu, BenchBackend::Bochs],
+                    "qemu" => vec![Backend::Qemu],
+                    "bochs" => vec![Backend::Bochs],
+                    "all" => vec![Backend::Qemu, Backend::Bochs],
                     _ => return Err(format!("--backend {v:?}: expected qemu, bochs or all")),
                 };
             }
@@ -273,7 +232,7 @@ where
     if !spec.extra_args.is_empty() && spec.backends.len() > 1 {
         return Err("emulator arguments after `--` need a single --backend".into());
     }
-    if let (Some(cpus), [BenchBackend::Bochs]) = (&spec.cpus, spec.backends.as_slice()) {
+    if let (Some(cpus), [Backend::Bochs]) = (&spec.cpus, spec.backends.as_slice()) {
         if let Some(n) = cpus.iter().find(|&&n| n > bochs::MAX_CPUS) {
             return Err(format!(
                 "--cpus {n}: Bochs supports at most {} CPUs",
@@ -294,8 +253,8 @@ where
 /// One configuration: backend, emulation, AP start-up and CPU count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Config {
-    pub backend: BenchBackend,
-    pub accel: Accel,
+    pub backend: Backend,
+    pub engine: Engine,
     pub cpus: u32,
     pub mode: ApStart,
 }
@@ -305,7 +264,7 @@ impl Config {
         format!(
             "{} {} cpus={} {}",
             self.backend.as_str(),
-            self.accel.as_str(),
+            self.engine.as_str(),
             self.cpus,
             self.mode.as_str()
         )
@@ -319,10 +278,16 @@ pub fn plan(spec: &BenchSpec) -> (Vec<Config>, Vec<String>) {
     let mut notes = Vec::new();
     for &backend in &spec.backends {
         let counts: Vec<u32> = match (&spec.cpus, backend) {
-            (None, BenchBackend::Qemu) => QEMU_CPUS.to_vec(),
-            (None, BenchBackend::Bochs) => BOCHS_CPUS.to_vec(),
-            (Some(list), BenchBackend::Qemu) => list.clone(),
-            (Some(list), BenchBackend::Bochs) => {
+            (None, Backend::Qemu) => QEMU_CPUS.to_vec(),
+            (None, Backend::Bochs) => BOCHS_CPUS.to_vec(),
+            (Some(list), Backend::Qemu) => list.clone(),
+            (_, Backend::Auto | Backend::Kvm) => {
+                notes.push(format!(
+                    "the benchmark drives QEMU TCG and Bochs, not {backend}"
+                ));
+                continue;
+            }
+            (Some(list), Backend::Bochs) => {
                 let (ok, skipped): (Vec<u32>, Vec<u32>) =
                     list.iter().partition(|&&n| n <= bochs::MAX_CPUS);
                 if !skipped.is_empty() {
@@ -335,22 +300,22 @@ pub fn plan(spec: &BenchSpec) -> (Vec<Config>, Vec<String>) {
             }
         };
         for &cpus in &counts {
-            let accels: Vec<Accel> = match (backend, spec.tcg) {
-                (BenchBackend::Bochs, _) => vec![Accel::Bochs],
-                (BenchBackend::Qemu, TcgPolicy::Multi) => vec![Accel::TcgMulti],
-                (BenchBackend::Qemu, TcgPolicy::Single) => vec![Accel::TcgSingle],
-                (BenchBackend::Qemu, TcgPolicy::Both) => vec![Accel::TcgMulti, Accel::TcgSingle],
-                (BenchBackend::Qemu, TcgPolicy::Auto) => vec![if cpus > TCG_SINGLE_ABOVE {
-                    Accel::TcgSingle
+            let accels: Vec<Engine> = match (backend, spec.tcg) {
+                (Backend::Bochs, _) => vec![Engine::Bochs],
+                (_, TcgPolicy::Multi) => vec![Engine::TcgMulti],
+                (_, TcgPolicy::Single) => vec![Engine::TcgSingle],
+                (_, TcgPolicy::Both) => vec![Engine::TcgMulti, Engine::TcgSingle],
+                (_, TcgPolicy::Auto) => vec![if cpus > TCG_SINGLE_ABOVE {
+                    Engine::TcgSingle
                 } else {
-                    Accel::TcgMulti
+                    Engine::TcgMulti
                 }],
             };
             for accel in accels {
                 for &mode in &spec.modes {
                     configs.push(Config {
                         backend,
-                        accel,
+                        engine: accel,
                         mode,
                         cpus,
                     });
@@ -365,7 +330,7 @@ pub fn plan(spec: &BenchSpec) -> (Vec<Config>, Vec<String>) {
 /// The kernel command line of a configuration (before the runner's `on_done=exit`).
 pub fn bench_append(config: &Config, extra: &str) -> String {
     let mut words = vec![format!("ap_start={}", config.mode.as_str())];
-    if config.backend == BenchBackend::Qemu {
+    if config.backend == Backend::Qemu {
         // QEMU TCG has no VMX: the VMX stage would end the run degraded.
         words.push("vmx=off".to_string());
     }
@@ -373,16 +338,19 @@ pub fn bench_append(config: &Config, extra: &str) -> String {
     words.join(" ")
 }
 
-/// The runner's QEMU arguments with `-accel tcg` turned into `-accel tcg,thread=single`.
-pub fn with_tcg_threading(args: &[String], accel: Accel) -> Vec<String> {
+/// The runner's QEMU arguments with its `-accel tcg...` set to `engine`'s threading: `tcg` (QEMU's default,
+/// multi-threaded) or `tcg,thread=single`. The runner picks single-threaded TCG above [`TCG_SINGLE_ABOVE`]
+/// CPUs, so a multi-threaded configuration above that count must undo it.
+pub fn with_tcg_threading(args: &[String], engine: Engine) -> Vec<String> {
     let mut out = args.to_vec();
-    if accel == Accel::TcgSingle {
-        if let Some(i) = out
-            .windows(2)
-            .position(|w| w[0] == "-accel" && w[1] == "tcg")
-        {
-            out[i + 1] = "tcg,thread=single".to_string();
-        }
+    if let Some(i) = out
+        .windows(2)
+        .position(|w| w[0] == "-accel" && (w[1] == "tcg" || w[1] == "tcg,thread=single"))
+    {
+        out[i + 1] = match engine {
+            Engine::TcgSingle => "tcg,thread=single".to_string(),
+            Engine::TcgMulti | Engine::Bochs => "tcg".to_string(),
+        };
     }
     out
 }

@@ -19,12 +19,12 @@ pub struct Series {
 
 /// The series of one metric: one per (backend, mode), and per TCG mode too when `by_accel`.
 pub fn series(aggs: &[Aggregate], metric: &str, by_accel: bool) -> Vec<Series> {
-    type Key = (BenchBackend, Option<Accel>, ApStart);
+    type Key = (Backend, Option<Engine>, ApStart);
     let mut map: BTreeMap<Key, Vec<(u32, Stats)>> = BTreeMap::new();
     for a in aggs {
         let key = (
             a.config.backend,
-            by_accel.then_some(a.config.accel),
+            by_accel.then_some(a.config.engine),
             a.config.mode,
         );
         let entry = map.entry(key).or_default();
@@ -37,12 +37,12 @@ pub fn series(aggs: &[Aggregate], metric: &str, by_accel: bool) -> Vec<Series> {
         .map(|((backend, accel, mode), mut points)| {
             points.sort_by_key(|p| p.0);
             let color = match (backend, accel) {
-                (BenchBackend::Bochs, _) => "#d62728",
-                (BenchBackend::Qemu, Some(Accel::TcgSingle)) => "#2ca02c",
-                (BenchBackend::Qemu, _) => "#1f77b4",
+                (Backend::Bochs, _) => "#d62728",
+                (Backend::Qemu, Some(Engine::TcgSingle)) => "#2ca02c",
+                _ => "#1f77b4",
             };
             let label = match accel {
-                Some(a) if backend == BenchBackend::Qemu => {
+                Some(a) if backend == Backend::Qemu => {
                     format!("{} {} {}", backend.label(), a.as_str(), mode.as_str())
                 }
                 _ => format!("{} {}", backend.label(), mode.as_str()),
@@ -362,7 +362,7 @@ pub fn plot_subtitle(
     host_cpus: usize,
 ) -> String {
     let mut parts = Vec::new();
-    if spec.backends.contains(&BenchBackend::Qemu) {
+    if spec.backends.contains(&Backend::Qemu) {
         let v = qemu_version
             .split_whitespace()
             .skip_while(|w| *w != "version")
@@ -376,7 +376,7 @@ pub fn plot_subtitle(
         };
         parts.push(format!("QEMU {v} TCG (vmx=off{threads})"));
     }
-    if spec.backends.contains(&BenchBackend::Bochs) {
+    if spec.backends.contains(&Backend::Bochs) {
         let v = bochs_version.split(['+', '-']).next().unwrap_or("");
         parts.push(format!("Bochs {v} (VMX on)"));
     }
@@ -400,7 +400,7 @@ pub fn bench_svg(aggs: &[Aggregate], by_accel: bool, subtitle: &str) -> String {
         (64, 1.5, "1.5 s @ 64".into()),
         (255, 5.0, "5 s @ 255".into()),
     ];
-    if aggs.iter().any(|a| a.config.backend == BenchBackend::Bochs) {
+    if aggs.iter().any(|a| a.config.backend == Backend::Bochs) {
         marks.push((15, 8.0, "Bochs 8 s @ 15".into()));
     }
     let wall = Panel {
@@ -427,7 +427,7 @@ pub fn bench_svg(aggs: &[Aggregate], by_accel: bool, subtitle: &str) -> String {
         "guest time: calibrated TSC since the BSP's entry; under QEMU TCG it follows host time (emulation included)"
             .to_string(),
     ];
-    if aggs.iter().any(|a| a.config.backend == BenchBackend::Bochs) {
+    if aggs.iter().any(|a| a.config.backend == Backend::Bochs) {
         notes.push(format!(
             "Bochs guest time is emulated time ({} M instructions per emulated second): exact, but not comparable to QEMU's",
             bochs::IPS / 1_000_000

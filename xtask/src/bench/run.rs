@@ -55,7 +55,7 @@ fn boot_qemu(env: &Env, config: Config, run: u32) -> Result<Sample, RunError> {
         reset_log: Some(reset_log.clone()),
         extra_args: env.spec.extra_args.clone(),
     };
-    let args = with_tcg_threading(&plan.args(), config.accel);
+    let args = with_tcg_threading(&plan.args(), config.engine);
     let ended = session::run_qemu(&args, &reset_log, limits(env, session::QEMU_GRACE))?;
     let mut sample = Sample::from_session(config, run, &ended);
     if sample.status != RunStatus::Ok && !ended.emulator_output.trim().is_empty() {
@@ -211,10 +211,10 @@ fn run_bench_inner(spec: &BenchSpec) -> Result<bool, RunError> {
         return Err(RunError::Usage("nothing to measure".into()));
     }
     let mut needs = Vec::new();
-    if spec.backends.contains(&BenchBackend::Qemu) {
+    if spec.backends.contains(&Backend::Qemu) {
         needs.push(Need::program(qemu::QEMU_PROGRAM, qemu::QEMU_PACKAGE));
     }
-    if spec.backends.contains(&BenchBackend::Bochs) {
+    if spec.backends.contains(&Backend::Bochs) {
         needs.extend(bochs::needs(BochsRom::Bochs));
     }
     host::ensure(&needs)?;
@@ -237,7 +237,7 @@ fn run_bench_inner(spec: &BenchSpec) -> Result<bool, RunError> {
     };
     // Bochs boots the GRUB ISO with the command line inside: one per mode.
     let mut isos: BTreeMap<ApStart, PathBuf> = BTreeMap::new();
-    for c in configs.iter().filter(|c| c.backend == BenchBackend::Bochs) {
+    for c in configs.iter().filter(|c| c.backend == Backend::Bochs) {
         if let std::collections::btree_map::Entry::Vacant(e) = isos.entry(c.mode) {
             let cmdline = runner::kernel_cmdline(&bench_append(c, &spec.append), "exit");
             e.insert(image::cached_iso(&kernel, &cmdline)?);
@@ -259,9 +259,9 @@ fn run_bench_inner(spec: &BenchSpec) -> Result<bool, RunError> {
     for run in 1..=spec.runs {
         for &config in &configs {
             n += 1;
-            let result = match config.backend {
-                BenchBackend::Qemu => boot_qemu(&env, config, run),
-                BenchBackend::Bochs => boot_bochs(&env, config, run, &isos[&config.mode]),
+            let result = match config.engine {
+                Engine::TcgMulti | Engine::TcgSingle => boot_qemu(&env, config, run),
+                Engine::Bochs => boot_bochs(&env, config, run, &isos[&config.mode]),
             };
             let sample = result.unwrap_or_else(|e| Sample::error(config, run, e.to_string()));
             eprintln!(
@@ -375,22 +375,22 @@ fn print_report(aggs: &[Aggregate], targets: &[TargetCheck]) {
 
 /// The spec a set of samples was measured with, as far as the plot needs it.
 pub(super) fn spec_of(samples: &[Sample]) -> BenchSpec {
-    let mut backends: Vec<BenchBackend> = samples.iter().map(|s| s.config.backend).collect();
+    let mut backends: Vec<Backend> = samples.iter().map(|s| s.config.backend).collect();
     backends.sort();
     backends.dedup();
-    let accels: std::collections::BTreeSet<(u32, Accel)> = samples
+    let accels: std::collections::BTreeSet<(u32, Engine)> = samples
         .iter()
-        .filter(|s| s.config.backend == BenchBackend::Qemu)
-        .map(|s| (s.config.cpus, s.config.accel))
+        .filter(|s| s.config.backend == Backend::Qemu)
+        .map(|s| (s.config.cpus, s.config.engine))
         .collect();
     let both = accels
         .iter()
-        .any(|(c, a)| *a == Accel::TcgMulti && accels.contains(&(*c, Accel::TcgSingle)));
+        .any(|(c, a)| *a == Engine::TcgMulti && accels.contains(&(*c, Engine::TcgSingle)));
     let tcg = if both {
         TcgPolicy::Both
-    } else if accels.iter().all(|(_, a)| *a == Accel::TcgSingle) {
+    } else if accels.iter().all(|(_, a)| *a == Engine::TcgSingle) {
         TcgPolicy::Single
-    } else if accels.iter().all(|(_, a)| *a == Accel::TcgMulti) {
+    } else if accels.iter().all(|(_, a)| *a == Engine::TcgMulti) {
         TcgPolicy::Multi
     } else {
         TcgPolicy::Auto

@@ -194,7 +194,7 @@ pub struct TargetCheck {
     pub met: Option<bool>,
 }
 
-fn find_agg(aggs: &[Aggregate], backend: BenchBackend, cpus: u32) -> Option<&Aggregate> {
+fn find_agg(aggs: &[Aggregate], backend: Backend, cpus: u32) -> Option<&Aggregate> {
     // With several TCG modes measured, the faster median wall time stands for QEMU.
     aggs.iter()
         .filter(|a| {
@@ -228,31 +228,30 @@ pub fn check_targets(aggs: &[Aggregate]) -> Vec<TargetCheck> {
     };
     push(
         "QEMU 64 CPUs: all online (guest t_online)",
-        median(BenchBackend::Qemu, 64, "t_online"),
+        median(Backend::Qemu, 64, "t_online"),
         50.0,
         "ms",
     );
     push(
         "QEMU 64 CPUs: emulator start to summary (wall)",
-        median(BenchBackend::Qemu, 64, "wall_summary"),
+        median(Backend::Qemu, 64, "wall_summary"),
         1.5,
         "s",
     );
     push(
         "QEMU 255 CPUs: emulator start to summary (wall)",
-        median(BenchBackend::Qemu, 255, "wall_summary"),
+        median(Backend::Qemu, 255, "wall_summary"),
         5.0,
         "s",
     );
     push(
         "Bochs 15 CPUs in VMX root: emulator start to summary (wall)",
-        median(BenchBackend::Bochs, 15, "wall_summary"),
+        median(Backend::Bochs, 15, "wall_summary"),
         8.0,
         "s",
     );
-    let ratio = |metric: &str| {
-        Some(median(BenchBackend::Qemu, 64, metric)? / median(BenchBackend::Qemu, 2, metric)?)
-    };
+    let ratio =
+        |metric: &str| Some(median(Backend::Qemu, 64, metric)? / median(Backend::Qemu, 2, metric)?);
     // "no more than 3x": met when <= 3; `push` tests `<`, so nudge the limit.
     let r = ratio("bringup");
     out.push(TargetCheck {

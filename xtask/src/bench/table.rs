@@ -33,7 +33,7 @@ pub fn table(aggs: &[Aggregate]) -> String {
     for a in aggs {
         rows.push(vec![
             a.config.backend.as_str().to_string(),
-            a.config.accel.as_str().to_string(),
+            a.config.engine.as_str().to_string(),
             a.config.cpus.to_string(),
             a.config.mode.as_str().to_string(),
             format!("{}/{}", a.ok, a.runs),
@@ -76,7 +76,7 @@ pub fn markdown_table(aggs: &[Aggregate]) -> String {
             out,
             "| {} | {} | {} | {} | {}/{} | {} | {} | {} | {} | {} |",
             a.config.backend.label(),
-            a.config.accel.as_str(),
+            a.config.engine.as_str(),
             a.config.cpus,
             a.config.mode.as_str(),
             a.ok,

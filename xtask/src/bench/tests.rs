@@ -7,13 +7,13 @@ use super::plot::tick_label;
 use super::run::spec_of;
 use super::*;
 
-fn cfg(backend: BenchBackend, cpus: u32, mode: ApStart) -> Config {
+fn cfg(backend: Backend, cpus: u32, mode: ApStart) -> Config {
     Config {
         backend,
-        accel: if backend == BenchBackend::Qemu {
-            Accel::TcgMulti
+        engine: if backend == Backend::Qemu {
+            Engine::TcgMulti
         } else {
-            Accel::Bochs
+            Engine::Bochs
         },
         mode,
         cpus,
@@ -90,7 +90,7 @@ fn phases_line_fills_in_when_the_summary_lacks_keys() {
 
 #[test]
 fn sample_from_timed_lines() {
-    let c = cfg(BenchBackend::Qemu, 4, ApStart::Parallel);
+    let c = cfg(Backend::Qemu, 4, ApStart::Parallel);
     let s = Sample::from_timed(c, 1, &timed(LOG, 10), false, Duration::from_millis(250));
     assert_eq!(s.status, RunStatus::Ok);
     assert_eq!(s.wall_first_line, Some(Duration::from_millis(100)));
@@ -165,7 +165,7 @@ fn samples() -> Vec<Sample> {
     let mut out = Vec::new();
     for (cpus, online_ms, wall_ms) in [(2u32, 20u64, 300u64), (64, 45, 1400)] {
         for run in 1..=3u32 {
-            let c = cfg(BenchBackend::Qemu, cpus, ApStart::Parallel);
+            let c = cfg(Backend::Qemu, cpus, ApStart::Parallel);
             let log = LOG.replace(
                 "t_online_us=39001",
                 &format!("t_online_us={}", online_ms * 1000 + u64::from(run)),
@@ -181,7 +181,7 @@ fn samples() -> Vec<Sample> {
             ));
         }
     }
-    let c = cfg(BenchBackend::Bochs, 15, ApStart::Serial);
+    let c = cfg(Backend::Bochs, 15, ApStart::Serial);
     out.push(Sample::error(c, 1, "bochs: not found".into()));
     out
 }
@@ -465,7 +465,7 @@ fn svg_output() {
 #[test]
 fn argument_parsing() {
     let s = parse_args(Vec::<String>::new()).unwrap();
-    assert_eq!(s.backends, vec![BenchBackend::Qemu, BenchBackend::Bochs]);
+    assert_eq!(s.backends, vec![Backend::Qemu, Backend::Bochs]);
     assert_eq!(s.cpus, None);
     assert_eq!(s.runs, 3);
     assert_eq!(s.modes, vec![ApStart::Parallel, ApStart::Serial]);
@@ -497,7 +497,7 @@ fn argument_parsing() {
         "none",
     ])
     .unwrap();
-    assert_eq!(s.backends, vec![BenchBackend::Qemu]);
+    assert_eq!(s.backends, vec![Backend::Qemu]);
     assert_eq!(s.cpus, Some(vec![2, 64]));
     assert_eq!(s.runs, 5);
     assert_eq!(s.modes, vec![ApStart::Serial]);
@@ -537,9 +537,12 @@ fn planning() {
     assert!(notes.is_empty());
     assert_eq!(c.len(), (QEMU_CPUS.len() + BOCHS_CPUS.len()) * 2);
     assert!(c.iter().all(|c| match c.backend {
-        BenchBackend::Qemu => (c.cpus > TCG_SINGLE_ABOVE) == (c.accel == Accel::TcgSingle),
-        BenchBackend::Bochs => c.accel == Accel::Bochs && c.cpus <= 15,
+        Backend::Qemu => (c.cpus > TCG_SINGLE_ABOVE) == (c.engine == Engine::TcgSingle),
+        Backend::Bochs => c.engine == Engine::Bochs && c.cpus <= 15,
+        Backend::Auto | Backend::Kvm => false,
     }));
+    // The backend and the engine agree.
+    assert!(c.iter().all(|c| c.engine.backend() == c.backend));
     // Parallel and serial of one count are next to each other.
     assert_eq!(
         (c[0].cpus, c[0].mode, c[1].cpus, c[1].mode),
@@ -556,12 +559,12 @@ fn planning() {
     // qemu 2 and 32 twice each (multi, single), bochs 2.
     assert_eq!(c.len(), 5);
 
-    let q = cfg(BenchBackend::Qemu, 8, ApStart::Serial);
+    let q = cfg(Backend::Qemu, 8, ApStart::Serial);
     assert_eq!(
         bench_append(&q, " init_delay_us=1 "),
         "ap_start=serial vmx=off init_delay_us=1"
     );
-    let b = cfg(BenchBackend::Bochs, 8, ApStart::Parallel);
+    let b = cfg(Backend::Bochs, 8, ApStart::Parallel);
     assert_eq!(bench_append(&b, ""), "ap_start=parallel");
 }
 
@@ -578,7 +581,7 @@ fn runs_csv_round_trip() {
     assert_eq!(runs_csv(&back), text);
     assert_eq!(summary_csv(&aggregate(&back)), summary_csv(&aggregate(&s)));
     let spec = spec_of(&back);
-    assert_eq!(spec.backends, vec![BenchBackend::Qemu, BenchBackend::Bochs]);
+    assert_eq!(spec.backends, vec![Backend::Qemu, Backend::Bochs]);
     assert_eq!((spec.runs, spec.tcg), (3, TcgPolicy::Multi));
     assert!(parse_runs_csv("").is_err());
     assert!(parse_runs_csv(&text.replace("qemu,tcg,", "qemu,kvm,")).is_err());
@@ -627,8 +630,11 @@ fn tcg_threading_rewrite() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    assert_eq!(with_tcg_threading(&args, Accel::TcgMulti), args);
-    let single = with_tcg_threading(&args, Accel::TcgSingle);
+    assert_eq!(with_tcg_threading(&args, Engine::TcgMulti), args);
+    let single = with_tcg_threading(&args, Engine::TcgSingle);
     assert_eq!(single[3], "tcg,thread=single");
     assert_eq!(single.len(), args.len());
+    // Above 8 CPUs the runner's own default is single-threaded: a multi-threaded configuration undoes it.
+    assert_eq!(with_tcg_threading(&single, Engine::TcgMulti), args);
+    assert_eq!(with_tcg_threading(&single, Engine::TcgSingle), single);
 }
