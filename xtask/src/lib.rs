@@ -4,6 +4,7 @@
 //! `cargo run` (the `xtask` binary) is a thin command-line wrapper around [`run`]; the integration
 //! tests in `tests/` call [`run`] directly.
 
+pub mod args;
 pub mod bench;
 pub mod bochs;
 pub mod cli;

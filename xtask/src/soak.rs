@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::args::{cpu_list, Args};
 use crate::serial::{Documented, LogLine, MadtEntry, Pcb, Summary, VmxRoot};
 use crate::{Backend, Engine, Machine, Outcome, RunSpec, Status};
 
@@ -70,50 +71,20 @@ impl Default for SoakSpec {
 /// Parses the arguments after `soak`. `Ok(None)` for `--help`.
 pub fn parse_args(args: &[String]) -> Result<Option<SoakSpec>, String> {
     let mut spec = SoakSpec::default();
-    let mut it = args.iter();
-    let list = |v: &str, max: u32| -> Result<Vec<u32>, String> {
-        let l: Result<Vec<u32>, _> = v.split(',').map(|x| x.trim().parse::<u32>()).collect();
-        match l {
-            Ok(l) if !l.is_empty() && l.iter().all(|&n| (1..=max).contains(&n)) => Ok(l),
-            _ => Err(format!(
-                "{v:?}: expected CPU counts 1..={max}, comma-separated"
-            )),
-        }
-    };
-    while let Some(arg) = it.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String, String> {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match name {
+    let mut args = Args::new(args.iter().cloned());
+    while let Some(opt) = args.next_opt() {
+        match opt.name.as_str() {
             "-h" | "--help" => return Ok(None),
-            "--runs" => {
-                let v = value()?;
-                spec.runs = v
-                    .parse()
-                    .map_err(|_| format!("--runs {v:?}: expected a count"))?;
+            "--runs" => spec.runs = args.number(&opt, |_| true, "expected a count")?,
+            "--bochs-runs" => spec.bochs_runs = args.number(&opt, |_| true, "expected a count")?,
+            // The boots cycle through the counts in the order given.
+            "--cpus" => spec.cpus = cpu_list("--cpus", &args.value(&opt)?, 255)?,
+            "--bochs-cpus" => {
+                spec.bochs_cpus =
+                    cpu_list("--bochs-cpus", &args.value(&opt)?, crate::bochs::MAX_CPUS)?
             }
-            "--bochs-runs" => {
-                let v = value()?;
-                spec.bochs_runs = v
-                    .parse()
-                    .map_err(|_| format!("--bochs-runs {v:?}: expected a count"))?;
-            }
-            "--cpus" => spec.cpus = list(&value()?, 255)?,
-            "--bochs-cpus" => spec.bochs_cpus = list(&value()?, crate::bochs::MAX_CPUS)?,
             "--timeout" => {
-                let v = value()?;
-                let s: u64 = v
-                    .parse()
-                    .ok()
-                    .filter(|&s| s > 0)
-                    .ok_or_else(|| format!("--timeout {v:?}: expected seconds > 0"))?;
+                let s = args.number(&opt, |&s: &u64| s > 0, "expected seconds > 0")?;
                 spec.timeout = Some(Duration::from_secs(s));
             }
             other => return Err(format!("soak: unknown argument {other:?}")),

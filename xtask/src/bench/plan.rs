@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::args::{cpu_list, Args};
 use crate::{bochs, image};
 
 /// The backends and engines the benchmark drives are the runner's (QEMU and Bochs only).
@@ -112,23 +113,6 @@ impl Default for BenchSpec {
     }
 }
 
-/// Parses a CPU list: `1,2,4` (whitespace allowed, duplicates removed, sorted).
-pub fn parse_cpu_list(s: &str) -> Result<Vec<u32>, String> {
-    let mut out = Vec::new();
-    for item in s.split(',') {
-        let item = item.trim();
-        let n: u32 = item
-            .parse()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("--cpus {s:?}: {item:?} is not a CPU count > 0"))?;
-        out.push(n);
-    }
-    out.sort_unstable();
-    out.dedup();
-    Ok(out)
-}
-
 /// Parses the arguments after `bench`.
 pub fn parse_args<I, S>(args: I) -> Result<BenchSpec, String>
 where
@@ -137,25 +121,15 @@ where
 {
     let mut spec = BenchSpec::default();
     let mut appends: Vec<String> = Vec::new();
-    let mut it = args.into_iter().map(Into::into);
-    while let Some(arg) = it.next() {
-        if arg == "--" {
-            spec.extra_args.extend(it.by_ref());
-            break;
-        }
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = || -> Result<String, String> {
-            match &inline {
-                Some(v) => Ok(v.clone()),
-                None => it.next().ok_or_else(|| format!("{name} needs a value")),
+    let mut args = Args::new(args);
+    while let Some(opt) = args.next_opt() {
+        match opt.name.as_str() {
+            "--" if opt.flag().is_ok() => {
+                spec.extra_args = args.rest();
+                break;
             }
-        };
-        match name.as_str() {
             "--backend" => {
-                let v = value()?;
+                let v = args.value(&opt)?;
                 spec.backends = match v.as_str() {
                     "qemu" => vec![Backend::Qemu],
                     "bochs" => vec![Backend::Bochs],
@@ -163,17 +137,16 @@ where
                     _ => return Err(format!("--backend {v:?}: expected qemu, bochs or all")),
                 };
             }
-            "--cpus" => spec.cpus = Some(parse_cpu_list(&value()?)?),
-            "--runs" => {
-                let v = value()?;
-                spec.runs = v
-                    .parse()
-                    .ok()
-                    .filter(|&n: &u32| n > 0)
-                    .ok_or_else(|| format!("--runs {v:?}: expected a number > 0"))?;
+            "--cpus" => {
+                // The configurations are planned in CPU order, each count once.
+                let mut list = cpu_list("--cpus", &args.value(&opt)?, u32::MAX)?;
+                list.sort_unstable();
+                list.dedup();
+                spec.cpus = Some(list);
             }
+            "--runs" => spec.runs = args.number(&opt, |&n| n > 0, "expected a number > 0")?,
             "--mode" => {
-                let v = value()?;
+                let v = args.value(&opt)?;
                 spec.modes = match v.as_str() {
                     "parallel" => vec![ApStart::Parallel],
                     "serial" => vec![ApStart::Serial],
@@ -182,7 +155,7 @@ where
                 };
             }
             "--tcg" => {
-                let v = value()?;
+                let v = args.value(&opt)?;
                 spec.tcg = match v.as_str() {
                     "auto" => TcgPolicy::Auto,
                     "multi" => TcgPolicy::Multi,
@@ -192,36 +165,25 @@ where
                 };
             }
             "--out" => {
-                let v = value()?;
+                let v = args.value(&opt)?;
                 if v.is_empty() {
                     return Err("--out needs a directory".into());
                 }
                 spec.out = PathBuf::from(v);
             }
-            "--append" => appends.push(value()?),
+            "--append" => appends.push(args.value(&opt)?),
             "--replot" => {
-                if inline.is_some() {
-                    return Err("--replot takes no value".into());
-                }
+                opt.flag()?;
                 spec.replot = true;
             }
             "--timeout" => {
-                let v = value()?;
-                spec.timeout = v
-                    .parse()
-                    .ok()
-                    .filter(|&s: &u64| s > 0)
-                    .map(Duration::from_secs)
-                    .ok_or_else(|| format!("--timeout {v:?}: expected whole seconds > 0"))?;
+                spec.timeout = Duration::from_secs(args.number(
+                    &opt,
+                    |&s: &u64| s > 0,
+                    "expected whole seconds > 0",
+                )?)
             }
-            "--memory" => {
-                let v = value()?;
-                spec.memory_mib = v
-                    .parse()
-                    .ok()
-                    .filter(|&m: &u32| m > 0)
-                    .ok_or_else(|| format!("--memory {v:?}: expected MiB > 0"))?;
-            }
+            "--memory" => spec.memory_mib = args.number(&opt, |&m| m > 0, "expected MiB > 0")?,
             other if other.starts_with('-') => {
                 return Err(format!("bench: unknown option {other}"))
             }
