@@ -57,23 +57,19 @@ fn assert_well_formed(o: &Outcome) {
     );
 }
 
-fn summary_u64(o: &Outcome, key: &str) -> u64 {
-    o.summary
-        .as_ref()
-        .and_then(|s| s.get_u64(key))
-        .unwrap_or_else(|| panic!("no numeric {key}= in the summary{}", context(o)))
-}
-
 /// The `smp: pcb` line of logical CPU `cpu`, which must come from that core.
-fn pcb(o: &Outcome, cpu: u32) -> LogLine {
-    let l = line(o, "smp", &format!("pcb cpu={cpu} "));
+fn pcb(o: &Outcome, cpu: u32) -> Pcb {
+    let p = pcb_lines(o)
+        .into_iter()
+        .find(|p| p.cpu == cpu)
+        .unwrap_or_else(|| panic!("no `smp: pcb cpu={cpu}` line{}", context(o)));
     assert_eq!(
-        l.cpu,
+        p.logged_by,
         Some(cpu),
         "the pcb line comes from its own core{}",
         context(o)
     );
-    l
+    p
 }
 
 /// Lines printed by logical CPU `cpu`.
@@ -87,10 +83,10 @@ fn lines_from(o: &Outcome, cpu: u32) -> Vec<LogLine> {
 /// The counts of the summary: (cpus, online, failed, vmx_root).
 fn counts(o: &Outcome) -> (u64, u64, u64, u64) {
     (
-        summary_u64(o, "cpus"),
-        summary_u64(o, "online"),
-        summary_u64(o, "failed"),
-        summary_u64(o, "vmx_root"),
+        summary_num(o, "cpus"),
+        summary_num(o, "online"),
+        summary_num(o, "failed"),
+        summary_num(o, "vmx_root"),
     )
 }
 
@@ -118,12 +114,11 @@ fn check_ap_hang(o: &Outcome, vmx: bool) {
     for cpu in [0, 1, 3] {
         pcb(o, cpu);
         if vmx {
-            let root = o
-                .lines_with("vmx", "root apic_id=")
+            let root = root_lines(o)
                 .into_iter()
-                .find(|l| l.cpu == Some(cpu))
+                .find(|r| r.logged_by == Some(cpu))
                 .unwrap_or_else(|| panic!("no `vmx: root` line from cpu{cpu}{}", context(o)));
-            assert_eq!(root.field("apic_id"), Some(cpu.to_string().as_str()));
+            assert_eq!(root.apic_id, cpu);
         }
     }
     assert!(lines_from(o, 2).is_empty(), "cpu2 printed{}", context(o));
@@ -162,11 +157,7 @@ fn check_ap_fault(o: &Outcome, cpu: u32, reason: &str, vmx: bool) {
         pcb(o, c);
     }
     if vmx {
-        let roots: Vec<u32> = o
-            .lines_with("vmx", "root apic_id=")
-            .iter()
-            .filter_map(|l| l.cpu)
-            .collect();
+        let roots: Vec<u32> = root_lines(o).iter().filter_map(|r| r.logged_by).collect();
         let mut want: Vec<u32> = (0..4).filter(|&c| c != cpu).collect();
         let mut got = roots.clone();
         got.sort_unstable();
@@ -227,7 +218,7 @@ fn stack_overflow_on_one_ap_is_caught_by_its_guard_page() {
     assert_eq!(overflow.level, Some(Level::Error), "{}", context(&o));
     assert_eq!(overflow.field("cpu"), Some("3"), "{}", context(&o));
     // The guard page it names is the one below cpu3's stack (its pcb line).
-    let guard = pcb(&o, 3).field("guard").unwrap().to_string();
+    let guard = format!("{:#x}", pcb(&o, 3).guard);
     assert!(
         overflow.message.contains(&format!("guard page {guard} ")),
         "the overflow names guard page {guard}{}",
@@ -249,7 +240,7 @@ fn stack_overflow_on_the_bsp_ends_the_run() {
     );
     let overflow = line(&o, "fault", "stack overflow: guard page ");
     assert_eq!(overflow.cpu, Some(0), "{}", context(&o));
-    let guard = pcb(&o, 0).field("guard").unwrap().to_string();
+    let guard = format!("{:#x}", pcb(&o, 0).guard);
     assert!(
         overflow.message.contains(&format!("guard page {guard} ")),
         "{}",
@@ -286,11 +277,10 @@ fn bsp_panic_during_bringup_ends_the_run() {
     // The SIPIs went out before the panic.
     line(&o, "smp", "starting 3 APs");
     // Whatever the APs printed before the end is intact: each pcb line from its own core, once.
-    let pcbs = o.lines_with("smp", "pcb cpu=");
-    for l in &pcbs {
-        let cpu: u32 = l.field("cpu").unwrap().parse().unwrap();
-        assert_eq!(l.cpu, Some(cpu), "{}", context(&o));
-        assert_eq!(o.lines_with("smp", &format!("pcb cpu={cpu} ")).len(), 1);
+    let pcbs = pcb_lines(&o);
+    for p in &pcbs {
+        assert_eq!(p.logged_by, Some(p.cpu), "{}", context(&o));
+        assert_eq!(pcbs.iter().filter(|q| q.cpu == p.cpu).count(), 1);
     }
     assert_qemu_exit(&o, 35);
 }

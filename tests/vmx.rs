@@ -187,7 +187,7 @@ const SELFTEST_CASES: [&str; 14] = [
 /// number of skips.
 fn assert_selftest_passes(
     o: &Outcome,
-    pcbs: &[PcbLine],
+    pcbs: &[Pcb],
     allowed_skip: impl Fn(&str, &str) -> bool,
 ) -> u64 {
     let counts = assert_one_per_core(o, pcbs, "vmx", " passed=");

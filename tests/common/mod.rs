@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use xtask::serial::Documented;
 use xtask::{Backend, Boot, Level, LogLine, Machine, Outcome, RunSpec, Status};
 
 /// A QEMU (TCG) run with one CPU and the given kernel command line, plus `vmx=off`: QEMU TCG has
@@ -254,13 +255,8 @@ pub fn shared_host() -> std::sync::RwLockReadGuard<'static, ()> {
     HEAVY.read().unwrap_or_else(|e| e.into_inner())
 }
 
-/// `0x1234` (or decimal) to a number.
-pub fn parse_num(v: &str) -> Option<u64> {
-    match v.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => v.parse().ok(),
-    }
-}
+/// `0x1234` (or decimal) to a number: the log parser's.
+pub use xtask::serial::lines::parse_num;
 
 /// A numeric `key=` of `l`; fails the test with the log if it is missing or not a number.
 pub fn num_field(o: &Outcome, l: &LogLine, key: &str) -> u64 {
@@ -276,63 +272,24 @@ pub fn summary_num(o: &Outcome, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no numeric {key}= in the summary{}", context(o)))
 }
 
-/// One `smp: pcb cpu=<i> apic_id=<id> x2apic=<..> stack=0x<bottom>-0x<top> guard=0x<page>` line.
-#[derive(Clone, Debug)]
-pub struct PcbLine {
-    /// `cpu=` of the message.
-    pub cpu: u32,
-    /// The `cpu<N>` column: the core that logged the line.
-    pub logged_by: Option<u32>,
-    pub apic_id: u32,
-    pub stack_bottom: u64,
-    pub stack_top: u64,
-    pub guard: u64,
+/// The typed lines of the log parser (`xtask::serial`): `smp: pcb`, `acpi: madt: apic_id=`, `vmx: root`.
+pub use xtask::serial::{MadtEntry, Pcb, VmxRoot};
+
+/// Every line of kind `T`, typed, in log order; a line of that kind that does not follow the contract fails
+/// the test with the parser's reason.
+pub fn typed<T: Documented>(o: &Outcome) -> Vec<T> {
+    o.all_of::<T>()
+        .unwrap_or_else(|e| panic!("malformed line: {e}{}", context(o)))
 }
 
 /// Every `smp: pcb` line, in log order.
-pub fn pcb_lines(o: &Outcome) -> Vec<PcbLine> {
-    o.lines_with("smp", "pcb cpu=")
-        .iter()
-        .map(|l| {
-            let stack = l
-                .field("stack")
-                .unwrap_or_else(|| panic!("no stack= in `{}`{}", l.message, context(o)));
-            let (bottom, top) = stack
-                .split_once('-')
-                .and_then(|(b, t)| Some((parse_num(b)?, parse_num(t)?)))
-                .unwrap_or_else(|| panic!("stack={stack} is not 0x<bottom>-0x<top>{}", context(o)));
-            PcbLine {
-                cpu: num_field(o, l, "cpu") as u32,
-                logged_by: l.cpu,
-                apic_id: num_field(o, l, "apic_id") as u32,
-                stack_bottom: bottom,
-                stack_top: top,
-                guard: num_field(o, l, "guard"),
-            }
-        })
-        .collect()
-}
-
-/// One `acpi: madt: apic_id=<id> uid=<uid> entry=<kind> state=<state>` line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MadtLine {
-    pub apic_id: u32,
-    pub uid: u32,
-    pub entry: String,
-    pub state: String,
+pub fn pcb_lines(o: &Outcome) -> Vec<Pcb> {
+    typed(o)
 }
 
 /// Every processor line of the MADT report, in table order.
-pub fn madt_lines(o: &Outcome) -> Vec<MadtLine> {
-    o.lines_with("acpi", "madt: apic_id=")
-        .iter()
-        .map(|l| MadtLine {
-            apic_id: num_field(o, l, "apic_id") as u32,
-            uid: num_field(o, l, "uid") as u32,
-            entry: l.field("entry").unwrap_or("").to_string(),
-            state: l.field("state").unwrap_or("").to_string(),
-        })
-        .collect()
+pub fn madt_lines(o: &Outcome) -> Vec<MadtEntry> {
+    typed(o)
 }
 
 /// The APIC ids of the MADT lines with `state=<state>`, in table order.
@@ -368,7 +325,7 @@ pub fn assert_all_online(o: &Outcome, n: u32) {
 ///   overlaps another core's.
 ///
 /// Returns the PCB lines sorted by CPU index.
-pub fn assert_pcbs_match_madt(o: &Outcome, n: u32, madt_entries: usize) -> Vec<PcbLine> {
+pub fn assert_pcbs_match_madt(o: &Outcome, n: u32, madt_entries: usize) -> Vec<Pcb> {
     let madt = madt_lines(o);
     assert_eq!(
         madt.len(),
@@ -469,7 +426,7 @@ pub fn assert_pcbs_match_madt(o: &Outcome, n: u32, madt_entries: usize) -> Vec<P
 
 /// A good SMP boot of `n` CPUs: status and verdict ok, `cpus=n online=n failed=0`, no ERROR line,
 /// the bring-up line agreeing, and [`assert_pcbs_match_madt`].
-pub fn assert_smp_ok(o: &Outcome, n: u32, madt_entries: usize) -> Vec<PcbLine> {
+pub fn assert_smp_ok(o: &Outcome, n: u32, madt_entries: usize) -> Vec<Pcb> {
     assert_status(o, Status::Ok);
     assert_verdict(o, "ok");
     assert_eq!(o.summary_value("reason"), Some("none"), "{}", context(o));
@@ -520,52 +477,13 @@ pub fn topology_apic_id(index: u32, cores: u32, threads: u32) -> u32 {
     (socket << (bits(cores) + bits(threads))) | (core << bits(threads)) | thread
 }
 
-/// One `vmx: root apic_id=...` line.
-#[derive(Clone, Debug)]
-pub struct RootLine {
-    pub logged_by: Option<u32>,
-    pub apic_id: u32,
-    pub fc_before: u64,
-    pub fc_after: u64,
-    pub cr0: u64,
-    pub cr4: u64,
-    pub revision: String,
-    pub vmxon: u64,
-    pub vmcs: u64,
-}
-
 /// Every `vmx: root` line, in log order.
-pub fn root_lines(o: &Outcome) -> Vec<RootLine> {
-    o.lines_with("vmx", "root apic_id=")
-        .iter()
-        .map(|l| {
-            let fc = l.field("feature_control").unwrap_or("");
-            let (before, after) = fc
-                .split_once("->")
-                .and_then(|(b, a)| Some((parse_num(b)?, parse_num(a)?)))
-                .unwrap_or_else(|| {
-                    panic!(
-                        "feature_control={fc} is not 0x<before>->0x<after>{}",
-                        context(o)
-                    )
-                });
-            RootLine {
-                logged_by: l.cpu,
-                apic_id: num_field(o, l, "apic_id") as u32,
-                fc_before: before,
-                fc_after: after,
-                cr0: num_field(o, l, "cr0"),
-                cr4: num_field(o, l, "cr4"),
-                revision: l.field("revision").unwrap_or("").to_string(),
-                vmxon: num_field(o, l, "vmxon"),
-                vmcs: num_field(o, l, "vmcs"),
-            }
-        })
-        .collect()
+pub fn root_lines(o: &Outcome) -> Vec<VmxRoot> {
+    typed(o)
 }
 
 /// The CPU index whose PCB line has `apic_id`.
-fn cpu_of(o: &Outcome, pcbs: &[PcbLine], apic_id: u32) -> u32 {
+fn cpu_of(o: &Outcome, pcbs: &[Pcb], apic_id: u32) -> u32 {
     pcbs.iter()
         .find(|p| p.apic_id == apic_id)
         .map(|p| p.cpu)
@@ -574,12 +492,7 @@ fn cpu_of(o: &Outcome, pcbs: &[PcbLine], apic_id: u32) -> u32 {
 
 /// Checks that the lines of `module` containing `needle` are exactly one per core of `pcbs`, each
 /// logged by the core whose APIC id it names (`apic_id=`). Returns them in log order.
-pub fn assert_one_per_core(
-    o: &Outcome,
-    pcbs: &[PcbLine],
-    module: &str,
-    needle: &str,
-) -> Vec<LogLine> {
+pub fn assert_one_per_core(o: &Outcome, pcbs: &[Pcb], module: &str, needle: &str) -> Vec<LogLine> {
     let lines = o.lines_with(module, needle);
     let mut ids: Vec<u32> = lines
         .iter()
@@ -618,9 +531,9 @@ pub fn assert_one_per_core(
 /// Returns the root lines in log order.
 pub fn assert_vmx_root_everywhere(
     o: &Outcome,
-    pcbs: &[PcbLine],
+    pcbs: &[Pcb],
     revision: Option<&str>,
-) -> Vec<RootLine> {
+) -> Vec<VmxRoot> {
     let n = pcbs.len() as u64;
     assert_eq!(summary_num(o, "vmx_root"), n, "vmx_root={n}{}", context(o));
     let done = line(o, "vmx", "stage done");
@@ -688,7 +601,7 @@ pub fn assert_vmx_root_everywhere(
 
 /// With `on_done=exit`, every core that entered VMX root logs `vmx: left apic_id=<id>` itself, before
 /// the summary line.
-pub fn assert_left_vmx_before_summary(o: &Outcome, pcbs: &[PcbLine]) {
+pub fn assert_left_vmx_before_summary(o: &Outcome, pcbs: &[Pcb]) {
     let left = assert_one_per_core(o, pcbs, "vmx", "left apic_id=");
     let lines = o.lines();
     let summary_at = lines

@@ -16,6 +16,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::host::Need;
+
 /// Which system BIOS Bochs runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BochsRom {
@@ -325,6 +327,27 @@ pub fn command(cfg: &BochsConfig) -> io::Result<Command> {
     Ok(cmd)
 }
 
+/// Programs and files Bochs needs (mirrors what [`command`] uses), with their packages.
+pub fn needs(rom: BochsRom) -> Vec<Need> {
+    let mut needs = vec![
+        Need::program("bochs", "bochs"),
+        Need::file(
+            "/usr/lib/x86_64-linux-gnu/bochs/plugins/libbx_rfb_gui.so",
+            "bochs",
+        ),
+        // A symlink into the vgabios package.
+        Need::file("/usr/share/bochs/VGABIOS-lgpl-latest", "vgabios"),
+    ];
+    match rom {
+        BochsRom::Bochs => needs.push(Need::file(
+            "/usr/share/bochs/BIOS-bochs-latest",
+            "bochsbios",
+        )),
+        BochsRom::SeaBios => needs.push(Need::file("/usr/share/seabios/bios.bin", "seabios")),
+    }
+    needs
+}
+
 /// True when Bochs' own output (stderr, or the log file) says a CPU triple-faulted. With
 /// `reset_on_triple_fault=0` Bochs panics with
 /// `[CPU0  ] exception(): 3rd (13) exception with no resolution` (the number is the vector of
@@ -541,6 +564,19 @@ mod tests {
             isolated(Isolation::None, "bochs", args.clone()),
             ("bochs".to_string(), args)
         );
+    }
+
+    #[test]
+    fn bochs_needs_are_bochs_packages() {
+        for rom in [BochsRom::Bochs, BochsRom::SeaBios] {
+            for need in needs(rom) {
+                assert!(
+                    BOCHS_PACKAGES.contains(&need.package()),
+                    "{} not in bochs::BOCHS_PACKAGES",
+                    need.package()
+                );
+            }
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::args::Args;
 use crate::{Backend, BochsRom, Boot, Machine, RunSpec};
 
 pub const USAGE: &str = "\
@@ -75,10 +76,10 @@ where
             .map(|spec| spec.map_or(Cli::SoakHelp, Cli::Soak))
             .map_err(|e| format!("{e} (see `cargo run -- soak --help`)"));
     }
-    let mut it = args.into_iter().peekable();
-    let iso = it.peek().map(String::as_str) == Some("iso");
+    let mut args = Args::new(args);
+    let iso = args.peek() == Some("iso");
     if iso {
-        it.next();
+        args.next_opt();
     }
     let mut spec = RunSpec {
         show_build_output: true,
@@ -88,49 +89,32 @@ where
     let mut appends: Vec<String> = Vec::new();
     let mut run_only: Vec<&'static str> = Vec::new();
 
-    while let Some(arg) = it.next() {
-        if arg == "--" {
-            if iso {
-                return Err("`iso` takes no emulator arguments".into());
+    while let Some(opt) = args.next_opt() {
+        match opt.name.as_str() {
+            "--" if opt.flag().is_ok() => {
+                if iso {
+                    return Err("`iso` takes no emulator arguments".into());
+                }
+                spec.extra_args = args.rest();
+                break;
             }
-            spec.extra_args.extend(it.by_ref());
-            break;
-        }
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let mut value = |name: &str| -> Result<String, String> {
-            match &inline {
-                Some(v) => Ok(v.clone()),
-                None => it.next().ok_or_else(|| format!("{name} needs a value")),
-            }
-        };
-        let flag = |name: &str| -> Result<(), String> {
-            if inline.is_some() {
-                Err(format!("{name} takes no value"))
-            } else {
-                Ok(())
-            }
-        };
-        match name.as_str() {
             "-h" | "--help" => return Ok(Cli::Help),
-            "--append" => appends.push(value(&name)?),
+            "--append" => appends.push(args.value(&opt)?),
             "--backend" => {
-                let v = value(&name)?;
+                let v = args.value(&opt)?;
                 spec.backend = Backend::parse(&v)
                     .ok_or_else(|| format!("--backend {v:?}: expected auto, qemu, bochs or kvm"))?;
                 run_only.push("--backend");
             }
             "--smp" => {
-                spec.smp = value(&name)?;
+                spec.smp = args.value(&opt)?;
                 if spec.smp.trim().is_empty() {
                     return Err("--smp needs a value".into());
                 }
                 run_only.push("--smp");
             }
             "--machine" => {
-                let v = value(&name)?;
+                let v = args.value(&opt)?;
                 spec.machine = Some(
                     Machine::parse(&v)
                         .ok_or_else(|| format!("--machine {v:?}: expected q35 or pc"))?,
@@ -138,42 +122,34 @@ where
                 run_only.push("--machine");
             }
             "--boot" => {
-                let v = value(&name)?;
+                let v = args.value(&opt)?;
                 spec.boot = Some(
                     Boot::parse(&v).ok_or_else(|| format!("--boot {v:?}: expected pvh or iso"))?,
                 );
                 run_only.push("--boot");
             }
             "--uefi" => {
-                flag(&name)?;
+                opt.flag()?;
                 spec.uefi = true;
                 run_only.push("--uefi");
             }
             "--timeout" => {
-                let v = value(&name)?;
-                let secs: u64 = v
-                    .parse()
-                    .map_err(|_| format!("--timeout {v:?}: expected whole seconds"))?;
+                let secs: u64 = args.number(&opt, |_| true, "expected whole seconds")?;
                 spec.timeout = (secs > 0).then(|| Duration::from_secs(secs));
                 timeout_given = true;
                 run_only.push("--timeout");
             }
             "--memory" => {
-                let v = value(&name)?;
-                spec.memory_mib = v
-                    .parse()
-                    .ok()
-                    .filter(|&m: &u32| m > 0)
-                    .ok_or_else(|| format!("--memory {v:?}: expected MiB > 0"))?;
+                spec.memory_mib = args.number(&opt, |&m| m > 0, "expected MiB > 0")?;
                 run_only.push("--memory");
             }
             "--gdb" => {
-                flag(&name)?;
+                opt.flag()?;
                 spec.gdb = true;
                 run_only.push("--gdb");
             }
             "--cpu-model" => {
-                let v = value(&name)?;
+                let v = args.value(&opt)?;
                 if v.is_empty() {
                     return Err("--cpu-model needs a value".into());
                 }
@@ -181,7 +157,7 @@ where
                 run_only.push("--cpu-model");
             }
             "--bios" => {
-                let v = value(&name)?;
+                let v = args.value(&opt)?;
                 spec.bios = Some(match v.as_str() {
                     "bochs" => BochsRom::Bochs,
                     "seabios" => BochsRom::SeaBios,
@@ -190,7 +166,7 @@ where
                 run_only.push("--bios");
             }
             "--kernel" => {
-                let v = value(&name)?;
+                let v = args.value(&opt)?;
                 if v.is_empty() {
                     return Err("--kernel needs a file".into());
                 }
@@ -198,7 +174,7 @@ where
                 run_only.push("--kernel");
             }
             "--quiet" => {
-                flag(&name)?;
+                opt.flag()?;
                 spec.quiet = true;
                 run_only.push("--quiet");
             }

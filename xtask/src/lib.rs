@@ -4,6 +4,7 @@
 //! `cargo run` (the `xtask` binary) is a thin command-line wrapper around [`run`]; the integration
 //! tests in `tests/` call [`run`] directly.
 
+pub mod args;
 pub mod bench;
 pub mod bochs;
 pub mod cli;
@@ -13,8 +14,8 @@ pub mod iso;
 pub mod qemu;
 pub mod runner;
 pub mod serial;
+pub mod session;
 pub mod soak;
-pub mod stream;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ pub use runner::{kernel_cmdline, resolve_backend, run, smp_cpu_count};
 pub use serial::{Level, LogLine, Summary, Verdict};
 
 /// Which emulator boots the image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Backend {
     /// `kvm` if nested VT-x really works on this host, otherwise `bochs`.
     #[default]
@@ -55,6 +56,64 @@ impl Backend {
             Backend::Qemu => "qemu",
             Backend::Bochs => "bochs",
             Backend::Kvm => "kvm",
+        }
+    }
+
+    /// The name in prose and plot legends.
+    pub fn label(self) -> &'static str {
+        match self {
+            Backend::Auto => "auto",
+            Backend::Qemu => "QEMU",
+            Backend::Bochs => "Bochs",
+            Backend::Kvm => "QEMU+KVM",
+        }
+    }
+}
+
+/// How the soak and the benchmark emulate one boot: QEMU TCG in one of its two threading modes, or Bochs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Engine {
+    /// QEMU `-accel tcg,thread=multi` (one host thread per vCPU; QEMU's default).
+    TcgMulti,
+    /// QEMU `-accel tcg,thread=single` (all vCPUs round-robin on one host thread).
+    TcgSingle,
+    /// Bochs (one host thread).
+    Bochs,
+}
+
+impl Engine {
+    /// The backend that runs this engine.
+    pub fn backend(self) -> Backend {
+        match self {
+            Engine::TcgMulti | Engine::TcgSingle => Backend::Qemu,
+            Engine::Bochs => Backend::Bochs,
+        }
+    }
+
+    /// The short name of the benchmark's files (`accel` column): `tcg`, `tcg-single`, `bochs`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::TcgMulti => "tcg",
+            Engine::TcgSingle => "tcg-single",
+            Engine::Bochs => "bochs",
+        }
+    }
+
+    /// The soak table's name.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Engine::TcgMulti => "qemu tcg,thread=multi",
+            Engine::TcgSingle => "qemu tcg,thread=single",
+            Engine::Bochs => "bochs (vmx on)",
+        }
+    }
+
+    /// QEMU's `-accel` value for this engine (`None` for Bochs).
+    pub fn qemu_accel(self) -> Option<&'static str> {
+        match self {
+            Engine::TcgMulti => Some("tcg,thread=multi"),
+            Engine::TcgSingle => Some("tcg,thread=single"),
+            Engine::Bochs => None,
         }
     }
 }
@@ -319,6 +378,12 @@ impl Outcome {
             .collect()
     }
 
+    /// Every line of kind `T` (`serial::Pcb`, `serial::VmxRoot`, ...), typed, in log order; the first line of
+    /// that kind that does not follow the contract is the error.
+    pub fn all_of<T: serial::Documented>(&self) -> Result<Vec<T>, serial::LineError> {
+        serial::all_of(&self.lines())
+    }
+
     /// `summary.get(key)`.
     pub fn summary_value(&self, key: &str) -> Option<&str> {
         self.summary.as_ref()?.get(key)
@@ -341,5 +406,27 @@ impl Outcome {
     /// A human-readable account of the run (what `cargo run` prints at the end).
     pub fn report(&self) -> String {
         runner::report(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engines_name_their_backend_and_accelerator() {
+        let all = [Engine::TcgMulti, Engine::TcgSingle, Engine::Bochs];
+        assert_eq!(
+            all.map(Engine::backend),
+            [Backend::Qemu, Backend::Qemu, Backend::Bochs]
+        );
+        assert_eq!(all.map(Engine::as_str), ["tcg", "tcg-single", "bochs"]);
+        assert_eq!(
+            all.map(Engine::qemu_accel),
+            [Some("tcg,thread=multi"), Some("tcg,thread=single"), None]
+        );
+        assert_eq!(Engine::Bochs.describe(), "bochs (vmx on)");
+        assert_eq!(Backend::Bochs.label(), "Bochs");
+        assert!(Backend::Qemu < Backend::Bochs);
     }
 }

@@ -130,18 +130,6 @@ impl QemuPlan {
     }
 }
 
-/// Starts QEMU with `args`, stdin closed and stdout (the serial log) and stderr piped: how the runner and the
-/// benchmark both run it.
-pub fn spawn(args: &[String]) -> Result<std::process::Child, crate::RunError> {
-    std::process::Command::new(QEMU_PROGRAM)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| crate::RunError::Spawn(format!("{QEMU_PROGRAM}: {e}")))
-}
-
 /// True if a QEMU `-d cpu_reset` log records a triple fault.
 pub fn triple_fault_in_reset_log(log: &str) -> bool {
     log.lines().any(|l| l.trim() == "Triple fault")

@@ -1,0 +1,249 @@
+//! `bench.json`: the machine, the versions, every run and every aggregate.
+
+use std::fmt::Write as _;
+
+use super::csv::fmt_f;
+use super::plan::*;
+use super::sample::*;
+use super::stats::*;
+use crate::serial::Spread;
+
+/// A JSON value (written by hand: the runner has no dependencies).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Json {
+    Null,
+    Bool(bool),
+    Num(f64),
+    Int(i64),
+    Str(String),
+    Arr(Vec<Json>),
+    Obj(Vec<(String, Json)>),
+}
+
+impl Json {
+    pub fn str(s: impl Into<String>) -> Json {
+        Json::Str(s.into())
+    }
+
+    fn opt_u64(v: Option<u64>) -> Json {
+        v.map_or(Json::Null, |v| Json::Int(v as i64))
+    }
+
+    fn opt_f(v: Option<f64>) -> Json {
+        v.map_or(Json::Null, Json::Num)
+    }
+
+    /// Pretty-printed with two-space indentation.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out, 0);
+        out.push('\n');
+        out
+    }
+
+    fn write(&self, out: &mut String, indent: usize) {
+        let pad = |out: &mut String, n: usize| out.extend(std::iter::repeat_n(' ', n));
+        match self {
+            Json::Null => out.push_str("null"),
+            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Json::Int(i) => out.push_str(&i.to_string()),
+            Json::Num(x) if x.is_finite() => out.push_str(&fmt_f(*x)),
+            Json::Num(_) => out.push_str("null"),
+            Json::Str(s) => json_string(out, s),
+            Json::Arr(items) if items.is_empty() => out.push_str("[]"),
+            Json::Obj(items) if items.is_empty() => out.push_str("{}"),
+            Json::Arr(items) => {
+                // Arrays of scalars stay on one line.
+                if items
+                    .iter()
+                    .all(|i| !matches!(i, Json::Arr(_) | Json::Obj(_)))
+                {
+                    out.push('[');
+                    for (n, i) in items.iter().enumerate() {
+                        if n > 0 {
+                            out.push_str(", ");
+                        }
+                        i.write(out, indent);
+                    }
+                    out.push(']');
+                    return;
+                }
+                out.push_str("[\n");
+                for (n, i) in items.iter().enumerate() {
+                    pad(out, indent + 2);
+                    i.write(out, indent + 2);
+                    out.push_str(if n + 1 < items.len() { ",\n" } else { "\n" });
+                }
+                pad(out, indent);
+                out.push(']');
+            }
+            Json::Obj(items) => {
+                out.push_str("{\n");
+                for (n, (k, v)) in items.iter().enumerate() {
+                    pad(out, indent + 2);
+                    json_string(out, k);
+                    out.push_str(": ");
+                    v.write(out, indent + 2);
+                    out.push_str(if n + 1 < items.len() { ",\n" } else { "\n" });
+                }
+                pad(out, indent);
+                out.push('}');
+            }
+        }
+    }
+}
+
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn stats_json(s: Option<Stats>) -> Json {
+    match s {
+        None => Json::Null,
+        Some(s) => Json::Obj(vec![
+            ("n".into(), Json::Int(s.n as i64)),
+            ("min".into(), Json::Num(s.min)),
+            ("median".into(), Json::Num(s.median)),
+            ("max".into(), Json::Num(s.max)),
+        ]),
+    }
+}
+
+fn config_fields(c: &Config) -> Vec<(String, Json)> {
+    vec![
+        ("backend".into(), Json::str(c.backend.as_str())),
+        ("accel".into(), Json::str(c.engine.as_str())),
+        ("mode".into(), Json::str(c.mode.as_str())),
+        ("cpus".into(), Json::Int(i64::from(c.cpus))),
+    ]
+}
+
+fn spread_json(s: Option<Spread>) -> Json {
+    s.map_or(Json::Null, |s| {
+        Json::Obj(vec![
+            ("min".into(), Json::Int(s.min as i64)),
+            ("median".into(), Json::Int(s.median as i64)),
+            ("max".into(), Json::Int(s.max as i64)),
+        ])
+    })
+}
+
+fn footprint_json(f: &[(String, u64)]) -> Json {
+    Json::Obj(
+        f.iter()
+            .map(|(k, v)| (k.clone(), Json::Int(*v as i64)))
+            .collect(),
+    )
+}
+
+/// `bench.json`: `meta` (machine, versions, command), `metrics` (what each name means), `configs`
+/// (aggregates), `targets`, `runs` (every boot).
+pub fn to_json(
+    meta: &[(String, Json)],
+    samples: &[Sample],
+    aggs: &[Aggregate],
+    targets: &[TargetCheck],
+) -> Json {
+    let metrics = Json::Obj(
+        METRICS
+            .iter()
+            .map(|m| {
+                (
+                    m.name.to_string(),
+                    Json::str(format!("{} [{}]", m.what, m.unit)),
+                )
+            })
+            .collect(),
+    );
+    let configs = aggs
+        .iter()
+        .map(|a| {
+            let mut f = config_fields(&a.config);
+            f.push(("runs".into(), Json::Int(a.runs as i64)));
+            f.push(("ok".into(), Json::Int(a.ok as i64)));
+            for (m, s) in METRICS.iter().zip(&a.stats) {
+                f.push((format!("{}_{}", m.name, m.unit), stats_json(*s)));
+            }
+            f.push(("footprint".into(), footprint_json(&a.footprint)));
+            Json::Obj(f)
+        })
+        .collect();
+    let runs = samples
+        .iter()
+        .map(|s| {
+            let g = &s.guest;
+            let mut f = config_fields(&s.config);
+            f.extend([
+                ("run".into(), Json::Int(i64::from(s.run))),
+                ("status".into(), Json::str(s.status.as_str())),
+                (
+                    "verdict".into(),
+                    g.verdict.clone().map_or(Json::Null, Json::Str),
+                ),
+                (
+                    "reason".into(),
+                    g.reason.clone().map_or(Json::Null, Json::Str),
+                ),
+                ("online".into(), Json::opt_u64(g.online)),
+                ("failed".into(), Json::opt_u64(g.failed)),
+                ("vmx_root".into(), Json::opt_u64(g.vmx_root)),
+                ("t_acpi_us".into(), Json::opt_u64(g.t_acpi_us)),
+                ("t_first_sipi_us".into(), Json::opt_u64(g.t_first_sipi_us)),
+                ("t_online_us".into(), Json::opt_u64(g.t_online_us)),
+                ("t_vmx_us".into(), Json::opt_u64(g.t_vmx_us)),
+                ("boot_us".into(), Json::opt_u64(g.boot_us)),
+                ("bringup_us".into(), Json::opt_u64(g.bringup_us())),
+                ("sipi_to_pcb_us".into(), spread_json(g.sipi_to_pcb_us)),
+                ("sipi_to_vmx_us".into(), spread_json(g.sipi_to_vmx_us)),
+                ("first_line_guest_us".into(), Json::opt_u64(g.first_line_us)),
+                (
+                    "wall_first_line_s".into(),
+                    Json::opt_f(s.wall_first_line.map(|d| d.as_secs_f64())),
+                ),
+                (
+                    "wall_summary_s".into(),
+                    Json::opt_f(s.wall_summary.map(|d| d.as_secs_f64())),
+                ),
+                ("wall_exit_s".into(), Json::Num(s.wall_exit.as_secs_f64())),
+                ("footprint".into(), footprint_json(&g.footprint)),
+            ]);
+            if !s.detail.is_empty() {
+                f.push(("detail".into(), Json::str(s.detail.clone())));
+            }
+            Json::Obj(f)
+        })
+        .collect();
+    let targets = targets
+        .iter()
+        .map(|t| {
+            Json::Obj(vec![
+                ("target".into(), Json::str(t.name.clone())),
+                ("median".into(), Json::opt_f(t.value)),
+                ("limit".into(), Json::Num(t.limit)),
+                ("unit".into(), Json::str(t.unit)),
+                ("met".into(), t.met.map_or(Json::Null, Json::Bool)),
+            ])
+        })
+        .collect();
+    Json::Obj(vec![
+        ("meta".into(), Json::Obj(meta.to_vec())),
+        ("metrics".into(), metrics),
+        ("configs".into(), Json::Arr(configs)),
+        ("targets".into(), Json::Arr(targets)),
+        ("runs".into(), Json::Arr(runs)),
+    ])
+}
