@@ -348,7 +348,7 @@ fn scan_for_madt(mem: &impl PhysRead, root: &RootTable) -> MadtScan {
 
 /// Reads the processor list from the ACPI tables through `mem`, without the `acpi` crate.
 ///
-/// `bsp_apic_id` is the running CPU's APIC id (see [`crate::apic::cpuid_apic_id`]); `limit` is
+/// `bsp_apic_id` is the running CPU's APIC id (from CPUID, `hypervisor::arch::lapic::cpuid_apic_id`); `limit` is
 /// the maximum number of processors, BSP included (see [`crate::madt::parse_madt`]).
 pub fn processors_from_phys(
     mem: &impl PhysRead,

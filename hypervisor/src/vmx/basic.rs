@@ -10,10 +10,10 @@
 //! within the physical-address width, the first 4 bytes hold the revision identifier with bit 31 clear (bit 31
 //! set would mean a shadow VMCS, which VMXON rejects).
 
+use core::ptr;
 use core::ptr::NonNull;
-use core::{fmt, ptr};
 
-use super::errors::RegionKind;
+use super::errors::{RegionError, RegionKind};
 use super::VmxError;
 
 /// Memory type 6, write-back: the only one this hypervisor supports for VMCS accesses.
@@ -71,46 +71,6 @@ impl VmxBasic {
             32
         } else {
             maxphyaddr
-        }
-    }
-}
-
-/// Why a region cannot be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RegionError {
-    /// Not 4-KiB aligned.
-    Unaligned { phys: u64 },
-    /// Sets bits at or above MAXPHYADDR.
-    BeyondPhysicalAddressWidth { phys: u64, maxphyaddr: u8 },
-    /// At or above 4 GiB while IA32_VMX_BASIC bit 48 limits region addresses to 32 bits.
-    AboveFourGiB { phys: u64 },
-    /// Smaller than IA32_VMX_BASIC bits 44:32.
-    TooSmall { size: usize, required: u16 },
-    /// The virtual mapping is not 4-KiB aligned, so it cannot be the mapping of an aligned physical page.
-    VirtualUnaligned { virt: u64 },
-    /// The VMXON region and the VMCS region share a page.
-    Overlapping { phys: u64 },
-}
-
-impl fmt::Display for RegionError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Unaligned { phys } => write!(f, "physical address 0x{phys:x} is not 4 KiB aligned"),
-            Self::BeyondPhysicalAddressWidth { phys, maxphyaddr } => write!(
-                f,
-                "physical address 0x{phys:x} does not fit in the {maxphyaddr}-bit physical-address width"
-            ),
-            Self::AboveFourGiB { phys } => write!(
-                f,
-                "physical address 0x{phys:x} is above 4 GiB but IA32_VMX_BASIC bit 48 limits it to 32 bits"
-            ),
-            Self::TooSmall { size, required } => {
-                write!(f, "{size} bytes is smaller than the {required} bytes IA32_VMX_BASIC asks for")
-            }
-            Self::VirtualUnaligned { virt } => write!(f, "virtual address 0x{virt:x} is not 4 KiB aligned"),
-            Self::Overlapping { phys } => {
-                write!(f, "the VMXON and VMCS regions share the page at 0x{phys:x}")
-            }
         }
     }
 }

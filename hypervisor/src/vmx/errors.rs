@@ -6,7 +6,6 @@
 
 use core::fmt;
 
-use super::basic::RegionError;
 use super::fixed_bits::FixedBitViolations;
 
 /// A VMX instruction, for error messages.
@@ -149,7 +148,7 @@ impl Exception {
     pub const GP: Self = Self { vector: 13 };
 
     pub fn mnemonic(self) -> &'static str {
-        crate::interrupts::exception_name(u64::from(self.vector))
+        crate::arch::exception::name(u64::from(self.vector))
     }
 }
 
@@ -287,6 +286,46 @@ impl fmt::Display for VmxError {
                 f,
                 "VMPTRST returned 0x{found:x} after VMPTRLD of 0x{expected:x}: the VMCS is not current"
             ),
+        }
+    }
+}
+
+/// Why a region cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionError {
+    /// Not 4-KiB aligned.
+    Unaligned { phys: u64 },
+    /// Sets bits at or above MAXPHYADDR.
+    BeyondPhysicalAddressWidth { phys: u64, maxphyaddr: u8 },
+    /// At or above 4 GiB while IA32_VMX_BASIC bit 48 limits region addresses to 32 bits.
+    AboveFourGiB { phys: u64 },
+    /// Smaller than IA32_VMX_BASIC bits 44:32.
+    TooSmall { size: usize, required: u16 },
+    /// The virtual mapping is not 4-KiB aligned, so it cannot be the mapping of an aligned physical page.
+    VirtualUnaligned { virt: u64 },
+    /// The VMXON region and the VMCS region share a page.
+    Overlapping { phys: u64 },
+}
+
+impl fmt::Display for RegionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unaligned { phys } => write!(f, "physical address 0x{phys:x} is not 4 KiB aligned"),
+            Self::BeyondPhysicalAddressWidth { phys, maxphyaddr } => write!(
+                f,
+                "physical address 0x{phys:x} does not fit in the {maxphyaddr}-bit physical-address width"
+            ),
+            Self::AboveFourGiB { phys } => write!(
+                f,
+                "physical address 0x{phys:x} is above 4 GiB but IA32_VMX_BASIC bit 48 limits it to 32 bits"
+            ),
+            Self::TooSmall { size, required } => {
+                write!(f, "{size} bytes is smaller than the {required} bytes IA32_VMX_BASIC asks for")
+            }
+            Self::VirtualUnaligned { virt } => write!(f, "virtual address 0x{virt:x} is not 4 KiB aligned"),
+            Self::Overlapping { phys } => {
+                write!(f, "the VMXON and VMCS regions share the page at 0x{phys:x}")
+            }
         }
     }
 }

@@ -16,13 +16,14 @@
 //! RAX is preloaded with `u64::MAX`, so RAX != `u64::MAX` after the block means "faulted with vector RAX".
 
 use core::arch::asm;
-use core::arch::x86_64::{__cpuid_count, CpuidResult};
 use core::marker::PhantomData;
 
 use x86_64::registers::control::{Cr0, Cr4};
-use x86_64::registers::model_specific::Msr;
 
-use super::{InstrOutcome, InstructionError, VmFail, VmxCpu, VMCS_VM_INSTRUCTION_ERROR};
+use super::{
+    CpuidResult, InstrOutcome, InstructionError, VmFail, VmxCpu, VMCS_VM_INSTRUCTION_ERROR,
+};
+use crate::arch::{cpuid, msr};
 
 /// RAX before a probing instruction; the fix-up overwrites it with the vector.
 #[cfg(target_os = "none")]
@@ -128,18 +129,18 @@ impl HardwareCpu {
 
 impl VmxCpu for HardwareCpu {
     fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidResult {
-        __cpuid_count(leaf, subleaf)
+        cpuid::cpuid(leaf, subleaf)
     }
 
-    fn read_msr(&self, msr: u32) -> u64 {
+    fn read_msr(&self, index: u32) -> u64 {
         // SAFETY: RDMSR has no side effect on the MSRs this module reads (feature control and the VMX capability
         // MSRs, read only after CPUID reports VMX). A missing MSR raises #GP, which is fatal but touches no memory.
-        unsafe { Msr::new(msr).read() }
+        unsafe { msr::read(index) }
     }
 
-    unsafe fn write_msr(&mut self, msr: u32, value: u64) {
+    unsafe fn write_msr(&mut self, index: u32, value: u64) {
         // SAFETY: forwarded to the caller's guarantee (trait documentation).
-        unsafe { Msr::new(msr).write(value) }
+        unsafe { msr::write(index, value) }
     }
 
     fn read_cr0(&self) -> u64 {

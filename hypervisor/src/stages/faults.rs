@@ -1,18 +1,11 @@
 //! Deliberate failures from the command line (`fault=`, `fault_cpu=`), so that tests prove every failure path
 //! is reported with the right CPU, cause and verdict (docs/reliability.md).
 
-use crate::cmdline::Fault;
+use crate::config::{self, Fault};
 
-static ARMED: spin::Once<(Fault, u32)> = spin::Once::new();
-
-/// Set by the BSP before any AP starts.
-pub fn arm(target: (Fault, u32)) {
-    ARMED.call_once(|| target);
-}
-
-/// The fault armed for logical CPU `cpu`, if any.
+/// The fault armed for logical CPU `cpu` by the command line, if any.
 pub fn armed_for(cpu: u32) -> Option<Fault> {
-    ARMED.get().filter(|(_, c)| *c == cpu).map(|(f, _)| *f)
+    config::get().fault_on(cpu)
 }
 
 /// Raises the armed fault now if it targets `cpu` and is one that happens "now" (not `ap_hang` or

@@ -1,42 +1,43 @@
 //! The VMX stage on each core (docs/vmx.md): regions from the frame allocator, the optional conformance
 //! self-test, VMX root operation with a current VMCS, and teardown when the run exits.
 
-use crate::exit::{self, Reason, TALLY};
-use crate::percpu::{self, status, Pcb, VmxCore};
-use crate::vmx::{self, HardwareCpu, Region, RegionPair, VmxError, VmxState};
-use crate::{apic, memory, time};
+use crate::exit::{self, Reason, SummaryKey, TALLY};
+use crate::percpu::{self, Pcb};
+use crate::vmx::{HardwareCpu, Region, RegionPair, VmxCore, VmxError};
+use crate::{arch, config, interrupts, memory, time};
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use smp::LocalApic;
 
-static ENABLED: AtomicBool = AtomicBool::new(true);
-static SELFTEST: AtomicBool = AtomicBool::new(false);
-static UNSUPPORTED: AtomicU32 = AtomicU32::new(0);
-static FIRMWARE_DISABLED: AtomicU32 = AtomicU32::new(0);
-static OTHER_FAILURES: AtomicU32 = AtomicU32::new(0);
-static SELFTEST_PASS: AtomicU32 = AtomicU32::new(0);
-static SELFTEST_FAIL: AtomicU32 = AtomicU32::new(0);
-static STOPPING: AtomicBool = AtomicBool::new(false);
-static LEFT: AtomicU32 = AtomicU32::new(0);
+/// What each core needs from the frame allocator for this stage: its VMXON region and its VMCS.
+pub const BYTES_PER_CORE: u64 = 2 * memory::PAGE_SIZE;
 
-/// Reads `vmx=on|off` and `selftest=vmx` (set by the BSP before any AP starts).
-pub fn configure(vmx: Option<&str>, selftest: Option<&str>) {
-    match vmx {
-        None | Some("on") => {}
-        Some("off") => ENABLED.store(false, Ordering::Relaxed),
-        Some(other) => log::warn!(target: "vmx", "vmx={other} is not on|off; VMX stays on"),
-    }
-    match selftest {
-        None => {}
-        Some("vmx") => SELFTEST.store(true, Ordering::Relaxed),
-        Some(other) => {
-            log::warn!(target: "vmx", "selftest={other} is unknown (only selftest=vmx exists)")
-        }
-    }
+/// The stage's counts over all cores (the cores in VMX root are `exit::TALLY.vmx_root`).
+struct VmxTally {
+    unsupported: AtomicU32,
+    firmware_disabled: AtomicU32,
+    other_failures: AtomicU32,
+    selftest_pass: AtomicU32,
+    selftest_fail: AtomicU32,
+    /// Cores that left VMX operation during the teardown.
+    left: AtomicU32,
+    /// Set when the teardown starts: an NMI then means "leave VMX and stop".
+    stopping: AtomicBool,
 }
 
+static STAGE: VmxTally = VmxTally {
+    unsupported: AtomicU32::new(0),
+    firmware_disabled: AtomicU32::new(0),
+    other_failures: AtomicU32::new(0),
+    selftest_pass: AtomicU32::new(0),
+    selftest_fail: AtomicU32::new(0),
+    left: AtomicU32::new(0),
+    stopping: AtomicBool::new(false),
+};
+
+/// `vmx=on|off` from the command line.
 pub fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
+    config::get().vmx
 }
 
 fn region(phys: u64) -> Region {
@@ -64,19 +65,16 @@ pub fn run_on_this_cpu(pcb: &'static Pcb) -> Option<u64> {
     let (Some(vmxon), Some(vmcs)) = (memory::alloc_zeroed(1, 4096), memory::alloc_zeroed(1, 4096))
     else {
         log::error!(target: "vmx", "failed apic_id={apic_id} error=\"no memory for the VMXON and VMCS regions\"");
-        OTHER_FAILURES.fetch_add(1, Ordering::AcqRel);
+        STAGE.other_failures.fetch_add(1, Ordering::AcqRel);
         return Some(time::now_us());
     };
-    let mut core = VmxCore {
-        state: VmxState::NotEntered,
-        regions: RegionPair {
-            vmxon: region(vmxon),
-            vmcs: region(vmcs),
-        },
-    };
+    let mut core = VmxCore::new(RegionPair {
+        vmxon: region(vmxon),
+        vmcs: region(vmcs),
+    });
 
-    if SELFTEST.load(Ordering::Relaxed) {
-        let report = vmx::run_selftest(&mut cpu, &mut core.state, &core.regions);
+    if config::get().selftest {
+        let report = core.selftest(&mut cpu);
         for result in report.results.iter() {
             log::info!(target: "vmx", "selftest apic_id={apic_id} {result}");
         }
@@ -85,22 +83,23 @@ pub fn run_on_this_cpu(pcb: &'static Pcb) -> Option<u64> {
         if let Some(e) = report.restore_error {
             log::error!(target: "vmx", "selftest apic_id={apic_id} could not restore the core's state: {e}");
         }
-        SELFTEST_PASS.fetch_add(summary.passed as u32, Ordering::AcqRel);
-        SELFTEST_FAIL.fetch_add(
+        STAGE
+            .selftest_pass
+            .fetch_add(summary.passed as u32, Ordering::AcqRel);
+        STAGE.selftest_fail.fetch_add(
             summary.failed as u32 + u32::from(report.restore_error.is_some()),
             Ordering::AcqRel,
         );
     }
 
-    let entered = vmx::enter_vmx_root(&mut cpu, &mut core.state, &core.regions);
+    let entered = core.enter(&mut cpu);
     let done_us = time::now_us();
     match entered {
         Ok(report) => {
-            pcb.set_status(status::VMX_CAPABLE | status::VMX_ROOT);
             TALLY.vmx_root.fetch_add(1, Ordering::AcqRel);
             log::info!(target: "vmx", "root apic_id={apic_id} {report}");
-            // Entering again must be a no-op (the PCB's VMX_ROOT status), never a second VMXON.
-            match vmx::enter_vmx_root(&mut cpu, &mut core.state, &core.regions) {
+            // Entering again must be a no-op (the core's state says it is in root), never a second VMXON.
+            match core.enter(&mut cpu) {
                 Ok(again) if again.already => {
                     log::debug!(target: "vmx", "apic_id={apic_id} second entry is a no-op")
                 }
@@ -112,14 +111,14 @@ pub fn run_on_this_cpu(pcb: &'static Pcb) -> Option<u64> {
         }
         Err(VmxError::Unsupported) => {
             log::warn!(target: "vmx", "unsupported apic_id={apic_id} (CPUID.1:ECX.VMX[bit 5] = 0)");
-            UNSUPPORTED.fetch_add(1, Ordering::AcqRel);
+            STAGE.unsupported.fetch_add(1, Ordering::AcqRel);
         }
         Err(e) => {
             log::error!(target: "vmx", "failed apic_id={apic_id} error=\"{e}\"");
             if let VmxError::DisabledByFirmware { .. } = e {
-                FIRMWARE_DISABLED.fetch_add(1, Ordering::AcqRel);
+                STAGE.firmware_disabled.fetch_add(1, Ordering::AcqRel);
             } else {
-                OTHER_FAILURES.fetch_add(1, Ordering::AcqRel);
+                STAGE.other_failures.fetch_add(1, Ordering::AcqRel);
             }
         }
     }
@@ -134,28 +133,24 @@ pub fn judge(last_done_us: u64) -> Option<(exit::Verdict, Reason)> {
         return None;
     }
     let online = TALLY.online.load(Ordering::Acquire);
-    exit::add_summary_value("t_vmx_us", last_done_us);
-    if SELFTEST.load(Ordering::Relaxed) {
-        exit::add_summary_value(
-            "selftest_pass",
-            u64::from(SELFTEST_PASS.load(Ordering::Acquire)),
-        );
-        exit::add_summary_value(
-            "selftest_fail",
-            u64::from(SELFTEST_FAIL.load(Ordering::Acquire)),
-        );
+    exit::set_summary_value(SummaryKey::VmxUs, last_done_us);
+    let selftest_fail = STAGE.selftest_fail.load(Ordering::Acquire);
+    if config::get().selftest {
+        let pass = STAGE.selftest_pass.load(Ordering::Acquire);
+        exit::set_summary_value(SummaryKey::SelftestPass, u64::from(pass));
+        exit::set_summary_value(SummaryKey::SelftestFail, u64::from(selftest_fail));
     }
     let in_root = TALLY.vmx_root.load(Ordering::Acquire);
     log::info!(target: "vmx", "stage done vmx_root={in_root} online={online}");
-    if SELFTEST_FAIL.load(Ordering::Acquire) > 0 {
+    if selftest_fail > 0 {
         return Some((exit::Verdict::Fail, Reason::SelftestFailed));
     }
     if in_root == online {
         return None;
     }
-    let reason = if UNSUPPORTED.load(Ordering::Acquire) > 0 {
+    let reason = if STAGE.unsupported.load(Ordering::Acquire) > 0 {
         Reason::VmxUnsupported
-    } else if FIRMWARE_DISABLED.load(Ordering::Acquire) > 0 {
+    } else if STAGE.firmware_disabled.load(Ordering::Acquire) > 0 {
         Reason::VmxDisabledByFirmware
     } else {
         Reason::VmxFailed
@@ -166,31 +161,35 @@ pub fn judge(last_done_us: u64) -> Option<(exit::Verdict, Reason)> {
 /// Leaves VMX operation on the calling core if it is in it, and logs it.
 fn leave_on_this_cpu(pcb: &Pcb) {
     let mut slot = pcb.vmx.lock();
-    let Some(core) = slot.as_mut() else { return };
-    if !pcb.has_status(status::VMX_ROOT) {
+    let Some(core) = slot.as_mut().filter(|c| c.in_root()) else {
         return;
-    }
+    };
     // SAFETY: as in `run_on_this_cpu`: used only on this core.
     let mut cpu = unsafe { HardwareCpu::new() };
-    match vmx::leave_vmx_root(&mut cpu, &mut core.state) {
+    match core.leave(&mut cpu) {
         Ok(()) => {
-            pcb.clear_status(status::VMX_ROOT);
-            log::info!(target: "vmx", "left apic_id={} (VMCLEAR, VMXOFF, CR4.VMXE cleared)", pcb.apic_id);
+            log::info!(target: "vmx", "left apic_id={} (VMCLEAR, VMXOFF, CR4.VMXE cleared)", pcb.apic_id)
         }
         Err(e) => log::error!(target: "vmx", "leave failed apic_id={} error=\"{e}\"", pcb.apic_id),
     }
-    LEFT.fetch_add(1, Ordering::AcqRel);
+    STAGE.left.fetch_add(1, Ordering::AcqRel);
 }
 
-/// The NMI handler's hook: during teardown an NMI means "leave VMX and stop". Returns false otherwise.
-pub fn on_nmi() -> bool {
-    if !STOPPING.load(Ordering::Acquire) {
+/// Whether `pcb`'s core is in VMX root operation.
+fn in_root(pcb: &Pcb) -> bool {
+    pcb.vmx.lock().as_ref().is_some_and(VmxCore::in_root)
+}
+
+/// The NMI hook (registered by [`teardown_all`]): during teardown an NMI means "leave VMX and stop".
+/// Returns false otherwise.
+fn on_nmi() -> bool {
+    if !STAGE.stopping.load(Ordering::Acquire) {
         return false;
     }
     if let Some(pcb) = percpu::this_cpu() {
         leave_on_this_cpu(pcb);
     }
-    crate::arch::halt_forever()
+    arch::halt_forever()
 }
 
 /// On the BSP before the run exits: every core in VMX root leaves it (APs are woken with an NMI).
@@ -199,26 +198,27 @@ pub fn teardown_all(timeout_us: u64) {
     let cores: alloc::vec::Vec<&'static Pcb> = percpu::ALL.lock().clone();
     let others: alloc::vec::Vec<_> = cores
         .iter()
-        .filter(|p| p.has_status(status::VMX_ROOT) && me.is_none_or(|m| m.index != p.index))
+        .filter(|p| me.is_none_or(|m| m.index != p.index) && in_root(p))
         .collect();
-    STOPPING.store(true, Ordering::Release);
-    let lapic = apic::local();
+    interrupts::set_nmi_hook(on_nmi);
+    STAGE.stopping.store(true, Ordering::Release);
+    let lapic = arch::lapic::local();
     for pcb in &others {
         let icr = smp::apic::Icr::new(0, smp::apic::DeliveryMode::Nmi, true, false, pcb.apic_id);
         if let Err(e) = lapic.send_ipi(icr) {
             log::warn!(target: "vmx", "NMI to apic_id={} failed: {e}", pcb.apic_id);
         }
     }
-    let me_in_root = me.is_some_and(|m| m.has_status(status::VMX_ROOT));
+    let me_in_root = me.is_some_and(in_root);
     if let Some(me) = me.filter(|_| me_in_root) {
         leave_on_this_cpu(me);
     }
     let want = others.len() as u32 + u32::from(me_in_root);
     let deadline = time::now_us() + timeout_us;
-    while LEFT.load(Ordering::Acquire) < want && time::now_us() < deadline {
-        crate::arch::pause();
+    while STAGE.left.load(Ordering::Acquire) < want && time::now_us() < deadline {
+        arch::pause();
     }
-    let left = LEFT.load(Ordering::Acquire);
+    let left = STAGE.left.load(Ordering::Acquire);
     if left < want {
         log::warn!(target: "vmx", "teardown: only {left} of {want} cores confirmed leaving VMX operation");
     }
