@@ -133,6 +133,20 @@ impl FrameAllocator {
     }
 }
 
+/// A zeroed 4 KiB frame from the frame allocator, identity-mapped write-back, handed out once and never freed:
+/// its owner may give it to the processor (a VMX region). Only [`alloc_owned_frame`] makes one.
+#[derive(Debug)]
+pub struct OwnedFrame {
+    phys: u64,
+}
+
+impl OwnedFrame {
+    /// Its physical address, which is also its virtual address (identity map).
+    pub fn phys(&self) -> u64 {
+        self.phys
+    }
+}
+
 #[cfg(target_os = "none")]
 pub use hw::*;
 
@@ -233,6 +247,11 @@ mod hw {
             return None;
         }
         Some((guard, guard + PAGE_SIZE, guard + (pages + 1) * PAGE_SIZE))
+    }
+
+    /// One zeroed frame for its owner alone (see [`OwnedFrame`]).
+    pub fn alloc_owned_frame() -> Option<OwnedFrame> {
+        alloc_zeroed(1, PAGE_SIZE).map(|phys| OwnedFrame { phys })
     }
 
     /// A guarded stack that nothing runs on yet, from [`alloc_fresh_stack`]; [`FreshStack::switch_to`] consumes it.

@@ -10,7 +10,8 @@
 //! Stages call core services (`exit`, `interrupts`, `logger`, `memory`, `percpu`, `time`) and `arch`; no core
 //! service calls a stage (a stage that must act on an event, like the VMX stage's NMI teardown, registers a
 //! hook with the service). Stages only orchestrate: the hardware access they need sits in `arch`, `memory`,
-//! `percpu` and `vmx::instructions`.
+//! `percpu` and `vmx::instructions`. The whole tree is `deny(unsafe_code)`.
+#![deny(unsafe_code)]
 
 pub mod ap;
 #[cfg(target_os = "none")]

@@ -1,11 +1,11 @@
 //! The VMX stage on each core (docs/vmx.md): regions from the frame allocator, the optional conformance
 //! self-test, VMX root operation with a current VMCS, and teardown when the run exits.
+#![deny(unsafe_code)]
 
 use crate::exit::{self, Reason, SummaryKey, TALLY};
 use crate::percpu::{self, Pcb};
 use crate::vmx::{HardwareCpu, Region, RegionPair, VmxCore, VmxError};
 use crate::{arch, config, interrupts, memory, time};
-use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use smp::LocalApic;
 
@@ -40,18 +40,6 @@ pub fn enabled() -> bool {
     config::get().vmx
 }
 
-fn region(phys: u64) -> Region {
-    // SAFETY: `phys` is a zeroed 4 KiB frame from the frame allocator, identity-mapped (so `phys` is also its
-    // virtual address, 4 KiB-aligned, write-back), reserved for this core's VMX use for the rest of the run.
-    unsafe {
-        Region::new(
-            phys,
-            NonNull::new(phys as *mut u8).expect("frames are never at 0"),
-            4096,
-        )
-    }
-}
-
 /// Runs the stage on the calling core. Every outcome is logged and counted; nothing here ends the run.
 /// Returns when the stage finished (microseconds since boot, taken before its log lines), None if VMX is off.
 pub fn run_on_this_cpu(pcb: &'static Pcb) -> Option<u64> {
@@ -59,18 +47,17 @@ pub fn run_on_this_cpu(pcb: &'static Pcb) -> Option<u64> {
         return None;
     }
     let apic_id = pcb.apic_id;
-    // SAFETY: this HardwareCpu is used only on this core, for this stage; the IDT with the fix-up table is
-    // loaded on this core, so expected faults in the self-test are caught.
-    let mut cpu = unsafe { HardwareCpu::new() }.with_fault_fixup();
-    let (Some(vmxon), Some(vmcs)) = (memory::alloc_zeroed(1, 4096), memory::alloc_zeroed(1, 4096))
+    // The IDT with the fix-up table is loaded on this core, so expected faults in the self-test are caught.
+    let mut cpu = HardwareCpu::this_core().with_fault_fixup();
+    let (Some(vmxon), Some(vmcs)) = (memory::alloc_owned_frame(), memory::alloc_owned_frame())
     else {
         log::error!(target: "vmx", "failed apic_id={apic_id} error=\"no memory for the VMXON and VMCS regions\"");
         STAGE.other_failures.fetch_add(1, Ordering::AcqRel);
         return Some(time::now_us());
     };
     let mut core = VmxCore::new(RegionPair {
-        vmxon: region(vmxon),
-        vmcs: region(vmcs),
+        vmxon: Region::from_frame(vmxon),
+        vmcs: Region::from_frame(vmcs),
     });
 
     if config::get().selftest {
@@ -164,8 +151,7 @@ fn leave_on_this_cpu(pcb: &Pcb) {
     let Some(core) = slot.as_mut().filter(|c| c.in_root()) else {
         return;
     };
-    // SAFETY: as in `run_on_this_cpu`: used only on this core.
-    let mut cpu = unsafe { HardwareCpu::new() };
+    let mut cpu = HardwareCpu::this_core();
     match core.leave(&mut cpu) {
         Ok(()) => {
             log::info!(target: "vmx", "left apic_id={} (VMCLEAR, VMXOFF, CR4.VMXE cleared)", pcb.apic_id)

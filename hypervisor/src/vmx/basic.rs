@@ -137,6 +137,21 @@ impl Region {
         self.size
     }
 
+    /// The region in a frame the frame allocator handed out for good (4 KiB, identity-mapped).
+    pub fn from_frame(frame: crate::memory::OwnedFrame) -> Self {
+        let phys = frame.phys();
+        // SAFETY: an `OwnedFrame` is a zeroed 4 KiB frame, identity-mapped (so `phys` is also its virtual
+        // address, 4 KiB-aligned, write-back), never freed, and owned by whoever holds the value; it is
+        // consumed here, so the region is its only user for the rest of the run.
+        unsafe {
+            Region::new(
+                phys,
+                NonNull::new(phys as *mut u8).expect("frames are never at 0"),
+                4096,
+            )
+        }
+    }
+
     /// [`validate_region`] plus a check of the virtual mapping's alignment.
     pub fn validate(&self, basic: &VmxBasic, maxphyaddr: u8) -> Result<(), RegionError> {
         validate_region(self.phys, self.size, basic, maxphyaddr)?;

@@ -68,6 +68,14 @@ impl HardwareCpu {
         }
     }
 
+    /// The processor of the calling core. The image runs every core at CPL 0 in 64-bit mode and never migrates
+    /// code between cores, and the value is not `Send`, so `new`'s contract holds by construction.
+    #[cfg(target_os = "none")]
+    pub const fn this_core() -> Self {
+        // SAFETY: see above.
+        unsafe { Self::new() }
+    }
+
     /// Declares that the kernel's fix-up table is in place on this core: the loaded IDT sends every exception
     /// whose RIP is listed in `.ex_table` to the entry's resume RIP with RAX = vector (see the module docs).
     /// Makes [`VmxCpu::can_catch_faults`] true. If the claim is false, a fault in the self-test is reported as
