@@ -23,7 +23,7 @@ pub struct TrapFrame {
     pub rax: u64,
     pub vector: u64,
     pub error_code: u64,
-    // Pushed by the CPU (SDM vol. 3A 6.14.2, 64-bit mode stack frame).
+    // Pushed by the CPU (SDM vol. 3A 7.14.2, 64-bit mode stack frame).
     pub rip: u64,
     pub cs: u64,
     pub rflags: u64,
@@ -191,7 +191,7 @@ mod hw {
                 18 => percpu::IST_MACHINE_CHECK,
                 _ => 0,
             };
-            // 64-bit interrupt gate (SDM vol. 3A 6.14.1): offset 15:0, selector, IST, type 0xE, present.
+            // 64-bit interrupt gate (SDM vol. 3A 7.14.1): offset 15:0, selector, IST, type 0xE, present.
             let low = (handler & 0xFFFF)
                 | (u64::from(cs) << 16)
                 | (u64::from(ist) << 32)

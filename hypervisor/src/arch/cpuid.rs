@@ -26,7 +26,7 @@ pub struct CpuInfo {
     pub smx: bool,
     /// CPUID.1:ECX bit 21.
     pub x2apic: bool,
-    /// CPUID.80000008H:EAX[7:0]; 36 when the leaf is missing (SDM vol. 3A 4.1.4).
+    /// CPUID.80000008H:EAX[7:0]; 36 when the leaf is missing (SDM vol. 3A 5.1.4).
     pub maxphyaddr: u8,
     /// Initial APIC id, CPUID.1:EBX[31:24] (8 bits; the x2APIC id comes from leaf 0xB).
     pub initial_apic_id: u32,

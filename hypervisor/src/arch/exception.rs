@@ -1,7 +1,7 @@
 //! The architectural exception vectors: their mnemonics, and instructions that raise some of them on purpose
 //! (the command line's `fault=`, docs/reliability.md).
 
-/// Mnemonics of the architectural exception vectors (SDM vol. 3A table 6-1).
+/// Mnemonics of the architectural exception vectors (SDM vol. 3A table 7-1).
 pub fn name(vector: u64) -> &'static str {
     match vector {
         0 => "#DE",

@@ -6,7 +6,7 @@
 //! monitor treatment of SMIs; bits 53:50 the memory type the processor uses to access the VMCS (6 = write-back);
 //! bit 54 INS/OUTS instruction information in VM exits; bit 55 the IA32_VMX_TRUE_*_CTLS MSRs exist.
 //!
-//! Region requirements, vol. 3C 24.11.5 "VMXON region" and 24.2 "Format of the VMCS region": 4-KiB aligned,
+//! Region requirements, vol. 3C 25.11.5 "VMXON region" and 25.2 "Format of the VMCS region": 4-KiB aligned,
 //! within the physical-address width, the first 4 bytes hold the revision identifier with bit 31 clear (bit 31
 //! set would mean a shadow VMCS, which VMXON rejects).
 
@@ -113,7 +113,7 @@ impl Region {
     /// `virt` must map the `size` bytes at physical address `phys` (the mapping used by this core), write-back
     /// cacheable, and those bytes must be reserved for this core's VMX use for the rest of the run: nothing else
     /// may read or write them, and they must never be freed or remapped. (While a region is in use the processor
-    /// owns its contents; SDM vol. 3C 24.11.1 forbids software from touching them.)
+    /// owns its contents; SDM vol. 3C 25.11.1 forbids software from touching them.)
     ///
     /// # Panics
     /// If `size` is less than 4 (the revision identifier alone takes 4 bytes).

@@ -1,8 +1,8 @@
 //! Typed errors of the VMX stage, each printable as one line of words (no double quotes, so the kernel can wrap
 //! the text in `error="..."`).
 //!
-//! VM-instruction error numbers: SDM vol. 3C 30.4, table 30-1 "VM-Instruction Error Numbers"; VMfailInvalid and
-//! VMfailValid: SDM vol. 3C 30.2 "Conventions".
+//! VM-instruction error numbers: SDM vol. 3C 31.4, table 31-1 "VM-Instruction Error Numbers"; VMfailInvalid and
+//! VMfailValid: SDM vol. 3C 31.2 "Conventions".
 
 use core::fmt;
 
@@ -70,7 +70,7 @@ impl InstructionError {
     pub const VM_ENTRY_BLOCKED_BY_MOV_SS: Self = Self(26);
     pub const INVALID_INVEPT_INVVPID_OPERAND: Self = Self(28);
 
-    /// The SDM's description (table 30-1) of this error number, or `None` for 0, the reserved numbers 14, 21 and
+    /// The SDM's description (table 31-1) of this error number, or `None` for 0, the reserved numbers 14, 21 and
     /// 27, and numbers above 28.
     pub const fn description(self) -> Option<&'static str> {
         Some(match self.0 {
@@ -117,7 +117,7 @@ impl fmt::Display for InstructionError {
     }
 }
 
-/// How a VMX instruction failed without faulting (SDM vol. 3C 30.2).
+/// How a VMX instruction failed without faulting (SDM vol. 3C 31.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VmFail {
     /// VMfailInvalid: RFLAGS.CF = 1; there is no current VMCS to hold an error number.
@@ -245,7 +245,7 @@ impl fmt::Display for RegionKind {
     }
 }
 
-/// Name of a memory type encoding (SDM vol. 3D A.1 and table 11-10).
+/// Name of a memory type encoding (SDM vol. 3D A.1 and vol. 3A ch. 12, "Memory cache control").
 pub const fn memory_type_name(memory_type: u8) -> &'static str {
     match memory_type {
         0 => "uncacheable",

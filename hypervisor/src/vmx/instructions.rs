@@ -1,6 +1,6 @@
 //! The real processor: `asm!` wrappers for the VMX instructions, and MSR/CR/CPUID access.
 //!
-//! Status reporting follows SDM vol. 3C 30.2 "Conventions": VMsucceed clears CF and ZF; VMfailInvalid sets CF
+//! Status reporting follows SDM vol. 3C 31.2 "Conventions": VMsucceed clears CF and ZF; VMfailInvalid sets CF
 //! (no current VMCS to hold an error number); VMfailValid sets ZF and stores an error number in the current
 //! VMCS's VM-instruction error field (encoding 0x4400), read here with VMREAD. CF and ZF are captured with
 //! SETC/SETZ inside the same `asm!` block as the instruction, so no compiler-generated code can clobber them.
