@@ -2,7 +2,7 @@
 
 use crate::{arch, logger, time};
 use core::fmt::Write;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -81,23 +81,60 @@ pub static TALLY: Tally = Tally {
     vmx_root: AtomicU32::new(0),
 };
 
-/// Extra `key=value` pairs later stages add to the summary (self-test counts, phase times).
-static EXTRA: spin::Mutex<[Option<(&'static str, u64)>; 12]> = spin::Mutex::new([None; 12]);
-
-pub fn summary_value(key: &str) -> Option<u64> {
-    EXTRA
-        .lock()
-        .iter()
-        .flatten()
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| *v)
+/// The optional `key=value` pairs of the summary, in the order they are printed (docs/serial-log.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SummaryKey {
+    AcpiUs,
+    FirstSipiUs,
+    OnlineUs,
+    VmxUs,
+    SelftestPass,
+    SelftestFail,
 }
 
-pub fn add_summary_value(key: &'static str, value: u64) {
-    let mut extra = EXTRA.lock();
-    if let Some(slot) = extra.iter_mut().find(|s| s.is_none_or(|(k, _)| k == key)) {
-        *slot = Some((key, value));
+impl SummaryKey {
+    pub const ALL: [SummaryKey; 6] = [
+        SummaryKey::AcpiUs,
+        SummaryKey::FirstSipiUs,
+        SummaryKey::OnlineUs,
+        SummaryKey::VmxUs,
+        SummaryKey::SelftestPass,
+        SummaryKey::SelftestFail,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SummaryKey::AcpiUs => "t_acpi_us",
+            SummaryKey::FirstSipiUs => "t_first_sipi_us",
+            SummaryKey::OnlineUs => "t_online_us",
+            SummaryKey::VmxUs => "t_vmx_us",
+            SummaryKey::SelftestPass => "selftest_pass",
+            SummaryKey::SelftestFail => "selftest_fail",
+        }
     }
+}
+
+/// The values of the optional pairs, one per [`SummaryKey`] (so none can be dropped); [`UNSET`] = not reported.
+static EXTRA: [AtomicU64; SummaryKey::ALL.len()] =
+    [const { AtomicU64::new(UNSET) }; SummaryKey::ALL.len()];
+const UNSET: u64 = u64::MAX;
+
+pub fn summary_value(key: SummaryKey) -> Option<u64> {
+    Some(EXTRA[key as usize].load(Ordering::Acquire)).filter(|&v| v != UNSET)
+}
+
+/// Sets (or replaces) the value of `key`.
+pub fn set_summary_value(key: SummaryKey, value: u64) {
+    EXTRA[key as usize].store(value, Ordering::Release);
+}
+
+/// Sets the value of `key` unless it already has one.
+pub fn set_summary_value_once(key: SummaryKey, value: u64) {
+    let _ = EXTRA[key as usize].compare_exchange(UNSET, value, Ordering::AcqRel, Ordering::Acquire);
+}
+
+fn summary_values() -> [Option<u64>; SummaryKey::ALL.len()] {
+    SummaryKey::ALL.map(summary_value)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,13 +156,8 @@ pub fn on_done() -> OnDone {
 }
 static FINISHED: AtomicBool = AtomicBool::new(false);
 
-pub fn set_on_done(action: crate::cmdline::OnDone) {
-    let v = match action {
-        crate::cmdline::OnDone::Halt => OnDone::Halt,
-        crate::cmdline::OnDone::Exit => OnDone::Exit,
-        crate::cmdline::OnDone::Reboot => OnDone::Reboot,
-    };
-    ON_DONE.store(v as u8, Ordering::Relaxed);
+pub fn set_on_done(action: OnDone) {
+    ON_DONE.store(action as u8, Ordering::Relaxed);
 }
 
 /// Formats the summary message (without the log prefix).
@@ -135,7 +167,7 @@ pub fn format_summary(
     verdict: Verdict,
     boot_us: u64,
     reason: Reason,
-    extra: &[Option<(&'static str, u64)>],
+    extra: &[Option<u64>; SummaryKey::ALL.len()],
 ) {
     let [cpus, online, failed, vmx_root] = tally;
     let _ = write!(
@@ -144,8 +176,10 @@ pub fn format_summary(
         verdict.name(),
         reason.name()
     );
-    for (k, v) in extra.iter().flatten() {
-        let _ = write!(out, " {k}={v}");
+    for (key, value) in SummaryKey::ALL.iter().zip(extra) {
+        if let Some(v) = value {
+            let _ = write!(out, " {}={v}", key.name());
+        }
     }
 }
 
@@ -160,7 +194,7 @@ pub fn finish(verdict: Verdict, reason: Reason) -> ! {
         TALLY.failed.load(Ordering::Acquire),
         TALLY.vmx_root.load(Ordering::Acquire),
     ];
-    let extra = *EXTRA.lock();
+    let extra = summary_values();
     let mut msg = logger::LineBuf::new();
     format_summary(&mut msg, tally, verdict, time::now_us(), reason, &extra);
     let text =
@@ -274,12 +308,33 @@ mod tests {
             Verdict::Ok,
             1834,
             Reason::None,
-            &[Some(("selftest_pass", 9)), None],
+            &[None, None, None, None, Some(9), None],
         );
         assert_eq!(
             s,
             "summary: cpus=4 online=4 failed=0 vmx_root=4 verdict=ok boot_us=1834 reason=none selftest_pass=9"
         );
+    }
+
+    #[test]
+    fn every_summary_key_is_printed_in_the_documented_order() {
+        let mut s = String::new();
+        format_summary(
+            &mut s,
+            [1, 1, 0, 0],
+            Verdict::Ok,
+            7,
+            Reason::None,
+            &[Some(1), Some(2), Some(3), Some(4), Some(5), Some(6)],
+        );
+        assert_eq!(
+            s,
+            "summary: cpus=1 online=1 failed=0 vmx_root=0 verdict=ok boot_us=7 reason=none \
+             t_acpi_us=1 t_first_sipi_us=2 t_online_us=3 t_vmx_us=4 selftest_pass=5 selftest_fail=6"
+        );
+        for (i, key) in SummaryKey::ALL.iter().enumerate() {
+            assert_eq!(*key as usize, i, "{key:?}");
+        }
     }
 
     #[test]

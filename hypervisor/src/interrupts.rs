@@ -23,39 +23,12 @@ pub struct TrapFrame {
     pub rax: u64,
     pub vector: u64,
     pub error_code: u64,
-    // Pushed by the CPU (SDM vol. 3A 6.14.2, 64-bit mode stack frame).
+    // Pushed by the CPU (SDM vol. 3A 7.14.2, 64-bit mode stack frame).
     pub rip: u64,
     pub cs: u64,
     pub rflags: u64,
     pub rsp: u64,
     pub ss: u64,
-}
-
-/// Mnemonics of the architectural exception vectors (SDM vol. 3A table 6-1).
-pub fn exception_name(vector: u64) -> &'static str {
-    match vector {
-        0 => "#DE",
-        1 => "#DB",
-        2 => "NMI",
-        3 => "#BP",
-        4 => "#OF",
-        5 => "#BR",
-        6 => "#UD",
-        7 => "#NM",
-        8 => "#DF",
-        10 => "#TS",
-        11 => "#NP",
-        12 => "#SS",
-        13 => "#GP",
-        14 => "#PF",
-        16 => "#MF",
-        17 => "#AC",
-        18 => "#MC",
-        19 => "#XM",
-        20 => "#VE",
-        21 => "#CP",
-        _ => "reserved",
-    }
 }
 
 /// One entry of the fix-up table: a fault at `fault_rip` resumes at `resume_rip` with RAX = the vector.
@@ -71,6 +44,15 @@ pub fn find_fixup(table: &[FixupEntry], rip: u64) -> Option<u64> {
         .iter()
         .find(|e| e.fault_rip == rip)
         .map(|e| e.resume_rip)
+}
+
+/// What a stage wants done on an NMI (the VMX stage's teardown); true if the NMI was its own. Core services
+/// never call a stage: the stage registers itself here.
+static NMI_HOOK: spin::Once<fn() -> bool> = spin::Once::new();
+
+/// Registers the NMI hook (the first registration counts).
+pub fn set_nmi_hook(hook: fn() -> bool) {
+    NMI_HOOK.call_once(|| hook);
 }
 
 #[cfg(target_os = "none")]
@@ -209,7 +191,7 @@ mod hw {
                 18 => percpu::IST_MACHINE_CHECK,
                 _ => 0,
             };
-            // 64-bit interrupt gate (SDM vol. 3A 6.14.1): offset 15:0, selector, IST, type 0xE, present.
+            // 64-bit interrupt gate (SDM vol. 3A 7.14.1): offset 15:0, selector, IST, type 0xE, present.
             let low = (handler & 0xFFFF)
                 | (u64::from(cs) << 16)
                 | (u64::from(ist) << 32)
@@ -246,7 +228,7 @@ mod hw {
             frame.rax = frame.vector;
             return;
         }
-        if frame.vector == 2 && crate::vmx_stage::on_nmi() {
+        if frame.vector == 2 && NMI_HOOK.get().is_some_and(|hook| hook()) {
             return;
         }
         let cr2 = x86_64::registers::control::Cr2::read_raw();
@@ -267,7 +249,7 @@ mod hw {
         log::error!(
             target: "fault",
             "exception={} vector={} error_code=0x{:x} rip=0x{:x} cr2=0x{:x} rsp=0x{:x} cpu={}",
-            exception_name(frame.vector),
+            crate::arch::exception::name(frame.vector),
             frame.vector,
             frame.error_code,
             frame.rip,
@@ -308,12 +290,5 @@ mod tests {
         ];
         assert_eq!(find_fixup(&table, 0x1010), Some(0x2010));
         assert_eq!(find_fixup(&table, 0x1011), None);
-    }
-
-    #[test]
-    fn exception_names_follow_the_sdm() {
-        assert_eq!(exception_name(14), "#PF");
-        assert_eq!(exception_name(8), "#DF");
-        assert_eq!(exception_name(9), "reserved");
     }
 }

@@ -1,31 +1,30 @@
-//! The hypervisor image: core services (serial log, time, exceptions, per-CPU state) and the stages that run
-//! on them. `main.rs` only wires the loader's entry and the panic handler to [`start`].
+//! The hypervisor image. `main.rs` only wires the loader's entry and the panic handler to [`start`].
+//!
+//! | layer | modules | may call |
+//! |---|---|---|
+//! | stages | `stages::{bsp, smp, ap, pipeline, vmx, faults, report}` | everything below |
+//! | configuration | `config` (the command line, parsed once) | `exit` (for `OnDone`), the `smp` crate |
+//! | core services | `exit`, `interrupts`, `logger`, `memory`, `percpu`, `time` | each other, `arch` |
+//! | VMX | `vmx` (decisions against `VmxCpu`; `vmx::instructions` is the real CPU) | `arch` |
+//! | hardware | `arch` (MSRs, CPUID, ports, local APIC, trampoline, exception names) | nothing above |
 //!
 //! Everything that decides something is plain Rust tested on the host; hardware access sits in `arch`,
-//! `interrupts` and `percpu`, and in the `cfg(target_os = "none")` parts.
+//! `memory`, `percpu`, `interrupts`, `logger`, `time` and `vmx::instructions`, in `cfg(target_os = "none")`
+//! parts where it cannot run on the host. See docs/architecture.md.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
-pub mod apic;
 pub mod arch;
-pub mod bringup;
-pub mod cmdline;
+pub mod config;
 pub mod exit;
 pub mod interrupts;
 pub mod logger;
 pub mod memory;
 pub mod percpu;
+pub mod stages;
 pub mod time;
 pub mod vmx;
 
 #[cfg(target_os = "none")]
-mod bsp;
-#[cfg(target_os = "none")]
-mod faults;
-#[cfg(target_os = "none")]
-mod smp_stage;
-#[cfg(target_os = "none")]
-mod vmx_stage;
-#[cfg(target_os = "none")]
-pub use bsp::{report_panic, start};
+pub use stages::bsp::{report_panic, start};

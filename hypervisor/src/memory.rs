@@ -133,6 +133,20 @@ impl FrameAllocator {
     }
 }
 
+/// A zeroed 4 KiB frame from the frame allocator, identity-mapped write-back, handed out once and never freed:
+/// its owner may give it to the processor (a VMX region). Only [`alloc_owned_frame`] makes one.
+#[derive(Debug)]
+pub struct OwnedFrame {
+    phys: u64,
+}
+
+impl OwnedFrame {
+    /// Its physical address, which is also its virtual address (identity map).
+    pub fn phys(&self) -> u64 {
+        self.phys
+    }
+}
+
 #[cfg(target_os = "none")]
 pub use hw::*;
 
@@ -233,6 +247,45 @@ mod hw {
             return None;
         }
         Some((guard, guard + PAGE_SIZE, guard + (pages + 1) * PAGE_SIZE))
+    }
+
+    /// One zeroed frame for its owner alone (see [`OwnedFrame`]).
+    pub fn alloc_owned_frame() -> Option<OwnedFrame> {
+        alloc_zeroed(1, PAGE_SIZE).map(|phys| OwnedFrame { phys })
+    }
+
+    /// A guarded stack that nothing runs on yet, from [`alloc_fresh_stack`]; [`FreshStack::switch_to`] consumes it.
+    pub struct FreshStack {
+        bounds: (u64, u64, u64),
+    }
+
+    impl FreshStack {
+        /// (guard page, bottom, top).
+        pub fn bounds(&self) -> (u64, u64, u64) {
+            self.bounds
+        }
+
+        /// Continues on this stack, calling `entry`, which never returns.
+        pub fn switch_to(self, entry: extern "C" fn() -> !) -> ! {
+            // SAFETY: the stack is mapped, fresh and owned by the caller (the value is consumed, so no second
+            // switch to it can happen); `entry` takes no arguments and never returns, so nothing on the old
+            // stack is used again. RBP is cleared to end the frame-pointer chain.
+            unsafe {
+                core::arch::asm!(
+                    "mov rsp, {top}",
+                    "xor ebp, ebp",
+                    "call {entry}",
+                    top = in(reg) self.bounds.2,
+                    entry = in(reg) entry,
+                    options(noreturn)
+                )
+            }
+        }
+    }
+
+    /// A stack for the calling core to switch to (see [`alloc_guarded_stack`]).
+    pub fn alloc_fresh_stack(pages: u64) -> Option<FreshStack> {
+        alloc_guarded_stack(pages).map(|bounds| FreshStack { bounds })
     }
 
     /// The kernel heap: bump allocation from 64 KiB chunks of frames. Boot-time data only; never freed.

@@ -1,31 +1,31 @@
 //! Per-CPU state: each core's processor control block (PCB), reached through IA32_GS_BASE.
 //!
-//! The PCB's first word points to itself, so `this_cpu()` is one GS-relative load plus a check that GS was set.
+//! The PCB's first word points to itself, so [`this_cpu`] is one GS-relative load (`mov reg, gs:[0]`) after a
+//! check that this core installed its PCB. The check is the GS *selector*: it is 0 on every core until
+//! [`install`] (reset and INIT clear it, boot/src/entry.s loads 0 on the BSP, the AP trampoline never loads
+//! it), and [`install`] loads the data selector into GS before it writes IA32_GS_BASE (in 64-bit mode a
+//! selector load sets the base from the descriptor, so the MSR write comes after; SDM vol. 3A 3.4.4). Reading
+//! the selector is a plain register move, so no RDMSR runs on every log line.
 
-use crate::arch;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use x86_64::structures::gdt::GlobalDescriptorTable;
 use x86_64::structures::tss::TaskStateSegment;
 use x86_64::VirtAddr;
 
-/// Status bits of a PCB's status word.
+/// Status bits of a PCB's status word. (Whether the core is in VMX operation is its `vmx` state's to say.)
 pub mod status {
     pub const ONLINE: u32 = 1 << 0;
-    pub const VMX_CAPABLE: u32 = 1 << 1;
-    /// The seed design's CPU_STATUS_VMXON: this core executed VMXON successfully and has not left.
-    pub const VMX_ROOT: u32 = 1 << 2;
     pub const FAILED: u32 = 1 << 3;
 }
 
-/// A core's VMX state with the regions it was entered with (the same pair must be used for every call).
-pub struct VmxCore {
-    pub state: crate::vmx::VmxState,
-    pub regions: crate::vmx::RegionPair,
-}
-
-// SAFETY: the regions' pointers refer to frames reserved for this core for the whole run; the value lives in its
-// PCB and is only used by that core (the mutex just makes the ownership explicit).
-unsafe impl Send for VmxCore {}
+/// Pages of each core's kernel stack (a guard page sits below).
+pub const STACK_PAGES: u64 = 16;
+/// Bytes of each IST stack (double fault, NMI, machine check).
+pub const IST_STACK_BYTES: u64 = 16 * 1024;
+/// Bytes of the frames that hold a PCB (which holds the GDT and TSS).
+pub const PCB_BYTES: u64 = (core::mem::size_of::<Pcb>() as u64).next_multiple_of(4096);
+/// What each core's PCB costs in frames: the stack with its guard page, three IST stacks and the PCB.
+pub const BYTES_PER_CORE: u64 = (STACK_PAGES + 1) * 4096 + 3 * IST_STACK_BYTES + PCB_BYTES;
 
 /// IST slots (1-based in the IDT, 0-based in the TSS).
 pub const IST_DOUBLE_FAULT: u16 = 1;
@@ -49,8 +49,10 @@ pub struct Pcb {
     pub stack: (u64, u64),
     pub guard_page: u64,
     pub status: AtomicU32,
-    /// This core's VMX state and regions; only this core locks it.
-    pub vmx: spin::Mutex<Option<VmxCore>>,
+    /// This core's VMX state and regions (None until the VMX stage made them); only this core changes it.
+    pub vmx: spin::Mutex<Option<crate::vmx::VmxCore>>,
+    /// When this core finished the VMX stage (microseconds since boot, 0 = not reached).
+    pub vmx_done_us: AtomicU64,
     pub tss: TaskStateSegment,
     pub gdt: GlobalDescriptorTable,
 }
@@ -91,6 +93,7 @@ impl Pcb {
             guard_page: init.guard_page,
             status: AtomicU32::new(0),
             vmx: spin::Mutex::new(None),
+            vmx_done_us: AtomicU64::new(0),
             tss,
             gdt: GlobalDescriptorTable::new(),
         }
@@ -116,7 +119,7 @@ impl Pcb {
 /// PCB that is never moved or freed and that nothing else references yet.
 #[cfg(target_os = "none")]
 pub unsafe fn install(pcb: core::ptr::NonNull<Pcb>) -> &'static Pcb {
-    use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
+    use x86_64::instructions::segmentation::{Segment, CS, DS, ES, GS, SS};
     use x86_64::structures::gdt::Descriptor;
     // SAFETY: per the caller's guarantee the PCB lives forever and is not referenced elsewhere yet.
     let pcb = unsafe { &mut *pcb.as_ptr() };
@@ -130,20 +133,19 @@ pub unsafe fn install(pcb: core::ptr::NonNull<Pcb>) -> &'static Pcb {
     let pcb: &'static Pcb = pcb;
     pcb.gdt.load();
     // SAFETY: the GDT is 'static and holds valid flat code/data descriptors and this core's TSS; the selectors
-    // come from that same GDT. GS base is written last, after the PCB is complete.
+    // come from that same GDT. GS gets the data selector (the "installed" mark `this_cpu` checks) and then its
+    // base, last, after the PCB is complete: from here `gs:[0]` is the PCB's self pointer.
     unsafe {
         CS::set_reg(code);
         DS::set_reg(data);
         ES::set_reg(data);
         SS::set_reg(data);
         x86_64::instructions::tables::load_tss(tss_sel);
-        arch::write_msr(arch::IA32_GS_BASE, pcb as *const Pcb as u64);
+        GS::set_reg(data);
     }
+    crate::arch::msr::GsBase::write(VirtAddr::new(pcb as *const Pcb as u64));
     pcb
 }
-
-/// Bytes of each IST stack (double fault, NMI, machine check).
-pub const IST_STACK_BYTES: u64 = 16 * 1024;
 
 /// Builds this core's PCB in fresh frames (the PCB itself and its three IST stacks) and installs it.
 /// `stack` is (guard page, bottom, top) of the stack this core runs on. None when memory is exhausted.
@@ -191,14 +193,30 @@ pub static ALL: spin::Mutex<alloc::vec::Vec<&'static Pcb>> =
     spin::Mutex::new(alloc::vec::Vec::new());
 
 /// This core's PCB, or None before `install` ran on it.
+#[cfg(target_os = "none")]
+#[inline]
 pub fn this_cpu() -> Option<&'static Pcb> {
-    // SAFETY: reading IA32_GS_BASE is always allowed at CPL 0 on x86_64.
-    let base = unsafe { arch::read_msr(arch::IA32_GS_BASE) };
-    if base == 0 {
+    let selector: u16;
+    // SAFETY: reading a segment register has no side effect.
+    unsafe {
+        core::arch::asm!("mov {0:x}, gs", out(reg) selector, options(nomem, nostack, preserves_flags))
+    };
+    if selector == 0 {
         return None;
     }
-    // SAFETY: a non-zero GS base is only ever set by `install`, to a 'static, never-moved PCB.
-    Some(unsafe { &*(base as *const Pcb) })
+    let pcb: *const Pcb;
+    // SAFETY: a non-null GS selector means `install` ran on this core, so GS base points to this core's
+    // 'static, never-moved PCB, whose first word (`self_ptr`) holds its own address.
+    unsafe {
+        core::arch::asm!("mov {0}, gs:[0]", out(reg) pcb, options(readonly, nostack, preserves_flags));
+        Some(&*pcb)
+    }
+}
+
+/// Host builds have no PCB.
+#[cfg(not(target_os = "none"))]
+pub fn this_cpu() -> Option<&'static Pcb> {
+    None
 }
 
 /// This core's logical index; 0 (the BSP) before any PCB exists, which is only true early on the BSP.

@@ -23,7 +23,7 @@ impl TscSource {
     }
 }
 
-/// Frequency from CPUID leaf 0x15 (SDM vol. 3B 18.7.3): crystal Hz * EBX / EAX, when all three are reported.
+/// Frequency from CPUID leaf 0x15 (SDM vol. 3B 19.7.3): crystal Hz * EBX / EAX, when all three are reported.
 pub fn hz_from_leaf_15(eax: u32, ebx: u32, ecx: u32) -> Option<u64> {
     (eax != 0 && ebx != 0 && ecx != 0).then(|| u64::from(ecx) * u64::from(ebx) / u64::from(eax))
 }

@@ -383,8 +383,8 @@ fn list_from(
 
 /// Reads the processor list from the ACPI tables through `mem`, without the `acpi` crate.
 ///
-/// `bsp_apic_id` is the running CPU's APIC id (see [`crate::apic::cpuid_apic_id`]); `limit` is
-/// the maximum number of processors, BSP included (see [`crate::madt::parse_madt`]);
+/// `bsp_apic_id` is the running CPU's APIC id (from CPUID, `hypervisor::arch::lapic::cpuid_apic_id`);
+/// `limit` is the maximum number of processors, BSP included (see [`crate::madt::parse_madt`]);
 /// `checksum` says what a root table or MADT with a bad checksum gets (see [`crate::checksum`]).
 pub fn processors_from_phys(
     mem: &impl PhysRead,

@@ -1,5 +1,6 @@
-//! Local APIC: interrupt command encoding and drivers for the xAPIC (MMIO) and x2APIC (MSR)
-//! interfaces.
+//! Local APIC decisions: the interrupt command encoding, the register map, the x2APIC switch sequence and
+//! the [`LocalApic`] trait the drivers implement. The drivers themselves (xAPIC MMIO, x2APIC MSRs, the CPUID
+//! APIC id) are hardware access and live beside the image's other hardware wrappers (`hypervisor::arch::lapic`).
 //!
 //! References: Intel SDM Vol. 3A chapter "Advanced Programmable Interrupt Controller (APIC)"
 //! (chapter 11 in current editions, 10 in older ones): §11.4 (IA32_APIC_BASE, register map),
@@ -7,8 +8,6 @@
 //! transitions), and §9.4.4 (MP initialization: INIT-SIPI-SIPI).
 
 use core::fmt;
-use x86_64::registers::model_specific::Msr;
-use x86_64::VirtAddr;
 
 /// Architectural default physical address of the local APIC registers.
 pub const DEFAULT_LAPIC_BASE: u64 = 0xFEE0_0000;
@@ -241,112 +240,6 @@ pub trait LocalApic {
     }
 }
 
-/// xAPIC: registers in a 4 KiB MMIO page.
-#[derive(Debug)]
-pub struct XApic {
-    base: VirtAddr,
-}
-
-impl XApic {
-    /// A driver for the registers mapped at `base`.
-    ///
-    /// # Safety
-    ///
-    /// `base` must be the virtual address of a 4 KiB mapping of the local APIC register page
-    /// (physical address from the MADT, normally [`DEFAULT_LAPIC_BASE`]), mapped uncacheable,
-    /// readable and writable for the whole life of the value and of every copy of the address;
-    /// the local APIC of every CPU that uses the value must be in xAPIC mode
-    /// (IA32_APIC_BASE EN=1, EXTD=0). No other code may hold Rust references to that page.
-    pub const unsafe fn new(base: VirtAddr) -> Self {
-        Self { base }
-    }
-
-    /// Virtual address of the register page.
-    pub fn base(&self) -> VirtAddr {
-        self.base
-    }
-
-    fn reg_ptr(&self, reg: u32) -> *mut u32 {
-        debug_assert!(reg < 0x400 && reg.is_multiple_of(16));
-        (self.base.as_u64() + u64::from(reg)) as *mut u32
-    }
-
-    fn read(&self, reg: u32) -> u32 {
-        // SAFETY: `new`'s contract: `base` maps the register page for reads; `reg` is one of the
-        // offsets in `reg` (< 0x400, 16-byte aligned) so the u32 is in the page and aligned.
-        unsafe { core::ptr::read_volatile(self.reg_ptr(reg)) }
-    }
-
-    fn write(&self, reg: u32, value: u32) {
-        // SAFETY: as in `read`, for writes; APIC registers are not Rust-visible memory.
-        unsafe { core::ptr::write_volatile(self.reg_ptr(reg), value) }
-    }
-}
-
-impl LocalApic for XApic {
-    fn id(&self) -> u32 {
-        self.read(reg::ID) >> 24
-    }
-
-    fn send_ipi(&self, icr: Icr) -> Result<(), ApicError> {
-        let high = icr.xapic_high().ok_or(ApicError::DestinationOutOfRange {
-            apic_id: icr.destination(),
-        })?;
-        if !self.wait_icr_idle(ICR_IDLE_POLLS) {
-            return Err(ApicError::IcrBusy);
-        }
-        // SDM §11.6.1: the write to the low half sends the IPI, so the high half goes first.
-        self.write(reg::ICR_HIGH, high);
-        self.write(reg::ICR_LOW, icr.low());
-        Ok(())
-    }
-
-    fn icr_busy(&self) -> bool {
-        self.read(reg::ICR_LOW) & icr_bits::DELIVERY_STATUS != 0
-    }
-
-    fn eoi(&self) {
-        self.write(reg::EOI, 0);
-    }
-
-    fn enable(&self, spurious_vector: u8) {
-        let svr = self.read(reg::SVR) & !0xFF;
-        self.write(reg::SVR, svr | SVR_ENABLE | u32::from(spurious_vector));
-    }
-
-    fn error_status(&self) -> u32 {
-        self.write(reg::ESR, 0);
-        self.read(reg::ESR)
-    }
-}
-
-/// x2APIC: registers are MSRs 0x800..0x8FF (SDM §11.12).
-#[derive(Debug, Clone, Copy)]
-pub struct X2Apic {
-    _private: (),
-}
-
-/// Reads an MSR.
-///
-/// # Safety
-///
-/// CPL 0 and `msr` must exist and be readable on this CPU (else #GP).
-unsafe fn rdmsr(msr: u32) -> u64 {
-    // SAFETY: forwarded from this function's contract.
-    unsafe { Msr::new(msr).read() }
-}
-
-/// Writes an MSR.
-///
-/// # Safety
-///
-/// CPL 0, `msr` must exist and accept `value`, and the write must not break memory safety
-/// (e.g. remap memory Rust code uses).
-unsafe fn wrmsr(msr: u32, value: u64) {
-    // SAFETY: forwarded from this function's contract.
-    unsafe { Msr::new(msr).write(value) }
-}
-
 /// The IA32_APIC_BASE values to write, in order, to go from `current` to x2APIC mode
 /// (SDM §11.12.5: disabled -> x2APIC directly is illegal and raises #GP; go through xAPIC).
 pub const fn x2apic_enable_sequence(current: u64) -> [Option<u64>; 2] {
@@ -363,95 +256,6 @@ pub const fn x2apic_enable_sequence(current: u64) -> [Option<u64>; 2] {
     }
 }
 
-impl X2Apic {
-    /// Switches this CPU's local APIC to x2APIC mode (EN then EXTD in IA32_APIC_BASE) and
-    /// returns the driver.
-    ///
-    /// # Safety
-    ///
-    /// CPL 0; the CPU supports x2APIC (see [`x2apic_supported`]); nothing on this CPU keeps
-    /// using the xAPIC MMIO interface afterwards. The contract of [`X2Apic::new`] must then hold
-    /// for every CPU that uses the returned value.
-    pub unsafe fn enable() -> X2Apic {
-        // SAFETY: CPL 0 (contract); IA32_APIC_BASE is architectural.
-        let current = unsafe { rdmsr(IA32_APIC_BASE) };
-        for value in x2apic_enable_sequence(current).into_iter().flatten() {
-            // SAFETY: x2APIC is supported (contract), the sequence follows the legal state
-            // transitions, and the base address bits are unchanged.
-            unsafe { wrmsr(IA32_APIC_BASE, value) };
-        }
-        // SAFETY: the APIC is now in x2APIC mode.
-        unsafe { X2Apic::new() }
-    }
-
-    /// A driver for an APIC already in x2APIC mode.
-    ///
-    /// # Safety
-    ///
-    /// Every CPU that uses the value runs at CPL 0 with its local APIC in x2APIC mode
-    /// (IA32_APIC_BASE EN=1, EXTD=1).
-    pub const unsafe fn new() -> X2Apic {
-        X2Apic { _private: () }
-    }
-
-    fn read(&self, reg: u32) -> u64 {
-        // SAFETY: type invariant (`new`): x2APIC mode at CPL 0, so the x2APIC MSRs exist; only
-        // readable registers (ID, SVR, ESR) are passed here.
-        unsafe { rdmsr(x2apic_msr(reg)) }
-    }
-
-    fn write(&self, reg: u32, value: u64) {
-        // SAFETY: type invariant (`new`); APIC registers do not map memory.
-        unsafe { wrmsr(x2apic_msr(reg), value) }
-    }
-}
-
-/// Orders earlier memory writes before a following x2APIC MSR write: WRMSR to the x2APIC
-/// MSRs is not serializing (SDM §11.12.3), so an AP could otherwise start before it can see
-/// the data written for it. Linux uses the same MFENCE; LFENCE pair.
-fn x2apic_write_fence() {
-    // SAFETY: MFENCE and LFENCE only order memory accesses; no registers, flags or stack used.
-    unsafe { core::arch::asm!("mfence", "lfence", options(nostack, preserves_flags)) }
-}
-
-impl LocalApic for X2Apic {
-    fn id(&self) -> u32 {
-        self.read(reg::ID) as u32
-    }
-
-    fn send_ipi(&self, icr: Icr) -> Result<(), ApicError> {
-        x2apic_write_fence();
-        self.write(reg::ICR_LOW, icr.x2apic_value());
-        Ok(())
-    }
-
-    fn icr_busy(&self) -> bool {
-        false
-    }
-
-    fn eoi(&self) {
-        self.write(reg::EOI, 0);
-    }
-
-    fn enable(&self, spurious_vector: u8) {
-        let svr = self.read(reg::SVR) & !0xFF;
-        self.write(
-            reg::SVR,
-            svr | u64::from(SVR_ENABLE) | u64::from(spurious_vector),
-        );
-    }
-
-    fn error_status(&self) -> u32 {
-        self.write(reg::ESR, 0);
-        self.read(reg::ESR) as u32
-    }
-}
-
-/// Whether the CPU supports x2APIC (CPUID.01H:ECX bit 21).
-pub fn x2apic_supported() -> bool {
-    core::arch::x86_64::__cpuid(1).ecx & (1 << 21) != 0
-}
-
 /// The APIC id from CPUID values: the x2APIC id (EDX of leaf 0x1F or 0xB, sub-leaf 0) when a
 /// topology leaf is available, else the initial APIC id in `CPUID.01H:EBX[31:24]`.
 pub const fn apic_id_from_cpuid(leaf1_ebx: u32, topology_edx: Option<u32>) -> u32 {
@@ -461,26 +265,9 @@ pub const fn apic_id_from_cpuid(leaf1_ebx: u32, topology_edx: Option<u32>) -> u3
     }
 }
 
-/// The executing CPU's initial APIC id, from CPUID (works in either APIC mode and before the
-/// APIC is mapped). Leaf 0x1F is preferred, then 0xB; a leaf counts as present when it is
-/// within the maximum leaf and its sub-leaf 0 reports `EBX[15:0] != 0` (SDM CPUID, leaf 0BH).
-pub fn cpuid_apic_id() -> u32 {
-    use core::arch::x86_64::{__cpuid, __cpuid_count};
-    let max_leaf = __cpuid(0).eax;
-    let topology = [0x1F, 0xB]
-        .into_iter()
-        .filter(|&leaf| leaf <= max_leaf)
-        .map(|leaf| __cpuid_count(leaf, 0))
-        .find(|r| r.ebx & 0xFFFF != 0)
-        .map(|r| r.edx);
-    apic_id_from_cpuid(__cpuid(1).ebx, topology)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::vec;
-    use std::vec::Vec;
 
     #[test]
     fn x2apic_msr_numbers() {
@@ -579,77 +366,6 @@ mod tests {
     fn apic_id_selection() {
         assert_eq!(apic_id_from_cpuid(0x0500_0800, None), 5);
         assert_eq!(apic_id_from_cpuid(0x0500_0800, Some(0x105)), 0x105);
-        // Runs on the host: just check it does not fault and matches leaf 1 in its low 8 bits.
-        let id = cpuid_apic_id();
-        assert_eq!(id & 0xFF, core::arch::x86_64::__cpuid(1).ebx >> 24);
-    }
-
-    /// A heap page standing in for the MMIO page.
-    struct FakePage {
-        words: Vec<u32>,
-    }
-
-    impl FakePage {
-        fn new() -> Self {
-            Self {
-                words: vec![0; 1024],
-            }
-        }
-        fn apic(&mut self) -> XApic {
-            // SAFETY: the vector is 4 KiB, lives as long as the test, and is only accessed
-            // through this pointer while the driver is in use.
-            unsafe { XApic::new(VirtAddr::from_ptr(self.words.as_mut_ptr())) }
-        }
-        fn get(&self, reg: u32) -> u32 {
-            self.words[reg as usize / 4]
-        }
-        fn set(&mut self, reg: u32, v: u32) {
-            self.words[reg as usize / 4] = v;
-        }
-    }
-
-    #[test]
-    fn xapic_driver_register_writes() {
-        let mut page = FakePage::new();
-        page.set(reg::ID, 7 << 24 | 0xABCD);
-        page.set(reg::SVR, 0xFF);
-        page.set(reg::EOI, 0xDEAD);
-        let apic = page.apic();
-        assert_eq!(apic.id(), 7);
-        apic.send_init(3).unwrap();
-        assert_eq!(page.get(reg::ICR_HIGH), 3 << 24);
-        assert_eq!(page.get(reg::ICR_LOW), 0xC500);
-        let apic = page.apic();
-        apic.send_sipi(0xFE, 0x9E).unwrap();
-        assert_eq!(page.get(reg::ICR_HIGH), 0xFE << 24);
-        assert_eq!(page.get(reg::ICR_LOW), 0x469E);
-        let apic = page.apic();
-        apic.send_init_deassert(1).unwrap();
-        assert_eq!(page.get(reg::ICR_LOW), 0x8500);
-        let apic = page.apic();
-        apic.eoi();
-        apic.enable(0x27);
-        assert_eq!(page.get(reg::EOI), 0);
-        assert_eq!(page.get(reg::SVR), 0x127);
-        let apic = page.apic();
-        assert_eq!(apic.error_status(), 0);
-        assert_eq!(
-            apic.send_init(256),
-            Err(ApicError::DestinationOutOfRange { apic_id: 256 })
-        );
-    }
-
-    #[test]
-    fn xapic_busy_icr_is_reported() {
-        let mut page = FakePage::new();
-        page.set(reg::ICR_LOW, icr_bits::DELIVERY_STATUS);
-        let apic = page.apic();
-        assert!(apic.icr_busy());
-        assert!(!apic.wait_icr_idle(10));
-        assert_eq!(apic.send_sipi(1, 8), Err(ApicError::IcrBusy));
-        // Nothing was written.
-        assert_eq!(page.get(reg::ICR_HIGH), 0);
-        assert_eq!(page.get(reg::ICR_LOW), icr_bits::DELIVERY_STATUS);
     }
 
     #[test]

@@ -173,7 +173,10 @@ impl BringupConfig {
     }
 
     /// Parses a whole command line (space-separated words; words of other modules are
-    /// ignored). Returns the settings and the rejected words of this module.
+    /// ignored). Returns the settings and the rejected words of this module. (The image parses its
+    /// command line once, in `hypervisor::config`, and hands each bring-up word to
+    /// [`BringupConfig::apply_word`].)
+    #[cfg(test)]
     pub fn from_cmdline(cmdline: &str) -> (Self, Vec<ConfigError<'_>>) {
         let mut cfg = Self::default();
         let errors = cmdline

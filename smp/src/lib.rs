@@ -9,7 +9,7 @@
 //! | [`acpi_tables`] | RSDP search, RSDT/XSDT walk, MADT location | [`PhysRead`], [`acpi::AcpiHandler`] |
 //! | [`checksum`] | bad table checksums: warn and use (default) or refuse | none |
 //! | [`madt`] | MADT entries -> [`ProcessorList`] (BSP first, limit, rejections) | none (bytes in) |
-//! | [`apic`] | ICR encoding, [`LocalApic`] with [`XApic`] (MMIO) and [`X2Apic`] (MSR) | the APIC itself |
+//! | [`apic`] | ICR encoding, x2APIC switch sequence, the [`LocalApic`] trait (drivers: `hypervisor::arch::lapic`) | the APIC itself |
 //! | [`bringup`] | parallel / serial INIT-SIPI-SIPI with timeouts | [`bringup::Platform`] |
 //! | [`trampoline`] | choice of the trampoline page below 1 MiB, SIPI vector | none |
 #![cfg_attr(not(test), no_std)]
@@ -28,7 +28,7 @@ pub mod trampoline;
 mod testutil;
 
 pub use acpi_tables::{find_rsdp, processors_from_phys, processors_from_rsdp, AcpiError};
-pub use apic::{Icr, LocalApic, X2Apic, XApic};
+pub use apic::{Icr, LocalApic};
 pub use bringup::{BringupConfig, BringupReport, StartMode};
 pub use checksum::{ChecksumMismatch, ChecksumPolicy};
 pub use madt::{EntryKind, Processor, ProcessorList, ProcessorState, RejectReason, Rejected};

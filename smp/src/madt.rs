@@ -297,7 +297,7 @@ fn state_from_flags(flags: u32, online_capable_defined: bool) -> ProcessorState 
 /// Parses a whole MADT (header included) into a [`ProcessorList`], refusing a bad checksum.
 ///
 /// `table` may be longer than the table (only the header's length is used). `bsp_apic_id` is
-/// the APIC id of the CPU running this code (CPUID, see [`crate::apic::cpuid_apic_id`]).
+/// the APIC id of the CPU running this code (from CPUID; the image reads it with `hypervisor::arch::lapic::cpuid_apic_id`).
 /// `limit` is the maximum number of processors (BSP included); 0 is treated as 1.
 pub fn parse_madt(
     table: &[u8],

@@ -2,26 +2,13 @@
 
 use core::fmt;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CpuidResult {
-    pub eax: u32,
-    pub ebx: u32,
-    pub ecx: u32,
-    pub edx: u32,
-}
+/// The one CPUID result type (the four registers), shared with the VMX stage's `VmxCpu::cpuid`.
+pub use core::arch::x86_64::CpuidResult;
 
 /// Executes CPUID with the given leaf and subleaf.
 #[inline]
 pub fn cpuid(leaf: u32, subleaf: u32) -> CpuidResult {
-    #[allow(unused_unsafe)]
-    // SAFETY: CPUID is available on every x86_64 CPU and only reads identification registers.
-    let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, subleaf) };
-    CpuidResult {
-        eax: r.eax,
-        ebx: r.ebx,
-        ecx: r.ecx,
-        edx: r.edx,
-    }
+    core::arch::x86_64::__cpuid_count(leaf, subleaf)
 }
 
 /// Identification and the feature bits later stages depend on, decoded from raw CPUID answers so the decoding
@@ -39,7 +26,7 @@ pub struct CpuInfo {
     pub smx: bool,
     /// CPUID.1:ECX bit 21.
     pub x2apic: bool,
-    /// CPUID.80000008H:EAX[7:0]; 36 when the leaf is missing (SDM vol. 3A 4.1.4).
+    /// CPUID.80000008H:EAX[7:0]; 36 when the leaf is missing (SDM vol. 3A 5.1.4).
     pub maxphyaddr: u8,
     /// Initial APIC id, CPUID.1:EBX[31:24] (8 bits; the x2APIC id comes from leaf 0xB).
     pub initial_apic_id: u32,
@@ -60,7 +47,7 @@ impl CpuInfo {
         let l1 = if l0.eax >= 1 {
             query(1, 0)
         } else {
-            CpuidResult::default()
+            regs(0, 0, 0, 0)
         };
         let base_family = (l1.eax >> 8) & 0xF;
         let base_model = (l1.eax >> 4) & 0xF;
@@ -123,6 +110,10 @@ impl CpuInfo {
     }
 }
 
+const fn regs(eax: u32, ebx: u32, ecx: u32, edx: u32) -> CpuidResult {
+    CpuidResult { eax, ebx, ecx, edx }
+}
+
 /// `yes`/`no` for the log.
 pub struct YesNo(pub bool);
 
@@ -135,10 +126,6 @@ impl fmt::Display for YesNo {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn regs(eax: u32, ebx: u32, ecx: u32, edx: u32) -> CpuidResult {
-        CpuidResult { eax, ebx, ecx, edx }
-    }
 
     #[test]
     fn decodes_a_haswell_like_cpu() {

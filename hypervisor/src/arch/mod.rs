@@ -1,10 +1,14 @@
-//! Small typed wrappers around the instructions and registers the hypervisor touches. Everything above this
-//! module (and `interrupts`, `percpu`) is safe code.
+//! Small typed wrappers around the instructions and registers the hypervisor touches: one MSR layer
+//! ([`msr`]), one CPUID ([`cpuid`]), port I/O, the local APIC drivers, the AP trampoline. The stages above
+//! are safe code (`#![deny(unsafe_code)]`); the other modules with `unsafe` are the core services that own a
+//! piece of hardware (`interrupts`, `logger`, `memory`, `percpu`, `time`) and `vmx::instructions`.
 
 pub mod cpuid;
+pub mod exception;
+pub mod lapic;
+pub mod msr;
 pub mod port;
-
-use x86_64::registers::model_specific::Msr;
+pub mod trampoline;
 
 /// Reads the time-stamp counter.
 #[inline]
@@ -13,28 +17,15 @@ pub fn rdtsc() -> u64 {
     unsafe { core::arch::x86_64::_rdtsc() }
 }
 
-/// Reads a model-specific register.
-///
-/// # Safety
-/// The MSR must exist on this CPU (reading an unimplemented MSR raises #GP).
-#[inline]
-pub unsafe fn read_msr(index: u32) -> u64 {
-    // SAFETY: the caller guarantees the MSR exists; RDMSR has no other side effects.
-    unsafe { Msr::new(index).read() }
+/// The TSC value the 32-bit entry code (boot/src/entry.s) read as its first act.
+#[cfg(target_os = "none")]
+pub fn boot_entry_tsc() -> u64 {
+    extern "C" {
+        static boot_entry_tsc: u64;
+    }
+    // SAFETY: entry.s wrote the TSC into this variable before jumping to long mode; nothing writes it after.
+    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(boot_entry_tsc)) }
 }
-
-/// Writes a model-specific register.
-///
-/// # Safety
-/// The MSR must exist and be writable with `value`, and the write must not break memory safety (e.g. EFER,
-/// PAT or the GS base in use).
-#[inline]
-pub unsafe fn write_msr(index: u32, value: u64) {
-    // SAFETY: forwarded to the caller's guarantee.
-    unsafe { Msr::new(index).write(value) }
-}
-
-pub const IA32_GS_BASE: u32 = 0xC000_0101;
 
 /// Stops this CPU for good: interrupts off, then HLT in a loop (an NMI would only resume the loop).
 pub fn halt_forever() -> ! {

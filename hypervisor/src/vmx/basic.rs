@@ -6,14 +6,14 @@
 //! monitor treatment of SMIs; bits 53:50 the memory type the processor uses to access the VMCS (6 = write-back);
 //! bit 54 INS/OUTS instruction information in VM exits; bit 55 the IA32_VMX_TRUE_*_CTLS MSRs exist.
 //!
-//! Region requirements, vol. 3C 24.11.5 "VMXON region" and 24.2 "Format of the VMCS region": 4-KiB aligned,
+//! Region requirements, vol. 3C 25.11.5 "VMXON region" and 25.2 "Format of the VMCS region": 4-KiB aligned,
 //! within the physical-address width, the first 4 bytes hold the revision identifier with bit 31 clear (bit 31
 //! set would mean a shadow VMCS, which VMXON rejects).
 
+use core::ptr;
 use core::ptr::NonNull;
-use core::{fmt, ptr};
 
-use super::errors::RegionKind;
+use super::errors::{RegionError, RegionKind};
 use super::VmxError;
 
 /// Memory type 6, write-back: the only one this hypervisor supports for VMCS accesses.
@@ -75,46 +75,6 @@ impl VmxBasic {
     }
 }
 
-/// Why a region cannot be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RegionError {
-    /// Not 4-KiB aligned.
-    Unaligned { phys: u64 },
-    /// Sets bits at or above MAXPHYADDR.
-    BeyondPhysicalAddressWidth { phys: u64, maxphyaddr: u8 },
-    /// At or above 4 GiB while IA32_VMX_BASIC bit 48 limits region addresses to 32 bits.
-    AboveFourGiB { phys: u64 },
-    /// Smaller than IA32_VMX_BASIC bits 44:32.
-    TooSmall { size: usize, required: u16 },
-    /// The virtual mapping is not 4-KiB aligned, so it cannot be the mapping of an aligned physical page.
-    VirtualUnaligned { virt: u64 },
-    /// The VMXON region and the VMCS region share a page.
-    Overlapping { phys: u64 },
-}
-
-impl fmt::Display for RegionError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Unaligned { phys } => write!(f, "physical address 0x{phys:x} is not 4 KiB aligned"),
-            Self::BeyondPhysicalAddressWidth { phys, maxphyaddr } => write!(
-                f,
-                "physical address 0x{phys:x} does not fit in the {maxphyaddr}-bit physical-address width"
-            ),
-            Self::AboveFourGiB { phys } => write!(
-                f,
-                "physical address 0x{phys:x} is above 4 GiB but IA32_VMX_BASIC bit 48 limits it to 32 bits"
-            ),
-            Self::TooSmall { size, required } => {
-                write!(f, "{size} bytes is smaller than the {required} bytes IA32_VMX_BASIC asks for")
-            }
-            Self::VirtualUnaligned { virt } => write!(f, "virtual address 0x{virt:x} is not 4 KiB aligned"),
-            Self::Overlapping { phys } => {
-                write!(f, "the VMXON and VMCS regions share the page at 0x{phys:x}")
-            }
-        }
-    }
-}
-
 /// Checks a region's physical address and size against IA32_VMX_BASIC and MAXPHYADDR.
 pub fn validate_region(
     phys: u64,
@@ -153,7 +113,7 @@ impl Region {
     /// `virt` must map the `size` bytes at physical address `phys` (the mapping used by this core), write-back
     /// cacheable, and those bytes must be reserved for this core's VMX use for the rest of the run: nothing else
     /// may read or write them, and they must never be freed or remapped. (While a region is in use the processor
-    /// owns its contents; SDM vol. 3C 24.11.1 forbids software from touching them.)
+    /// owns its contents; SDM vol. 3C 25.11.1 forbids software from touching them.)
     ///
     /// # Panics
     /// If `size` is less than 4 (the revision identifier alone takes 4 bytes).
@@ -175,6 +135,21 @@ impl Region {
 
     pub const fn size(&self) -> usize {
         self.size
+    }
+
+    /// The region in a frame the frame allocator handed out for good (4 KiB, identity-mapped).
+    pub fn from_frame(frame: crate::memory::OwnedFrame) -> Self {
+        let phys = frame.phys();
+        // SAFETY: an `OwnedFrame` is a zeroed 4 KiB frame, identity-mapped (so `phys` is also its virtual
+        // address, 4 KiB-aligned, write-back), never freed, and owned by whoever holds the value; it is
+        // consumed here, so the region is its only user for the rest of the run.
+        unsafe {
+            Region::new(
+                phys,
+                NonNull::new(phys as *mut u8).expect("frames are never at 0"),
+                4096,
+            )
+        }
     }
 
     /// [`validate_region`] plus a check of the virtual mapping's alignment.

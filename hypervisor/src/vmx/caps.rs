@@ -1,7 +1,7 @@
 //! What CPUID says about VMX: the VMX and SMX feature flags and the physical-address width.
 //!
 //! SDM vol. 3C 24.6 "Discovering support for VMX" (CPUID.1:ECX.VMX[bit 5]); vol. 2A CPUID: leaf 1 ECX bit 6 is
-//! SMX, leaf 0x80000008 EAX[7:0] is MAXPHYADDR (vol. 3A 4.1.4: when the leaf is not supported, MAXPHYADDR is 36
+//! SMX, leaf 0x80000008 EAX[7:0] is MAXPHYADDR (vol. 3A 5.1.4: when the leaf is not supported, MAXPHYADDR is 36
 //! on processors that support PAE, which every 64-bit processor does).
 
 use super::VmxCpu;

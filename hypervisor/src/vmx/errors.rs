@@ -1,12 +1,11 @@
 //! Typed errors of the VMX stage, each printable as one line of words (no double quotes, so the kernel can wrap
 //! the text in `error="..."`).
 //!
-//! VM-instruction error numbers: SDM vol. 3C 30.4, table 30-1 "VM-Instruction Error Numbers"; VMfailInvalid and
-//! VMfailValid: SDM vol. 3C 30.2 "Conventions".
+//! VM-instruction error numbers: SDM vol. 3C 31.4, table 31-1 "VM-Instruction Error Numbers"; VMfailInvalid and
+//! VMfailValid: SDM vol. 3C 31.2 "Conventions".
 
 use core::fmt;
 
-use super::basic::RegionError;
 use super::fixed_bits::FixedBitViolations;
 
 /// A VMX instruction, for error messages.
@@ -71,7 +70,7 @@ impl InstructionError {
     pub const VM_ENTRY_BLOCKED_BY_MOV_SS: Self = Self(26);
     pub const INVALID_INVEPT_INVVPID_OPERAND: Self = Self(28);
 
-    /// The SDM's description (table 30-1) of this error number, or `None` for 0, the reserved numbers 14, 21 and
+    /// The SDM's description (table 31-1) of this error number, or `None` for 0, the reserved numbers 14, 21 and
     /// 27, and numbers above 28.
     pub const fn description(self) -> Option<&'static str> {
         Some(match self.0 {
@@ -118,7 +117,7 @@ impl fmt::Display for InstructionError {
     }
 }
 
-/// How a VMX instruction failed without faulting (SDM vol. 3C 30.2).
+/// How a VMX instruction failed without faulting (SDM vol. 3C 31.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VmFail {
     /// VMfailInvalid: RFLAGS.CF = 1; there is no current VMCS to hold an error number.
@@ -149,7 +148,7 @@ impl Exception {
     pub const GP: Self = Self { vector: 13 };
 
     pub fn mnemonic(self) -> &'static str {
-        crate::interrupts::exception_name(u64::from(self.vector))
+        crate::arch::exception::name(u64::from(self.vector))
     }
 }
 
@@ -246,7 +245,7 @@ impl fmt::Display for RegionKind {
     }
 }
 
-/// Name of a memory type encoding (SDM vol. 3D A.1 and table 11-10).
+/// Name of a memory type encoding (SDM vol. 3D A.1 and vol. 3A ch. 12, "Memory cache control").
 pub const fn memory_type_name(memory_type: u8) -> &'static str {
     match memory_type {
         0 => "uncacheable",
@@ -287,6 +286,46 @@ impl fmt::Display for VmxError {
                 f,
                 "VMPTRST returned 0x{found:x} after VMPTRLD of 0x{expected:x}: the VMCS is not current"
             ),
+        }
+    }
+}
+
+/// Why a region cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionError {
+    /// Not 4-KiB aligned.
+    Unaligned { phys: u64 },
+    /// Sets bits at or above MAXPHYADDR.
+    BeyondPhysicalAddressWidth { phys: u64, maxphyaddr: u8 },
+    /// At or above 4 GiB while IA32_VMX_BASIC bit 48 limits region addresses to 32 bits.
+    AboveFourGiB { phys: u64 },
+    /// Smaller than IA32_VMX_BASIC bits 44:32.
+    TooSmall { size: usize, required: u16 },
+    /// The virtual mapping is not 4-KiB aligned, so it cannot be the mapping of an aligned physical page.
+    VirtualUnaligned { virt: u64 },
+    /// The VMXON region and the VMCS region share a page.
+    Overlapping { phys: u64 },
+}
+
+impl fmt::Display for RegionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unaligned { phys } => write!(f, "physical address 0x{phys:x} is not 4 KiB aligned"),
+            Self::BeyondPhysicalAddressWidth { phys, maxphyaddr } => write!(
+                f,
+                "physical address 0x{phys:x} does not fit in the {maxphyaddr}-bit physical-address width"
+            ),
+            Self::AboveFourGiB { phys } => write!(
+                f,
+                "physical address 0x{phys:x} is above 4 GiB but IA32_VMX_BASIC bit 48 limits it to 32 bits"
+            ),
+            Self::TooSmall { size, required } => {
+                write!(f, "{size} bytes is smaller than the {required} bytes IA32_VMX_BASIC asks for")
+            }
+            Self::VirtualUnaligned { virt } => write!(f, "virtual address 0x{virt:x} is not 4 KiB aligned"),
+            Self::Overlapping { phys } => {
+                write!(f, "the VMXON and VMCS regions share the page at 0x{phys:x}")
+            }
         }
     }
 }

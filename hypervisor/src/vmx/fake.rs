@@ -1,6 +1,6 @@
 //! A fake processor for host tests: CPUID, the VMX MSRs, a lockable IA32_FEATURE_CONTROL, CR0/CR4, and the
-//! checks VMXON, VMCLEAR, VMPTRLD, VMPTRST, VMREAD and VMXOFF make in their SDM pseudocode (vol. 3C 30.3),
-//! including the current-VMCS pointer and VMfailInvalid versus VMfailValid (30.2).
+//! checks VMXON, VMCLEAR, VMPTRLD, VMPTRST, VMREAD and VMXOFF make in their SDM pseudocode (vol. 3C 31.3),
+//! including the current-VMCS pointer and VMfailInvalid versus VMfailValid (31.2).
 //!
 //! Anything that would fault on real hardware without a fix-up (WRMSR to a locked MSR, a VMX instruction outside
 //! VMX operation, an illegal CR write in VMX operation) panics: the test fails the way the machine would.
@@ -221,7 +221,7 @@ impl FakeCpu {
         self.quirk == Some(quirk)
     }
 
-    /// VMfail(number): VMfailValid if there is a current VMCS, else VMfailInvalid (SDM vol. 3C 30.2).
+    /// VMfail(number): VMfailValid if there is a current VMCS, else VMfailInvalid (SDM vol. 3C 31.2).
     fn vmfail(&mut self, number: u32) -> InstrOutcome {
         if self.current_vmcs.is_some() {
             self.instruction_error = number;

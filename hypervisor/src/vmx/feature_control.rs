@@ -16,7 +16,7 @@
 //! CR4.SMXE: this module does NOT set CR4.SMXE when it sets bit 1. CR4.SMXE only enables the GETSEC instruction
 //! (SDM vol. 2D ch. 7 "Safer Mode Extensions reference", and vol. 3A 2.5 "Control registers"); it does not put the
 //! processor in SMX operation (only GETSEC[SENTER] does), and VMXON outside SMX operation consults bit 2, never
-//! CR4.SMXE (the VMXON operation pseudocode, vol. 3C 30.3). Setting bit 1 is therefore only a courtesy that lets a later measured launch use VMX;
+//! CR4.SMXE (the VMXON operation pseudocode, vol. 3C 31.3). Setting bit 1 is therefore only a courtesy that lets a later measured launch use VMX;
 //! it creates no requirement on CR4. CR4.SMXE is set only if IA32_VMX_CR4_FIXED0 demands it, through the general
 //! fixed-bit rule in [`super::fixed_bits`] (no known processor reports that), and cleared if IA32_VMX_CR4_FIXED1
 //! forbids it in VMX operation.

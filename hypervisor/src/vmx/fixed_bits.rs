@@ -276,7 +276,7 @@ pub fn prepare_control_registers(
 }
 
 /// CR4 bits wanted beyond the fixed bits: CR4.SMXE when feature control enables VMX inside SMX (bit 1), as
-/// long as IA32_VMX_CR4_FIXED1 allows it in VMX operation. VMXON outside SMX does not check it (vol. 3C 30.3),
+/// long as IA32_VMX_CR4_FIXED1 allows it in VMX operation. VMXON outside SMX does not check it (vol. 3C 31.3),
 /// so where FIXED1 forbids it, it is simply not set.
 pub fn wanted_cr4(fixed: &VmxFixedBits, smx_in_use: bool) -> u64 {
     if smx_in_use && fixed.cr4.fixed1 & CR4_SMXE != 0 {

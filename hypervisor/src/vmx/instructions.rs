@@ -1,6 +1,6 @@
 //! The real processor: `asm!` wrappers for the VMX instructions, and MSR/CR/CPUID access.
 //!
-//! Status reporting follows SDM vol. 3C 30.2 "Conventions": VMsucceed clears CF and ZF; VMfailInvalid sets CF
+//! Status reporting follows SDM vol. 3C 31.2 "Conventions": VMsucceed clears CF and ZF; VMfailInvalid sets CF
 //! (no current VMCS to hold an error number); VMfailValid sets ZF and stores an error number in the current
 //! VMCS's VM-instruction error field (encoding 0x4400), read here with VMREAD. CF and ZF are captured with
 //! SETC/SETZ inside the same `asm!` block as the instruction, so no compiler-generated code can clobber them.
@@ -16,13 +16,14 @@
 //! RAX is preloaded with `u64::MAX`, so RAX != `u64::MAX` after the block means "faulted with vector RAX".
 
 use core::arch::asm;
-use core::arch::x86_64::{__cpuid_count, CpuidResult};
 use core::marker::PhantomData;
 
 use x86_64::registers::control::{Cr0, Cr4};
-use x86_64::registers::model_specific::Msr;
 
-use super::{InstrOutcome, InstructionError, VmFail, VmxCpu, VMCS_VM_INSTRUCTION_ERROR};
+use super::{
+    CpuidResult, InstrOutcome, InstructionError, VmFail, VmxCpu, VMCS_VM_INSTRUCTION_ERROR,
+};
+use crate::arch::{cpuid, msr};
 
 /// RAX before a probing instruction; the fix-up overwrites it with the vector.
 #[cfg(target_os = "none")]
@@ -65,6 +66,14 @@ impl HardwareCpu {
             catch_faults: false,
             _this_core_only: PhantomData,
         }
+    }
+
+    /// The processor of the calling core. The image runs every core at CPL 0 in 64-bit mode and never migrates
+    /// code between cores, and the value is not `Send`, so `new`'s contract holds by construction.
+    #[cfg(target_os = "none")]
+    pub const fn this_core() -> Self {
+        // SAFETY: see above.
+        unsafe { Self::new() }
     }
 
     /// Declares that the kernel's fix-up table is in place on this core: the loaded IDT sends every exception
@@ -128,18 +137,18 @@ impl HardwareCpu {
 
 impl VmxCpu for HardwareCpu {
     fn cpuid(&self, leaf: u32, subleaf: u32) -> CpuidResult {
-        __cpuid_count(leaf, subleaf)
+        cpuid::cpuid(leaf, subleaf)
     }
 
-    fn read_msr(&self, msr: u32) -> u64 {
+    fn read_msr(&self, index: u32) -> u64 {
         // SAFETY: RDMSR has no side effect on the MSRs this module reads (feature control and the VMX capability
         // MSRs, read only after CPUID reports VMX). A missing MSR raises #GP, which is fatal but touches no memory.
-        unsafe { Msr::new(msr).read() }
+        unsafe { msr::read(index) }
     }
 
-    unsafe fn write_msr(&mut self, msr: u32, value: u64) {
+    unsafe fn write_msr(&mut self, index: u32, value: u64) {
         // SAFETY: forwarded to the caller's guarantee (trait documentation).
-        unsafe { Msr::new(msr).write(value) }
+        unsafe { msr::write(index, value) }
     }
 
     fn read_cr0(&self) -> u64 {

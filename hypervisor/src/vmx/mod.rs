@@ -14,22 +14,25 @@ pub mod errors;
 pub mod feature_control;
 pub mod fixed_bits;
 pub mod instructions;
+pub mod per_core;
 pub mod root;
 pub mod selftest;
 
 #[cfg(test)]
 pub(crate) mod fake;
 
-pub use core::arch::x86_64::CpuidResult;
+pub use crate::arch::cpuid::CpuidResult;
 
-pub use basic::{validate_region, Region, RegionError, RegionPair, VmxBasic};
+pub use basic::{validate_region, Region, RegionPair, VmxBasic};
 pub use caps::Caps;
 pub use errors::{
-    Exception, InstrOutcome, InstructionError, RegionKind, VmFail, VmxError, VmxInstruction,
+    Exception, InstrOutcome, InstructionError, RegionError, RegionKind, VmFail, VmxError,
+    VmxInstruction,
 };
 pub use feature_control::{decide, enable_feature_control, Decision, FeatureControlReport};
 pub use fixed_bits::{ControlRegister, FixedBitViolation, FixedBitViolations};
 pub use instructions::HardwareCpu;
+pub use per_core::VmxCore;
 pub use root::{enter_vmx_root, leave_vmx_root, RootReport, VmxState};
 pub use selftest::{run_selftest, SelftestReport};
 

@@ -1,5 +1,5 @@
 //! Per-core entry into and exit from VMX root operation (SDM vol. 3C 24.7 "Enabling and entering VMX operation",
-//! 24.11.3 "Initializing a VMCS", VMXON/VMCLEAR/VMPTRLD/VMPTRST/VMXOFF in 30.3).
+//! 25.11.3 "Initializing a VMCS", VMXON/VMCLEAR/VMPTRLD/VMPTRST/VMXOFF in 31.3).
 
 use core::fmt;
 

@@ -1,18 +1,14 @@
 //! Deliberate failures from the command line (`fault=`, `fault_cpu=`), so that tests prove every failure path
 //! is reported with the right CPU, cause and verdict (docs/reliability.md).
 
-use crate::cmdline::Fault;
+#![deny(unsafe_code)]
 
-static ARMED: spin::Once<(Fault, u32)> = spin::Once::new();
+use crate::arch::exception;
+use crate::config::{self, Fault};
 
-/// Set by the BSP before any AP starts.
-pub fn arm(target: (Fault, u32)) {
-    ARMED.call_once(|| target);
-}
-
-/// The fault armed for logical CPU `cpu`, if any.
+/// The fault armed for logical CPU `cpu` by the command line, if any.
 pub fn armed_for(cpu: u32) -> Option<Fault> {
-    ARMED.get().filter(|(_, c)| *c == cpu).map(|(f, _)| *f)
+    config::get().fault_on(cpu)
 }
 
 /// Raises the armed fault now if it targets `cpu` and is one that happens "now" (not `ap_hang` or
@@ -34,20 +30,10 @@ fn raise(fault: Fault, cpu: u32) {
     // Each arm raises the exception it names; the handler reports it and stops the core (or ends the run), so
     // execution never continues past the faulting instruction.
     match fault {
-        // SAFETY: UD2 only raises #UD.
-        Fault::InvalidOpcode => unsafe { core::arch::asm!("ud2", options(nomem, nostack)) },
-        // SAFETY: canonical but above the 4 GiB identity map, so not present: the read raises #PF.
-        Fault::PageFault => unsafe {
-            core::ptr::read_volatile(0x5_0000_0000u64 as *const u64);
-        },
-        // SAFETY: a non-canonical address raises #GP before any memory is touched.
-        Fault::GeneralProtection => unsafe {
-            core::ptr::read_volatile(0x8000_0000_0000_0000u64 as *const u64);
-        },
-        // SAFETY: dividing by zero raises #DE; only EAX/EDX (declared clobbered) are touched.
-        Fault::DivideError => unsafe {
-            core::arch::asm!("xor edx, edx", "xor eax, eax", "div eax", out("eax") _, out("edx") _, options(nomem, nostack))
-        },
+        Fault::InvalidOpcode => exception::raise_invalid_opcode(),
+        Fault::PageFault => exception::raise_page_fault(),
+        Fault::GeneralProtection => exception::raise_general_protection(),
+        Fault::DivideError => exception::raise_divide_error(),
         Fault::Panic | Fault::PanicDuringBringup => {
             panic!("deliberate panic (fault= on the command line)")
         }

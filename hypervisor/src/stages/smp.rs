@@ -1,20 +1,17 @@
 //! The SMP stage on the BSP: processors from the MADT, a slot and a guarded stack per AP, the trampoline page,
-//! INIT-SIPI-SIPI through the `smp` crate's state machine, then waiting for every AP to build its PCB.
+//! INIT-SIPI-SIPI through the `smp` crate's state machine, then waiting for every AP to build its PCB. Each AP
+//! then enters through `ap::ap_entry` and runs the per-core pipeline.
+#![deny(unsafe_code)]
 
-use crate::bringup::{slot_state, ApSlot};
-use crate::cmdline::Cmdline;
-use crate::exit::{self, TALLY};
-use crate::percpu::Pcb;
-use crate::{apic, bsp, memory, time};
+use super::ap::{self, slot_state, ApSlot};
+use crate::arch::{lapic, trampoline};
+use crate::exit::{self, SummaryKey, TALLY};
+use crate::{arch, memory, percpu, time};
 use alloc::vec::Vec;
 use boot::{BootInfo, IdentityMapped, PhysMem};
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::Ordering;
 use smp::bringup::{ApTarget, BringupConfig, Platform};
 use smp::LocalApic;
-
-/// Frames one core needs: stack + guard, three IST stacks, PCB, VMXON and VMCS regions, heap share.
-const BYTES_PER_CPU: u64 =
-    (bsp::STACK_PAGES + 1) * 4096 + 3 * crate::percpu::IST_STACK_BYTES + 4 * 4096;
 /// How long an AP that answered may take to build its PCB before it is counted as failed. Generous: the AP is
 /// known to be alive, and under emulation on a loaded host hundreds of vCPUs share a few host threads.
 const PCB_BUILD_TIMEOUT_US: u64 = 10_000_000;
@@ -32,89 +29,14 @@ pub struct SmpOutcome {
 /// The APs' slots, once the stage made them.
 static SLOTS: spin::Once<&'static [ApSlot]> = spin::Once::new();
 
-/// Logs per-core phase times (DEBUG), their spread (INFO), the memory footprint and the phase line
-/// (docs/serial-log.md, "Phase times").
-pub fn report_phases() {
-    let slots = SLOTS.get().copied().unwrap_or(&[]);
-    let vmx_on = crate::vmx_stage::enabled();
-    let since_sipi = |slot: &ApSlot, at: &core::sync::atomic::AtomicU64| {
-        let (sipi, t) = (
-            slot.sipi_us.load(Ordering::Acquire),
-            at.load(Ordering::Acquire),
-        );
-        (sipi != 0 && t >= sipi).then(|| t - sipi)
-    };
-    let mut to_pcb = Vec::new();
-    let mut to_vmx = Vec::new();
-    for slot in slots.iter().filter(|s| s.state() == slot_state::ONLINE) {
-        let pcb = since_sipi(slot, &slot.online_us);
-        let vmx = since_sipi(slot, &slot.vmx_us).filter(|_| vmx_on);
-        log::debug!(
-            target: "smp",
-            "timing cpu={} apic_id={} sipi_to_pcb_us={} sipi_to_vmx_us={}",
-            slot.index,
-            slot.apic_id,
-            Num(pcb),
-            Num(vmx)
-        );
-        to_pcb.extend(pcb);
-        to_vmx.extend(vmx);
-    }
-    let spread = |v: &mut [u64]| crate::bringup::min_median_max(v);
-    let fmt3 = |m: Option<(u64, u64, u64)>| Num3(m);
-    log::info!(
-        target: "smp",
-        "timing aps={} sipi_to_pcb_us {} sipi_to_vmx_us {}",
-        to_pcb.len(),
-        fmt3(spread(&mut to_pcb)),
-        fmt3(spread(&mut to_vmx))
-    );
-
-    let (image_start, image_end) = memory::image_range();
-    let pcb_bytes = (core::mem::size_of::<Pcb>() as u64).next_multiple_of(memory::PAGE_SIZE);
-    let stack_bytes = (bsp::STACK_PAGES + 1) * memory::PAGE_SIZE;
-    let ist_bytes = 3 * crate::percpu::IST_STACK_BYTES;
-    let vmx_bytes = if vmx_on { 2 * memory::PAGE_SIZE } else { 0 };
-    log::info!(
-        target: "memory",
-        "footprint image_bytes={} per_cpu_bytes={} stack_bytes={stack_bytes} ist_bytes={ist_bytes} pcb_bytes={pcb_bytes} vmx_region_bytes={vmx_bytes} allocated_bytes={}",
-        image_end - image_start,
-        stack_bytes + ist_bytes + pcb_bytes + vmx_bytes,
-        memory::allocated_bytes()
-    );
-    log::info!(
-        target: "hypervisor",
-        "phases entry_us=0 acpi_us={} first_sipi_us={} online_us={} vmx_us={} summary_us={}",
-        Num(exit::summary_value("t_acpi_us")),
-        Num(exit::summary_value("t_first_sipi_us")),
-        Num(exit::summary_value("t_online_us")),
-        Num(exit::summary_value("t_vmx_us")),
-        time::now_us()
-    );
+/// The APs' slots (empty until the stage made them).
+pub fn slots() -> &'static [ApSlot] {
+    SLOTS.get().copied().unwrap_or(&[])
 }
 
-/// A number, or `-` when there is none.
-struct Num(Option<u64>);
-
-impl core::fmt::Display for Num {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self.0 {
-            Some(v) => write!(f, "{v}"),
-            None => f.write_str("-"),
-        }
-    }
-}
-
-/// `min=<n> median=<n> max=<n>`, or `-` when there are no values.
-struct Num3(Option<(u64, u64, u64)>);
-
-impl core::fmt::Display for Num3 {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self.0 {
-            Some((lo, mid, hi)) => write!(f, "min={lo} median={mid} max={hi}"),
-            None => f.write_str("-"),
-        }
-    }
+/// The RSDP found by scanning the EBDA and the BIOS area (when the loader passed none).
+pub fn find_rsdp() -> Option<u64> {
+    smp::find_rsdp(&Phys)
 }
 
 /// Reads physical memory for the ACPI parser through the identity map.
@@ -126,63 +48,9 @@ impl smp::PhysRead for Phys {
     }
 }
 
-/// Cores (the BSP included) that finished their per-core work: PCB line, any injected fault, the VMX stage.
-static CORES_DONE: AtomicU32 = AtomicU32::new(0);
-
-/// When the last AP finished the VMX stage (0 if none did).
-pub fn last_ap_vmx_us() -> u64 {
-    let slots = SLOTS.get().copied().unwrap_or(&[]);
-    slots
-        .iter()
-        .map(|s| s.vmx_us.load(Ordering::Acquire))
-        .max()
-        .unwrap_or(0)
-}
-
-/// Called by each core as the last thing before it idles.
-pub fn core_done() {
-    CORES_DONE.fetch_add(1, Ordering::AcqRel);
-}
-
-/// On the BSP before the summary: waits (bounded) until every online core finished its per-core work, so no
-/// core's line can come after the summary or be cut off by the exit. A core that faults leaves the online
-/// count after printing its report, so `online` is re-read on every check.
-pub fn wait_for_cores(timeout_us: u64) {
-    let online = || TALLY.online.load(Ordering::Acquire);
-    let deadline = time::now_us() + timeout_us;
-    while CORES_DONE.load(Ordering::Acquire) < online() && time::now_us() < deadline {
-        // Nothing else to do: write out the cores' queued lines meanwhile.
-        if !crate::logger::write_one_queued() {
-            crate::arch::pause();
-        }
-    }
-    let done = CORES_DONE.load(Ordering::Acquire);
-    if done < online() {
-        log::error!(
-            target: "smp",
-            "only {done} of {} online cores finished their per-core work within {timeout_us} us",
-            online()
-        );
-    }
-}
-
-/// Logs the BSP's or an AP's PCB line (docs/serial-log.md).
-pub fn pcb_built(pcb: &Pcb) {
-    log::info!(
-        target: "smp",
-        "pcb cpu={} apic_id={} x2apic={} stack=0x{:x}-0x{:x} guard=0x{:x}",
-        pcb.index,
-        pcb.apic_id,
-        crate::arch::cpuid::YesNo(pcb.x2apic),
-        pcb.stack.0,
-        pcb.stack.1,
-        pcb.guard_page
-    );
-}
-
 /// The hardware the bring-up state machine drives.
 struct Hardware<'a> {
-    apic: apic::Lapic,
+    apic: lapic::Lapic,
     slots: &'a [ApSlot],
 }
 
@@ -216,9 +84,7 @@ impl Platform for Hardware<'_> {
                 .sipi_us
                 .compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
         }
-        if exit::summary_value("t_first_sipi_us").is_none() {
-            exit::add_summary_value("t_first_sipi_us", now);
-        }
+        exit::set_summary_value_once(SummaryKey::FirstSipiUs, now);
         if let Err(e) = self.apic.send_sipi(apic_id, page) {
             log::warn!(target: "smp", "SIPI to apic_id={apic_id} failed: {e}");
         }
@@ -232,14 +98,18 @@ impl Platform for Hardware<'_> {
     }
 }
 
-pub fn run(info: &BootInfo, rsdp: Option<u64>, args: Cmdline) -> SmpOutcome {
-    let bsp_id = smp::apic::cpuid_apic_id();
-    let (config, errors) = BringupConfig::from_cmdline(args.0);
-    for e in errors {
-        log::warn!(target: "smp", "{e}; using the default for it");
-    }
+/// Runs the stage. `checksum` is what an ACPI table with a bad checksum gets; `bytes_per_core` is what each core needs from the frame allocator (the per-core
+/// pipeline's needs), which bounds how many cores are started.
+pub fn run(
+    info: &BootInfo,
+    rsdp: Option<u64>,
+    config: &BringupConfig,
+    checksum: smp::ChecksumPolicy,
+    bytes_per_core: u64,
+) -> SmpOutcome {
+    let bsp_id = lapic::cpuid_apic_id();
     let free = memory::FRAMES.lock().as_ref().map_or(0, |f| f.free_bytes());
-    let by_memory = (free.saturating_sub(RESERVE_BYTES) / BYTES_PER_CPU).max(1) as usize;
+    let by_memory = (free.saturating_sub(RESERVE_BYTES) / bytes_per_core).max(1) as usize;
     let limit = config.max_cpus.unwrap_or(usize::MAX).min(by_memory);
 
     let Some(rsdp) = rsdp else {
@@ -249,15 +119,8 @@ pub fn run(info: &BootInfo, rsdp: Option<u64>, args: Cmdline) -> SmpOutcome {
             acpi_ok: false,
         };
     };
-    let checksum = match args.get("acpi_checksum") {
-        None => smp::ChecksumPolicy::default(),
-        Some(word) => smp::ChecksumPolicy::parse(word).unwrap_or_else(|| {
-            log::warn!(target: "acpi", "acpi_checksum={word} is not warn|strict; using warn");
-            smp::ChecksumPolicy::default()
-        }),
-    };
     let list = smp::processors_from_phys(&Phys, rsdp, bsp_id, limit, checksum);
-    exit::add_summary_value("t_acpi_us", time::now_us());
+    exit::set_summary_value(SummaryKey::AcpiUs, time::now_us());
     let list = match list {
         Ok(list) => list,
         Err(e) => {
@@ -281,7 +144,7 @@ pub fn run(info: &BootInfo, rsdp: Option<u64>, args: Cmdline) -> SmpOutcome {
     TALLY
         .cpus
         .store(list.usable_count() as u32, Ordering::Release);
-    let outcome = start_aps(info, &list, &config, bsp_id);
+    let outcome = start_aps(info, &list, config, bsp_id);
     smp::madt::log_processor_list(&list);
     outcome
 }
@@ -293,7 +156,7 @@ fn start_aps(
     config: &BringupConfig,
     bsp_id: u32,
 ) -> SmpOutcome {
-    let x2apic = apic::init_bsp(list.lapic_base);
+    let x2apic = lapic::init_bsp(list.lapic_base);
     log::info!(
         target: "smp",
         "local apic mode={} base=0x{:x} bsp_apic_id={bsp_id}",
@@ -304,7 +167,7 @@ fn start_aps(
     // One slot per AP to start, each with its own guarded stack, in logical-index order.
     let mut slots = Vec::new();
     for (index, cpu) in list.startable_aps() {
-        let Some(stack) = memory::alloc_guarded_stack(bsp::STACK_PAGES) else {
+        let Some(stack) = memory::alloc_guarded_stack(percpu::STACK_PAGES) else {
             log::error!(target: "smp", "out of memory for the stack of cpu={index}: not starting it or later CPUs");
             break;
         };
@@ -318,28 +181,17 @@ fn start_aps(
     }
     let slots: &'static [ApSlot] = SLOTS.call_once(|| slots.leak());
 
-    let exclude = [info.loader_data];
-    let regions = info
-        .regions()
-        .iter()
-        .map(|r| (r.start, r.len, r.kind == boot::RegionKind::Usable));
-    let Some(page) = smp::trampoline::pick_trampoline_page(regions, &exclude) else {
-        log::error!(target: "smp", "no free page below 1 MiB for the AP trampoline: running on the BSP only");
-        return SmpOutcome {
-            failed: slots.len(),
-            acpi_ok: true,
-        };
+    let page = match trampoline::install(info, ap::ap_entry, slots) {
+        Ok(installed) => installed,
+        Err(e) => {
+            log::error!(target: "smp", "{e}: running on the BSP only");
+            return SmpOutcome {
+                failed: slots.len(),
+                acpi_ok: true,
+            };
+        }
     };
-    let Some(vector) = smp::trampoline::sipi_vector(page) else {
-        log::error!(target: "smp", "trampoline page 0x{page:x} cannot be named by a SIPI vector: running on the BSP only");
-        return SmpOutcome {
-            failed: slots.len(),
-            acpi_ok: true,
-        };
-    };
-    // SAFETY: the page is usable RAM below 1 MiB that the frame allocator never hands out (its floor is
-    // 1 MiB) and that holds no loader data; `slots` is leaked, so it outlives the bring-up.
-    unsafe { crate::bringup::install_trampoline(page, slots) };
+    let (page, vector) = (page.page, page.vector);
     log::info!(
         target: "smp",
         "starting {} APs mode={} trampoline=0x{page:x} init_delay_us={} sipi_delay_us={} ap_timeout_us={}",
@@ -352,7 +204,7 @@ fn start_aps(
 
     let t0 = time::now_us();
     let mut hw = Hardware {
-        apic: apic::local(),
+        apic: lapic::local(),
         slots,
     };
     let targets: Vec<ApTarget> = slots
@@ -363,11 +215,11 @@ fn start_aps(
         })
         .collect();
     let report = smp::bringup::run(&mut hw, &targets, vector, config);
-    crate::faults::panic_during_bringup_if_armed();
+    super::faults::panic_during_bringup_if_armed();
     // Started APs still have to build their PCB; under emulation many cores share a few host threads.
     let deadline = time::now_us() + PCB_BUILD_TIMEOUT_US.max(config.ap_timeout_us);
     while slots.iter().any(|s| s.state() == slot_state::STARTED) && time::now_us() < deadline {
-        crate::arch::pause();
+        arch::pause();
     }
     let elapsed = time::now_us() - t0;
 
@@ -410,7 +262,7 @@ fn start_aps(
         .map(|s| s.online_us.load(Ordering::Acquire))
         .max()
         .unwrap_or_else(time::now_us);
-    exit::add_summary_value("t_online_us", all_online_us);
+    exit::set_summary_value(SummaryKey::OnlineUs, all_online_us);
     log::info!(
         target: "smp",
         "bring-up done online={online} failed={failed} elapsed_us={elapsed} inits={} sipis={}",

@@ -1,31 +1,26 @@
-//! The bootstrap processor's path from the loader hand-off to the summary line.
+//! The bootstrap processor's path from the loader hand-off to the summary line: hand-off, command line, memory,
+//! its own stack and PCB, the early report, then the per-core pipeline, whose BSP-only step is the SMP stage
+//! (which starts the APs), and last the verdict.
+#![deny(unsafe_code)]
 
+use super::{pipeline, report, smp, vmx};
 use crate::arch::cpuid::{CpuInfo, YesNo};
-use crate::cmdline::{self, Cmdline, Fault};
-use crate::exit::{self, Reason, Verdict};
-use crate::{faults, interrupts, logger, memory, percpu, smp_stage, time, vmx_stage};
+use crate::config::{self, Config, Fault, FaultTarget};
+use crate::exit::{self, OnDone, Reason, Verdict};
+use crate::{arch, interrupts, logger, memory, percpu, time};
 use boot::{BootInfo, IdentityMapped};
 use core::sync::atomic::{AtomicBool, Ordering};
-
-extern "C" {
-    static boot_entry_tsc: u64;
-}
 
 /// How long the BSP waits for every core to finish its per-core work (PCB line, VMX stage with self-test).
 const CORE_WORK_TIMEOUT_US: u64 = 10_000_000;
 /// How long the BSP waits for the cores to leave VMX operation.
 const TEARDOWN_TIMEOUT_US: u64 = 1_000_000;
 
-/// Pages of each core's kernel stack (a guard page sits below).
-pub const STACK_PAGES: u64 = 16;
-
 static BOOT_INFO: spin::Once<BootInfo> = spin::Once::new();
 
 /// Called by the entry code (boot/src/entry.s) with the loader kind and the loader's info pointer.
 pub fn start(loader_kind: u32, info_paddr: u32) -> ! {
-    // SAFETY: entry.s wrote the TSC into this variable before jumping to long mode; nothing writes it after.
-    let entry_tsc = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(boot_entry_tsc)) };
-    time::init(entry_tsc);
+    time::init(arch::boot_entry_tsc());
     logger::init(log::LevelFilter::Info);
     // Exceptions are reported from here on (the IST ones once the PCB's TSS is loaded, below).
     interrupts::init();
@@ -36,89 +31,71 @@ pub fn start(loader_kind: u32, info_paddr: u32) -> ! {
         Err(e) => {
             log::error!(target: "boot", "bad loader hand-off: {e}");
             // The command line is unreadable, so on_done is unknown: leave like the 32-bit bad-magic path does.
-            exit::set_on_done(cmdline::OnDone::Exit);
+            exit::set_on_done(OnDone::Exit);
             exit::fatal(Reason::BadHandoff);
         }
     };
-    apply_cmdline(Cmdline(info.cmdline()));
+    let config = apply_cmdline(info.cmdline());
 
-    let regions = if cmdline::fault_target(Cmdline(info.cmdline())) == Some((Fault::NoMemory, 0)) {
-        faults::announce(Fault::NoMemory, 0);
+    let no_memory = FaultTarget {
+        fault: Fault::NoMemory,
+        cpu: 0,
+    };
+    let regions = if config.fault == Some(no_memory) {
+        super::faults::announce(Fault::NoMemory, 0);
         &[][..]
     } else {
         info.regions()
     };
     let free = memory::init(info, regions);
     log::debug!(target: "memory", "frame allocator: {} MiB free below 4 GiB", free >> 20);
-    let Some(stack) = memory::alloc_guarded_stack(STACK_PAGES) else {
+    let Some(stack) = memory::alloc_fresh_stack(percpu::STACK_PAGES) else {
         log::error!(target: "memory", "no memory for the BSP's stack");
         exit::fatal(Reason::NoMemory);
     };
-    let stack = *BSP_STACK.call_once(|| stack);
-    // SAFETY: the new stack is fresh, mapped and owned by the BSP; `bsp_main` never returns, so nothing on the
-    // old stack is used again (what it needs is in statics).
-    unsafe { switch_stack(stack.2, bsp_main) }
+    BSP_STACK.call_once(|| stack.bounds());
+    // `bsp_main` never returns, so nothing on this stack is used again (what it needs is in statics).
+    stack.switch_to(bsp_main)
 }
 
 /// The BSP's guarded stack: (guard page, bottom, top).
 static BSP_STACK: spin::Once<(u64, u64, u64)> = spin::Once::new();
 
-/// Continues on `top`, calling `entry`.
-///
-/// # Safety
-/// `top` must be the top of a mapped stack not otherwise in use.
-unsafe fn switch_stack(top: u64, entry: extern "C" fn() -> !) -> ! {
-    // SAFETY: per the caller's guarantee; RBP is cleared to end the frame-pointer chain.
-    unsafe {
-        core::arch::asm!(
-            "mov rsp, {top}",
-            "xor ebp, ebp",
-            "call {entry}",
-            top = in(reg) top,
-            entry = in(reg) entry,
-            options(noreturn)
-        )
-    }
-}
-
 extern "C" fn bsp_main() -> ! {
     let stack = *BSP_STACK.get().expect("set by start");
     let info = BOOT_INFO.get().expect("set by start");
+    let config = config::get();
     let cpu = CpuInfo::read();
-    let args = Cmdline(info.cmdline());
-    let Some(pcb) = percpu::build_and_install(0, smp::apic::cpuid_apic_id(), false, stack) else {
+    let Some(pcb) = percpu::build_and_install(0, arch::lapic::cpuid_apic_id(), false, stack) else {
         log::error!(target: "memory", "no memory for the BSP's PCB");
         exit::fatal(Reason::NoMemory);
     };
     exit::TALLY.online.store(1, Ordering::Release);
     let rsdp = match info.rsdp {
         Some(addr) => Some((addr, "loader")),
-        None => smp::find_rsdp(&smp_stage::Phys).map(|addr| (addr, "scan")),
+        None => smp::find_rsdp().map(|addr| (addr, "scan")),
     };
     early_report(info, &cpu, rsdp);
-    smp_stage::pcb_built(pcb);
 
-    if let Some(value) = args.get("fault") {
-        match cmdline::fault_target(args) {
-            Some((Fault::NoMemory, cpu)) => {
-                log::warn!(target: "boot", "fault=no_memory acts on the BSP only; fault_cpu={cpu} ignored")
-            }
-            Some(target) => faults::arm(target),
-            None => {
-                log::warn!(target: "boot", "fault={value} is not a known fault (docs/serial-log.md); ignored")
-            }
-        }
-    }
-    faults::inject_if_targeted(0);
-    vmx_stage::configure(args.get("vmx"), args.get("selftest"));
-    let smp = smp_stage::run(info, rsdp.map(|(a, _)| a), args);
-    let bsp_vmx_us = vmx_stage::run_on_this_cpu(pcb).unwrap_or(0);
-    smp_stage::core_done();
-    smp_stage::wait_for_cores(CORE_WORK_TIMEOUT_US);
+    let mut outcome = None;
+    pipeline::run_core(
+        pcb,
+        Some(&mut || {
+            outcome = Some(smp::run(
+                info,
+                rsdp.map(|(a, _)| a),
+                &config.bringup,
+                config.acpi_checksum,
+                pipeline::BYTES_PER_CORE,
+            ))
+        }),
+    );
+    let smp = outcome.expect("the BSP's pipeline runs the SMP stage");
+    pipeline::wait_for_cores(CORE_WORK_TIMEOUT_US);
     // Routine lines waited in the log queue until now (docs/serial-log.md, "Deferred lines").
     logger::defer_routine_lines(false);
-    let vmx = vmx_stage::judge(bsp_vmx_us.max(smp_stage::last_ap_vmx_us()));
-    smp_stage::report_phases();
+    let vmx = vmx::judge(pipeline::last_vmx_done_us());
+    report::report_phases();
     let (verdict, reason) = if !smp.acpi_ok {
         (Verdict::Degraded, Reason::AcpiError)
     } else if smp.failed > 0 {
@@ -135,8 +112,8 @@ extern "C" fn bsp_main() -> ! {
         Some(r) => (Verdict::Fail, r),
         None => (verdict, reason),
     };
-    if exit::on_done() == exit::OnDone::Exit && vmx_stage::enabled() {
-        vmx_stage::teardown_all(TEARDOWN_TIMEOUT_US);
+    if exit::on_done() == OnDone::Exit && vmx::enabled() {
+        vmx::teardown_all(TEARDOWN_TIMEOUT_US);
     }
     exit::finish(verdict, reason)
 }
@@ -181,28 +158,15 @@ fn early_report(info: &BootInfo, cpu: &CpuInfo, rsdp: Option<(u64, &str)>) {
     );
 }
 
-fn apply_cmdline(args: Cmdline) {
-    match cmdline::parse_level(args.get("log")) {
-        Ok(level) => log::set_max_level(level),
-        Err(bad) => {
-            log::warn!(target: "boot", "log={bad} is not a level (error|warn|info|debug|trace); using info")
-        }
-    }
-    match cmdline::OnDone::parse(args.get("on_done")) {
-        Ok(action) => exit::set_on_done(action),
-        Err(bad) => {
-            log::warn!(target: "boot", "on_done={bad} is not one of halt|exit|reboot; using halt")
-        }
-    }
-    match cmdline::parse_switch(args.get("log_defer"), true) {
-        Ok(on) => logger::defer_routine_lines(on),
-        Err(bad) => {
-            log::warn!(target: "boot", "log_defer={bad} is not on|off; lines stay deferred")
-        }
-    }
-    for key in args.unknown_keys() {
-        log::warn!(target: "boot", "unknown command-line key '{key}' ignored");
-    }
+/// Parses the command line once, applies what the core services read, and reports every word not taken.
+fn apply_cmdline(cmdline: &str) -> &'static Config {
+    // The settings first (the level decides which warnings print), then the warnings.
+    let parsed = Config::parse(cmdline, |_| {});
+    log::set_max_level(parsed.log_level);
+    exit::set_on_done(parsed.on_done);
+    logger::defer_routine_lines(parsed.log_defer);
+    Config::parse(cmdline, |w| log::warn!(target: w.target(), "{w}"));
+    config::set(parsed)
 }
 
 static PANICKING: AtomicBool = AtomicBool::new(false);

@@ -1,0 +1,54 @@
+//! One core's VMX state: the regions it enters VMX operation with and where it stands ([`VmxState`]). This is
+//! the only representation of a core's VMX state: the VMX stage keeps one in each core's PCB, and every entry,
+//! self-test and exit goes through it, so the same regions are used on every call (docs/vmx.md).
+//!
+//! A later step (a guest on every core) extends this type: the guest's VMCS and its launch state belong here.
+
+use super::{
+    enter_vmx_root, leave_vmx_root, run_selftest, RegionPair, RootReport, SelftestReport, VmxCpu,
+    VmxError, VmxState,
+};
+
+pub struct VmxCore {
+    regions: RegionPair,
+    state: VmxState,
+}
+
+// SAFETY: the regions' pointers refer to frames reserved for this core's VMX use for the whole run (the
+// contract of `Region::new`); the value lives in that core's PCB and only that core enters or leaves VMX
+// operation with it (other cores only ask `in_root` under the PCB's lock).
+unsafe impl Send for VmxCore {}
+
+impl VmxCore {
+    /// A core outside VMX operation that will use `regions` (validated and prepared on entry).
+    pub const fn new(regions: RegionPair) -> Self {
+        Self {
+            regions,
+            state: VmxState::NotEntered,
+        }
+    }
+
+    pub const fn state(&self) -> &VmxState {
+        &self.state
+    }
+
+    /// In VMX root operation with the VMCS current (SDM vol. 3C 24.3).
+    pub const fn in_root(&self) -> bool {
+        self.state.is_in_root()
+    }
+
+    /// [`enter_vmx_root`] with this core's regions; a second call is a no-op that returns the first report.
+    pub fn enter(&mut self, cpu: &mut impl VmxCpu) -> Result<RootReport, VmxError> {
+        enter_vmx_root(cpu, &mut self.state, &self.regions)
+    }
+
+    /// [`run_selftest`] with this core's regions; it ends in the state it started in.
+    pub fn selftest(&mut self, cpu: &mut impl VmxCpu) -> SelftestReport {
+        run_selftest(cpu, &mut self.state, &self.regions)
+    }
+
+    /// [`leave_vmx_root`]: VMCLEAR, VMXOFF, CR4.VMXE cleared. Does nothing outside VMX operation.
+    pub fn leave(&mut self, cpu: &mut impl VmxCpu) -> Result<(), VmxError> {
+        leave_vmx_root(cpu, &mut self.state)
+    }
+}
