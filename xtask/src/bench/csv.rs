@@ -30,7 +30,7 @@ fn opt<T: ToString>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
 }
 
-pub(super) fn fmt_f(v: f64) -> String {
+fn fmt_f(v: f64) -> String {
     // Enough digits for µs in ms and ms in s, no float noise.
     let s = format!("{v:.6}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
