@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
-use super::plan::*;
-use super::sample::*;
-use super::stats::*;
+use super::plan::{ApStart, Config};
+use super::sample::{GuestReport, RunStatus, Sample};
+use super::stats::{Aggregate, METRICS};
 use crate::serial::Spread;
+use crate::{Backend, Engine};
 
 /// One CSV field (quoted when it holds a comma, a quote or a line break).
 pub fn csv_field(s: &str) -> String {

@@ -2,9 +2,9 @@
 
 use serde_json::{Map, Number, Value};
 
-use super::plan::*;
-use super::sample::*;
-use super::stats::*;
+use super::plan::Config;
+use super::sample::Sample;
+use super::stats::{Aggregate, Stats, TargetCheck, METRICS};
 use crate::serial::Spread;
 
 /// A JSON value as the benchmark builds it (objects keep their key order); [`Json::render`] writes it with
