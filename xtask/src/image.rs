@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::elf::{Elf, PT_LOAD};
 use crate::RunError;
 
 /// The image's target triple.
@@ -149,8 +150,9 @@ pub fn fnv1a64(chunks: &[&[u8]]) -> u64 {
     h
 }
 
-/// The source of the ISO builder is part of the cache key, so a changed `iso.rs` rebuilds the ISOs.
-const ISO_BUILDER_SOURCE: &str = include_str!("iso.rs");
+/// The source of the ISO builder is part of the cache key, so a changed `iso.rs` (or the ELF reader its
+/// kernel stripping uses) rebuilds the ISOs.
+const ISO_BUILDER_SOURCE: &str = concat!(include_str!("iso.rs"), include_str!("elf.rs"));
 
 /// The cache file for a kernel + command line: `target/iso-cache/<hash>.iso`.
 pub fn iso_cache_path(kernel_bytes: &[u8], cmdline: &str) -> PathBuf {
@@ -269,50 +271,28 @@ pub struct Elf64 {
     pub loads: Vec<LoadSegment>,
 }
 
-fn rd_u16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-fn rd_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-fn rd_u64(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
-
-const PT_LOAD: u32 = 1;
-
-/// Parses the header and program headers of a little-endian ELF64 file.
+/// The entry point and the non-empty `PT_LOAD` segments of a little-endian ELF64 file (read by
+/// [`crate::elf::Elf`]), each with its data inside the file.
 pub fn parse_elf64(bytes: &[u8]) -> Result<Elf64, String> {
-    if bytes.get(0..4) != Some(b"\x7fELF") {
-        return Err("not an ELF file".into());
-    }
-    if bytes.get(4) != Some(&2) || bytes.get(5) != Some(&1) {
+    let elf = Elf::parse(bytes).map_err(|e| e.to_string())?;
+    if !elf.is64 {
         return Err("not a little-endian ELF64 file".into());
     }
-    let short = || "truncated ELF header".to_string();
-    let entry = rd_u64(bytes, 0x18).ok_or_else(short)?;
-    let phoff = rd_u64(bytes, 0x20).ok_or_else(short)?;
-    let phentsize = rd_u16(bytes, 0x36).ok_or_else(short)? as usize;
-    let phnum = rd_u16(bytes, 0x38).ok_or_else(short)? as usize;
-    if phentsize < 56 {
-        return Err(format!("bad e_phentsize {phentsize}"));
-    }
     let mut loads = Vec::new();
-    for i in 0..phnum {
-        let at = usize::try_from(phoff)
-            .ok()
-            .and_then(|p| p.checked_add(i * phentsize))
-            .ok_or("bad e_phoff")?;
-        let bad = || format!("program header {i} is outside the file");
-        let p_type = rd_u32(bytes, at).ok_or_else(bad)?;
-        if p_type != PT_LOAD {
+    for (i, ph) in elf
+        .program_headers()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .enumerate()
+    {
+        if ph.p_type != PT_LOAD {
             continue;
         }
         let seg = LoadSegment {
-            offset: rd_u64(bytes, at + 8).ok_or_else(bad)?,
-            paddr: rd_u64(bytes, at + 24).ok_or_else(bad)?,
-            filesz: rd_u64(bytes, at + 32).ok_or_else(bad)?,
-            memsz: rd_u64(bytes, at + 40).ok_or_else(bad)?,
+            offset: ph.offset,
+            paddr: ph.paddr,
+            filesz: ph.filesz,
+            memsz: ph.memsz,
         };
         if seg.filesz > seg.memsz {
             return Err(format!("PT_LOAD {i} has p_filesz > p_memsz"));
@@ -331,7 +311,10 @@ pub fn parse_elf64(bytes: &[u8]) -> Result<Elf64, String> {
     if loads.is_empty() {
         return Err("no PT_LOAD segments".into());
     }
-    Ok(Elf64 { entry, loads })
+    Ok(Elf64 {
+        entry: elf.entry,
+        loads,
+    })
 }
 
 pub const MULTIBOOT1_MAGIC: u32 = 0x1BAD_B002;

@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::elf::{self, Elf, ElfError};
+
 /// What to put on the ISO and where to write it.
 pub struct IsoSpec<'a> {
     /// The multiboot2 kernel (ELF); it is copied to `/boot/hypervisor.elf` on the image.
@@ -182,69 +184,20 @@ const SHT_NOBITS: u32 = 8;
 const SHT_REL: u32 = 9;
 const SHF_ALLOC: u64 = 2;
 
-/// Field offsets of the ELF structures for one ELF class (32 or 64 bit).
-struct ElfClass {
-    is64: bool,
-}
-
-impl ElfClass {
-    /// (e_phoff, e_shoff, e_phentsize) offsets; e_phnum, e_shentsize, e_shnum and e_shstrndx
-    /// follow e_phentsize.
-    fn ehdr(&self) -> (usize, usize, usize) {
-        if self.is64 {
-            (32, 40, 54)
-        } else {
-            (28, 32, 42)
-        }
-    }
-    fn word(&self) -> usize {
-        if self.is64 {
-            8
-        } else {
-            4
-        }
-    }
-    /// (p_offset, p_filesz) offsets in a program header.
-    fn phdr(&self) -> (usize, usize) {
-        if self.is64 {
-            (8, 32)
-        } else {
-            (4, 16)
-        }
-    }
-    /// (sh_flags, sh_offset, sh_size, sh_link, sh_addralign) offsets in a section header.
-    fn shdr(&self) -> (usize, usize, usize, usize, usize) {
-        if self.is64 {
-            (8, 24, 32, 40, 48)
-        } else {
-            (8, 16, 20, 24, 32)
-        }
-    }
-}
-
-fn bad_elf(what: &str) -> io::Error {
-    invalid(format!("malformed ELF file: {what}"))
+fn bad_elf(e: ElfError) -> io::Error {
+    invalid(format!("malformed ELF file: {e}"))
 }
 
 fn get(b: &[u8], off: usize, len: usize) -> io::Result<u64> {
-    let bytes = b
-        .get(
-            off..off
-                .checked_add(len)
-                .ok_or_else(|| bad_elf("offset overflow"))?,
-        )
-        .ok_or_else(|| bad_elf("header beyond the end of the file"))?;
-    let mut v = [0u8; 8];
-    v[..len].copy_from_slice(bytes);
-    Ok(u64::from_le_bytes(v))
-}
-
-fn put(b: &mut [u8], off: usize, len: usize, value: u64) {
-    b[off..off + len].copy_from_slice(&value.to_le_bytes()[..len]);
+    elf::read(b, off, len).map_err(bad_elf)
 }
 
 fn to_usize(v: u64) -> io::Result<usize> {
-    usize::try_from(v).map_err(|_| bad_elf("offset does not fit in memory"))
+    elf::to_usize(v).map_err(bad_elf)
+}
+
+fn malformed(what: &str) -> io::Error {
+    bad_elf(ElfError(what.to_string()))
 }
 
 /// The kernel as it goes onto the ISO: without `.debug*` sections and without non-allocated
@@ -257,57 +210,44 @@ fn to_usize(v: u64) -> io::Result<usize> {
 /// The symbol and string tables are kept. Relocation sections inside loaded memory (a
 /// position-independent kernel) are an error: GRUB cannot load such a file.
 pub fn kernel_for_grub(elf: &[u8]) -> io::Result<Vec<u8>> {
-    if !elf.starts_with(b"\x7fELF") || elf.len() < 52 {
-        return Err(bad_elf("no ELF header"));
+    if elf.starts_with(b"\x7fELF") && elf.len() < 52 {
+        return Err(malformed("no ELF header"));
     }
-    let class = match elf[4] {
-        1 => ElfClass { is64: false },
-        2 => ElfClass { is64: true },
-        _ => return Err(bad_elf("unknown ELF class")),
-    };
-    if elf[5] != 1 {
-        return Err(bad_elf("not little-endian"));
-    }
-    let w = class.word();
-    let (e_phoff, e_shoff, e_phentsize) = class.ehdr();
-    let phoff = to_usize(get(elf, e_phoff, w)?)?;
-    let shoff = to_usize(get(elf, e_shoff, w)?)?;
-    let phentsize = to_usize(get(elf, e_phentsize, 2)?)?;
-    let phnum = to_usize(get(elf, e_phentsize + 2, 2)?)?;
-    let shentsize = to_usize(get(elf, e_phentsize + 4, 2)?)?;
-    let shnum = to_usize(get(elf, e_phentsize + 6, 2)?)?;
-    let shstrndx = to_usize(get(elf, e_phentsize + 8, 2)?)?;
+    let file = Elf::parse(elf).map_err(bad_elf)?;
+    let w = file.word();
+    let (phoff, shoff, phentsize) = (file.phoff, file.shoff, file.phentsize);
+    let (phnum, shentsize, shnum, shstrndx) =
+        (file.phnum, file.shentsize, file.shnum, file.shstrndx);
     if shoff == 0 || shnum == 0 {
         return Ok(elf.to_vec()); // no section headers: GRUB reads only the segments
     }
     if shstrndx >= shnum {
-        return Err(bad_elf("section name table index out of range"));
+        return Err(malformed("section name table index out of range"));
     }
 
     // Everything up to the end of the headers and the loaded segments stays where it is.
-    let mut keep_end = (phoff + phnum * phentsize).max(if class.is64 { 64 } else { 52 });
-    let (p_offset, p_filesz) = class.phdr();
-    for i in 0..phnum {
-        let ph = phoff + i * phentsize;
-        let end = get(elf, ph + p_offset, w)?.saturating_add(get(elf, ph + p_filesz, w)?);
-        keep_end = keep_end.max(to_usize(end)?);
+    let mut keep_end = (phoff + phnum * phentsize).max(file.ehsize());
+    for ph in file.program_headers().map_err(bad_elf)? {
+        keep_end = keep_end.max(to_usize(ph.offset.saturating_add(ph.filesz))?);
     }
 
-    let (sh_flags, sh_offset, sh_size, sh_link, sh_align) = class.shdr();
+    let f = file.section_fields();
+    let (sh_flags, sh_offset, sh_size, sh_link, sh_align) =
+        (f.flags, f.offset, f.size, f.link, f.addralign);
     let mut shdrs = elf
         .get(shoff..shoff + shnum * shentsize)
-        .ok_or_else(|| bad_elf("section headers beyond the end of the file"))?
+        .ok_or_else(|| malformed("section headers beyond the end of the file"))?
         .to_vec();
     let names_off = to_usize(get(&shdrs, shstrndx * shentsize + sh_offset, w)?)?;
     let names_len = to_usize(get(&shdrs, shstrndx * shentsize + sh_size, w)?)?;
     let names = elf
         .get(names_off..names_off + names_len)
-        .ok_or_else(|| bad_elf("section names beyond the end of the file"))?;
+        .ok_or_else(|| malformed("section names beyond the end of the file"))?;
     let name_of = |sh: &[u8]| -> io::Result<&[u8]> {
         let start = to_usize(get(sh, 0, 4)?)?;
         let rest = names
             .get(start..)
-            .ok_or_else(|| bad_elf("bad section name"))?;
+            .ok_or_else(|| malformed("bad section name"))?;
         Ok(&rest[..rest.iter().position(|&c| c == 0).unwrap_or(rest.len())])
     };
 
@@ -334,7 +274,7 @@ pub fn kernel_for_grub(elf: &[u8]) -> io::Result<Vec<u8>> {
     for i in 0..shnum {
         let link = to_usize(get(&shdrs, i * shentsize + sh_link, 4)?)?;
         if !dropped[i] && link != 0 && link < shnum && dropped[link] {
-            return Err(bad_elf(
+            return Err(malformed(
                 "a kept section links to a debug or relocation section",
             ));
         }
@@ -345,7 +285,7 @@ pub fn kernel_for_grub(elf: &[u8]) -> io::Result<Vec<u8>> {
 
     let mut out = elf
         .get(..keep_end)
-        .ok_or_else(|| bad_elf("segment beyond the end of the file"))?
+        .ok_or_else(|| malformed("segment beyond the end of the file"))?
         .to_vec();
     for (i, &drop) in dropped.iter().enumerate() {
         let sh = &mut shdrs[i * shentsize..(i + 1) * shentsize];
@@ -353,8 +293,8 @@ pub fn kernel_for_grub(elf: &[u8]) -> io::Result<Vec<u8>> {
             // An empty SHT_NULL entry: indices (and the links to them) stay valid.
             let name = get(sh, 0, 4)?;
             sh.fill(0);
-            put(sh, 0, 4, name);
-            put(sh, 4, 4, u64::from(SHT_NULL));
+            elf::write(sh, 0, 4, name);
+            elf::write(sh, 4, 4, u64::from(SHT_NULL));
             continue;
         }
         let ty = get(sh, 4, 4)? as u32;
@@ -365,15 +305,15 @@ pub fn kernel_for_grub(elf: &[u8]) -> io::Result<Vec<u8>> {
         }
         let data = elf
             .get(offset..offset + size)
-            .ok_or_else(|| bad_elf("section data beyond the end of the file"))?;
+            .ok_or_else(|| malformed("section data beyond the end of the file"))?;
         let align = to_usize(get(sh, sh_align, w)?)?.max(1);
         out.resize(out.len().next_multiple_of(align), 0);
-        put(sh, sh_offset, w, out.len() as u64);
+        elf::write(sh, sh_offset, w, out.len() as u64);
         out.extend_from_slice(data);
     }
     out.resize(out.len().next_multiple_of(w), 0);
     let new_shoff = out.len() as u64;
-    put(&mut out, e_shoff, w, new_shoff);
+    elf::write(&mut out, file.e_shoff_at(), w, new_shoff);
     out.extend_from_slice(&shdrs);
     Ok(out)
 }
@@ -483,6 +423,7 @@ pub fn build_grub_iso(spec: &IsoSpec) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::elf::write as put;
 
     #[test]
     fn cmdline_words_are_single_quoted() {

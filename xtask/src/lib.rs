@@ -8,6 +8,7 @@ pub mod args;
 pub mod bench;
 pub mod bochs;
 pub mod cli;
+pub mod elf;
 pub mod host;
 pub mod image;
 pub mod iso;

@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
-use super::plan::*;
-use super::sample::*;
-use super::stats::*;
+use super::plan::{ApStart, Config};
+use super::sample::{GuestReport, RunStatus, Sample};
+use super::stats::{Aggregate, METRICS};
 use crate::serial::Spread;
+use crate::{Backend, Engine};
 
 /// One CSV field (quoted when it holds a comma, a quote or a line break).
 pub fn csv_field(s: &str) -> String {
@@ -30,7 +31,7 @@ fn opt<T: ToString>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
 }
 
-pub(super) fn fmt_f(v: f64) -> String {
+fn fmt_f(v: f64) -> String {
     // Enough digits for µs in ms and ms in s, no float noise.
     let s = format!("{v:.6}");
     let s = s.trim_end_matches('0').trim_end_matches('.');

@@ -1,18 +1,19 @@
 //! `bench.json`: the machine, the versions, every run and every aggregate.
 
-use std::fmt::Write as _;
+use serde_json::{Map, Number, Value};
 
-use super::csv::fmt_f;
-use super::plan::*;
-use super::sample::*;
-use super::stats::*;
+use super::plan::Config;
+use super::sample::Sample;
+use super::stats::{Aggregate, Stats, TargetCheck, METRICS};
 use crate::serial::Spread;
 
-/// A JSON value (written by hand: the runner has no dependencies).
+/// A JSON value as the benchmark builds it (objects keep their key order); [`Json::render`] writes it with
+/// `serde_json`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Json {
     Null,
     Bool(bool),
+    /// Written with at most 6 decimals (µs in ms and ms in s, no float noise); not finite: `null`.
     Num(f64),
     Int(i64),
     Str(String),
@@ -33,82 +34,33 @@ impl Json {
         v.map_or(Json::Null, Json::Num)
     }
 
-    /// Pretty-printed with two-space indentation.
+    /// The `serde_json` value.
+    pub fn to_value(&self) -> Value {
+        match self {
+            Json::Null => Value::Null,
+            Json::Bool(b) => Value::Bool(*b),
+            Json::Int(i) => Value::from(*i),
+            Json::Num(x) => {
+                Number::from_f64((x * 1e6).round() / 1e6).map_or(Value::Null, Value::Number)
+            }
+            Json::Str(s) => Value::String(s.clone()),
+            Json::Arr(items) => Value::Array(items.iter().map(Json::to_value).collect()),
+            Json::Obj(items) => Value::Object(
+                items
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_value()))
+                    .collect::<Map<String, Value>>(),
+            ),
+        }
+    }
+
+    /// Pretty-printed with two-space indentation, ending with a newline.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        self.write(&mut out, 0);
+        let mut out = serde_json::to_string_pretty(&self.to_value())
+            .expect("a JSON value built from strings and numbers serializes");
         out.push('\n');
         out
     }
-
-    fn write(&self, out: &mut String, indent: usize) {
-        let pad = |out: &mut String, n: usize| out.extend(std::iter::repeat_n(' ', n));
-        match self {
-            Json::Null => out.push_str("null"),
-            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Json::Int(i) => out.push_str(&i.to_string()),
-            Json::Num(x) if x.is_finite() => out.push_str(&fmt_f(*x)),
-            Json::Num(_) => out.push_str("null"),
-            Json::Str(s) => json_string(out, s),
-            Json::Arr(items) if items.is_empty() => out.push_str("[]"),
-            Json::Obj(items) if items.is_empty() => out.push_str("{}"),
-            Json::Arr(items) => {
-                // Arrays of scalars stay on one line.
-                if items
-                    .iter()
-                    .all(|i| !matches!(i, Json::Arr(_) | Json::Obj(_)))
-                {
-                    out.push('[');
-                    for (n, i) in items.iter().enumerate() {
-                        if n > 0 {
-                            out.push_str(", ");
-                        }
-                        i.write(out, indent);
-                    }
-                    out.push(']');
-                    return;
-                }
-                out.push_str("[\n");
-                for (n, i) in items.iter().enumerate() {
-                    pad(out, indent + 2);
-                    i.write(out, indent + 2);
-                    out.push_str(if n + 1 < items.len() { ",\n" } else { "\n" });
-                }
-                pad(out, indent);
-                out.push(']');
-            }
-            Json::Obj(items) => {
-                out.push_str("{\n");
-                for (n, (k, v)) in items.iter().enumerate() {
-                    pad(out, indent + 2);
-                    json_string(out, k);
-                    out.push_str(": ");
-                    v.write(out, indent + 2);
-                    out.push_str(if n + 1 < items.len() { ",\n" } else { "\n" });
-                }
-                pad(out, indent);
-                out.push('}');
-            }
-        }
-    }
-}
-
-fn json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 fn stats_json(s: Option<Stats>) -> Json {

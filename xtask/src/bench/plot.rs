@@ -3,9 +3,10 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::plan::*;
-use super::stats::*;
+use super::plan::{ApStart, BenchSpec, TcgPolicy, TCG_SINGLE_ABOVE};
+use super::stats::{Aggregate, Stats};
 use crate::bochs;
+use crate::{Backend, Engine};
 
 /// A line in the plot.
 #[derive(Clone, Debug, PartialEq)]

@@ -8,18 +8,20 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::csv::*;
-use super::json::*;
-use super::plan::*;
-use super::plot::*;
-use super::sample::*;
-use super::stats::*;
-use super::table::*;
+use super::csv::{parse_runs_csv, runs_csv, summary_csv};
+use super::json::{to_json, Json};
+use super::plan::{
+    bench_append, plan, with_tcg_threading, ApStart, BenchSpec, Config, TcgPolicy, TCG_SINGLE_ABOVE,
+};
+use super::plot::{bench_svg, plot_subtitle};
+use super::sample::{RunStatus, Sample};
+use super::stats::{aggregate, check_targets, Aggregate, TargetCheck};
+use super::table::{footprint_table, markdown_table, table, targets_text};
 use crate::host::{self, Need};
 use crate::qemu::{self, Media, QemuPlan};
 use crate::runner;
 use crate::session::{self, Limits, RunDir};
-use crate::{bochs, image, BochsRom, Machine, RunError};
+use crate::{bochs, image, Backend, BochsRom, Engine, Machine, RunError};
 
 /// Everything fixed for the whole benchmark.
 struct Env<'a> {

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::plan::*;
+use super::plan::Config;
 use crate::serial::Spread;
 use crate::serial::{Documented, Footprint, LogLine, Phases, Summary, Timing};
 use crate::session::Ended;

@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use super::plan::*;
-use super::sample::*;
+use super::plan::{ApStart, Config};
+use super::sample::{RunStatus, Sample};
+use crate::Backend;
 
 /// min/median/max over runs.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::stats::*;
+use super::stats::{Aggregate, Stats, TargetCheck};
 
 fn cell(s: Option<Stats>, digits: usize) -> String {
     match s {

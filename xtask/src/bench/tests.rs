@@ -255,84 +255,9 @@ fn csv_output() {
     assert!(lines[1].contains(",20.001,20.002,20.003,"), "{}", lines[1]);
 }
 
-/// A minimal JSON syntax check (objects, arrays, strings with escapes, numbers, literals).
+/// A JSON syntax check (serde_json's parser).
 fn json_valid(s: &str) -> bool {
-    fn ws(b: &[u8], i: &mut usize) {
-        while *i < b.len() && b" \n\r\t".contains(&b[*i]) {
-            *i += 1;
-        }
-    }
-    fn value(b: &[u8], i: &mut usize) -> bool {
-        ws(b, i);
-        if *i >= b.len() {
-            return false;
-        }
-        match b[*i] {
-            b'{' | b'[' => {
-                let close = if b[*i] == b'{' { b'}' } else { b']' };
-                let obj = close == b'}';
-                *i += 1;
-                ws(b, i);
-                if b.get(*i) == Some(&close) {
-                    *i += 1;
-                    return true;
-                }
-                loop {
-                    if obj {
-                        ws(b, i);
-                        if b.get(*i) != Some(&b'"') || !value(b, i) {
-                            return false;
-                        }
-                        ws(b, i);
-                        if b.get(*i) != Some(&b':') {
-                            return false;
-                        }
-                        *i += 1;
-                    }
-                    if !value(b, i) {
-                        return false;
-                    }
-                    ws(b, i);
-                    match b.get(*i) {
-                        Some(b',') => *i += 1,
-                        Some(c) if *c == close => {
-                            *i += 1;
-                            return true;
-                        }
-                        _ => return false,
-                    }
-                }
-            }
-            b'"' => {
-                *i += 1;
-                while *i < b.len() {
-                    match b[*i] {
-                        b'\\' => *i += 2,
-                        b'"' => {
-                            *i += 1;
-                            return true;
-                        }
-                        c if c < 0x20 => return false,
-                        _ => *i += 1,
-                    }
-                }
-                false
-            }
-            _ => {
-                let start = *i;
-                while *i < b.len() && !b",]} \n".contains(&b[*i]) {
-                    *i += 1;
-                }
-                let tok = std::str::from_utf8(&b[start..*i]).unwrap();
-                matches!(tok, "true" | "false" | "null") || tok.parse::<f64>().is_ok()
-            }
-        }
-    }
-    let b = s.as_bytes();
-    let mut i = 0;
-    let ok = value(b, &mut i);
-    ws(b, &mut i);
-    ok && i == b.len()
+    serde_json::from_str::<serde_json::Value>(s).is_ok()
 }
 
 #[test]

@@ -372,6 +372,11 @@ mod tests {
     }
 
     #[test]
+    fn strips_escapes() {
+        assert_eq!(strip_ansi("\u{1b}[0;37;40mA\u{1b}cB\u{7}C"), "ABC");
+    }
+
+    #[test]
     fn strict_line_format() {
         for good in [
             "[    0.013243] cpu0  DEBUG memory: frame allocator: 510 MiB free",
