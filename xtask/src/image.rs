@@ -55,7 +55,7 @@ pub fn cargo_program() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
 }
 
-static BUILT: Mutex<Option<Result<PathBuf, String>>> = Mutex::new(None);
+static BUILT: Mutex<Option<Result<PathBuf, RunError>>> = Mutex::new(None);
 
 /// Builds the image once per process (later calls return the first result) and returns its path.
 ///
@@ -64,11 +64,13 @@ static BUILT: Mutex<Option<Result<PathBuf, String>>> = Mutex::new(None);
 pub fn build_image(show_output: bool) -> Result<PathBuf, RunError> {
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(result) = built.as_ref() {
-        return result.clone().map_err(RunError::Build);
+        return result.clone();
     }
-    let result = build_image_uncached(show_output);
+    // A toolchain without the image's target fails with "can't find crate for `core`": add it first.
+    let result = crate::toolchain::ensure_image_target()
+        .and_then(|()| build_image_uncached(show_output).map_err(RunError::Build));
     *built = Some(result.clone());
-    result.map_err(RunError::Build)
+    result
 }
 
 fn build_image_uncached(show_output: bool) -> Result<PathBuf, String> {

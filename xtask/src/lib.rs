@@ -17,6 +17,7 @@ pub mod runner;
 pub mod serial;
 pub mod session;
 pub mod soak;
+pub mod toolchain;
 
 use std::fmt;
 use std::path::PathBuf;
