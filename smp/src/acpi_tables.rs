@@ -1025,6 +1025,49 @@ mod tests {
     }
 
     #[test]
+    fn the_ebda_scan_covers_exactly_its_first_kib() {
+        // An EBDA low enough that its first KiB ends well below 0xA0000.
+        let ebda = 0x9_0000u64;
+        let seg = ((ebda >> 4) as u16).to_le_bytes();
+        // The last 16-byte slot of the first KiB is searched ...
+        let mem = MemBuilder::new()
+            .put(0x40E, &seg)
+            .put(ebda + 0x3F0, &rsdp_v0(RSDT_ADDR as u32))
+            .build();
+        assert_eq!(find_rsdp(&mem), Some(ebda + 0x3F0));
+        // ... the first slot after it is not.
+        let mem = MemBuilder::new()
+            .put(0x40E, &seg)
+            .put(ebda + 0x400, &rsdp_v0(RSDT_ADDR as u32))
+            .build();
+        assert_eq!(find_rsdp(&mem), None);
+        // An EBDA whose first KiB would run past 0xA0000 is cut there: nothing at 0xA0000 is read.
+        let ebda = 0x9_FE00u64;
+        let seg = ((ebda >> 4) as u16).to_le_bytes();
+        let mem = MemBuilder::new()
+            .put(0x40E, &seg)
+            .put(0xA_0000, &rsdp_v0(RSDT_ADDR as u32))
+            .build();
+        assert_eq!(find_rsdp(&mem), None);
+    }
+
+    #[test]
+    fn a_broken_xsdt_without_an_rsdt_never_reads_an_rsdt_at_address_0() {
+        // A valid RSDT at physical address 0 must not be used when the RSDP names none (rsdt = 0).
+        let mem = MemBuilder::v2(&madt_small())
+            .put(RSDP_ADDR, &rsdp_v2(0, XSDT_ADDR))
+            .put(XSDT_ADDR, b"JUNK")
+            .put(0, &rsdt(&[MADT_ADDR as u32]))
+            .build();
+        assert_eq!(
+            processors_from_phys(&mem, RSDP_ADDR, 0, 8, ChecksumPolicy::Strict),
+            Err(AcpiError::RootSignature {
+                kind: RootKind::Xsdt
+            })
+        );
+    }
+
+    #[test]
     fn error_display() {
         assert_eq!(
             AcpiError::RootChecksum {
