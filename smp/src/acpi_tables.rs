@@ -1052,6 +1052,23 @@ mod tests {
     }
 
     #[test]
+    fn an_ebda_segment_at_the_bda_itself_is_not_searched() {
+        // ACPICA searches the EBDA only when its base is above 0x400 (the BIOS data area).
+        let seg = ((0x400u64 >> 4) as u16).to_le_bytes();
+        let mem = MemBuilder::new()
+            .put(0x40E, &seg)
+            .put(0x400, &rsdp_v0(RSDT_ADDR as u32))
+            .build();
+        assert_eq!(find_rsdp(&mem), None);
+        let seg = ((0x410u64 >> 4) as u16).to_le_bytes();
+        let mem = MemBuilder::new()
+            .put(0x40E, &seg)
+            .put(0x410, &rsdp_v0(RSDT_ADDR as u32))
+            .build();
+        assert_eq!(find_rsdp(&mem), Some(0x410));
+    }
+
+    #[test]
     fn a_broken_xsdt_without_an_rsdt_never_reads_an_rsdt_at_address_0() {
         // A valid RSDT at physical address 0 must not be used when the RSDP names none (rsdt = 0).
         let mem = MemBuilder::v2(&madt_small())

@@ -369,6 +369,101 @@ mod tests {
     }
 
     #[test]
+    fn register_bits_are_the_sdms() {
+        // SDM vol. 3A Figure 11-5 (IA32_APIC_BASE), Figure 11-23 (SVR), Figure 11-12 (ICR).
+        assert_eq!(APIC_BASE_BSP, 0x100);
+        assert_eq!(APIC_BASE_EXTD, 0x400);
+        assert_eq!(APIC_BASE_EN, 0x800);
+        assert_eq!(SVR_ENABLE, 0x100);
+        assert_eq!(icr_bits::DEST_LOGICAL, 0x800);
+        assert_eq!(icr_bits::DELIVERY_STATUS, 0x1000);
+        assert_eq!(icr_bits::LEVEL_ASSERT, 0x4000);
+        assert_eq!(icr_bits::TRIGGER_LEVEL, 0x8000);
+    }
+
+    #[test]
+    fn destinations_in_both_modes() {
+        let i = Icr::startup(0x1_2345, 0x9A);
+        assert_eq!(i.destination(), 0x1_2345);
+        assert_eq!(i.x2apic_value(), 0x0001_2345_0000_469A);
+        assert_eq!(i.xapic_high(), None);
+        assert_eq!(Icr::startup(0xFF, 1).xapic_high(), Some(0xFF00_0000));
+        assert_eq!(Icr::startup(0, 1).xapic_high(), Some(0));
+    }
+
+    #[test]
+    fn x2apic_enable_from_the_invalid_extd_without_en_state() {
+        // EXTD set with EN clear is invalid (SDM 11.12.5): go through xAPIC first, EXTD cleared.
+        let base = DEFAULT_LAPIC_BASE | APIC_BASE_EXTD;
+        assert_eq!(
+            x2apic_enable_sequence(base),
+            [
+                Some(DEFAULT_LAPIC_BASE | APIC_BASE_EN),
+                Some(DEFAULT_LAPIC_BASE | APIC_BASE_EN | APIC_BASE_EXTD)
+            ]
+        );
+    }
+
+    /// Records the ICRs sent; reports busy for the first `busy_polls` polls.
+    struct Recorder {
+        sent: core::cell::RefCell<Vec<Icr>>,
+        busy_polls: core::cell::Cell<u32>,
+    }
+
+    impl LocalApic for Recorder {
+        fn id(&self) -> u32 {
+            0
+        }
+        fn send_ipi(&self, icr: Icr) -> Result<(), ApicError> {
+            self.sent.borrow_mut().push(icr);
+            Ok(())
+        }
+        fn icr_busy(&self) -> bool {
+            let left = self.busy_polls.get();
+            self.busy_polls.set(left.saturating_sub(1));
+            left > 0
+        }
+        fn eoi(&self) {}
+        fn enable(&self, _: u8) {}
+        fn error_status(&self) -> u32 {
+            0
+        }
+    }
+
+    #[test]
+    fn the_ipi_helpers_send_the_encodings() {
+        let r = Recorder {
+            sent: Default::default(),
+            busy_polls: core::cell::Cell::new(0),
+        };
+        r.send_init(7).unwrap();
+        r.send_init_deassert(7).unwrap();
+        r.send_sipi(7, 0x9A).unwrap();
+        assert_eq!(
+            *r.sent.borrow(),
+            [
+                Icr::init_assert(7),
+                Icr::init_deassert(7),
+                Icr::startup(7, 0x9A)
+            ]
+        );
+    }
+
+    #[test]
+    fn waiting_for_the_icr() {
+        let r = |busy| Recorder {
+            sent: Default::default(),
+            busy_polls: core::cell::Cell::new(busy),
+        };
+        assert!(r(0).wait_icr_idle(0));
+        assert!(r(0).wait_icr_idle(3));
+        // Busy for 3 polls: idle on the 4th.
+        assert!(r(3).wait_icr_idle(3));
+        assert!(!r(4).wait_icr_idle(3));
+        assert!(!r(1).wait_icr_idle(0));
+    }
+
+    #[test]
     fn error_display() {
         assert_eq!(
             ApicError::DestinationOutOfRange { apic_id: 300 }.to_string(),

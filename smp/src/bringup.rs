@@ -584,6 +584,42 @@ mod tests {
         );
     }
 
+    #[test]
+    fn zero_waits_are_not_platform_waits() {
+        // init_delay_us=0 (the Linux-style default on modern CPUs) and no SIPI delay: the platform is never
+        // asked to wait 0 us.
+        let mut f = Fake::new(&[Ap::AfterFirstSipi(0)]);
+        let t = f.targets();
+        let c = BringupConfig {
+            init_delay_us: 0,
+            sipi_delay_us: 0,
+            ..cfg(StartMode::Parallel)
+        };
+        run(&mut f, &t, 0x08, &c);
+        assert_eq!(f.init_delays, []);
+    }
+
+    #[test]
+    fn the_default_init_delay_is_a_plain_delay() {
+        struct Plain(Vec<u64>);
+        impl Platform for Plain {
+            fn now_us(&self) -> u64 {
+                0
+            }
+            fn send_init(&mut self, _: u32) {}
+            fn send_sipi(&mut self, _: u32, _: u8) {}
+            fn ap_started(&self, _: usize) -> bool {
+                true
+            }
+            fn delay_us(&mut self, us: u64) {
+                self.0.push(us);
+            }
+        }
+        let mut p = Plain(vec![]);
+        p.init_delay_us(10_000);
+        assert_eq!(p.0, [10_000]);
+    }
+
     fn cfg(mode: StartMode) -> BringupConfig {
         BringupConfig {
             mode,

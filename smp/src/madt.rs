@@ -793,6 +793,33 @@ mod tests {
     }
 
     #[test]
+    fn a_bsp_missing_from_the_madt_gets_the_entry_kind_its_id_needs() {
+        let t = MadtBuilder::new(5).xapic(0, 1, 1).build();
+        for (bsp, kind) in [
+            (7, EntryKind::XApic),
+            (0xFE, EntryKind::XApic),
+            (0xFF, EntryKind::X2Apic),
+            (300, EntryKind::X2Apic),
+        ] {
+            let l = parse_madt(&t, bsp, 64).unwrap();
+            assert_eq!(l.cpus[0].apic_id, bsp);
+            assert_eq!(l.cpus[0].kind, kind, "bsp apic_id={bsp}");
+        }
+    }
+
+    #[test]
+    fn bsp_note_texts() {
+        assert_eq!(
+            BspNote::NotInMadt.to_string(),
+            "the MADT does not list the BSP's APIC id; it was added"
+        );
+        assert_eq!(
+            BspNote::EntryNotEnabled.to_string(),
+            "the BSP's MADT entry is not marked enabled; used anyway"
+        );
+    }
+
+    #[test]
     fn bsp_entry_not_enabled_still_used() {
         let t = MadtBuilder::new(5).xapic(0, 0, 0).xapic(1, 1, 1).build();
         let l = parse_madt(&t, 0, 64).unwrap();
