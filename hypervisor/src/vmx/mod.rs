@@ -16,6 +16,7 @@ pub mod fixed_bits;
 pub mod instructions;
 pub mod root;
 pub mod selftest;
+pub mod vmcs;
 
 #[cfg(test)]
 pub(crate) mod fake;
