@@ -23,15 +23,23 @@
 //! Exit Reasons". Newer editions number these chapters one higher.
 #![deny(unsafe_code)]
 
+pub mod caps;
+pub mod controls;
 pub mod errors;
 pub mod fields;
 pub mod launch;
 
 #[cfg(test)]
 pub(crate) mod fake;
+#[cfg(test)]
+pub(crate) mod fixtures;
 
 use core::fmt;
 
+pub use caps::{
+    AllowedBits, CapabilityMsrs, CpuMsrs, EptVpidCap, ReadError, VmxCapabilities, VmxMisc,
+};
+pub use controls::{choose_controls, CapabilityError, ControlPolicy, Controls, Features};
 pub use errors::{ExitReason, InstructionError};
 pub use fields::{AccessType, Field, FieldKind, Width};
 pub use launch::{EntryInstruction, LaunchError, LaunchState, LaunchTracker};
