@@ -227,14 +227,16 @@ pub struct ControlPolicy {
 }
 
 impl ControlPolicy {
-    /// The test guest: EPT, VPID, MSR bitmaps, EFER and PAT switching when available; no unrestricted guest (the
-    /// guest is paged 64-bit code); no interrupt acknowledgement on exit (a pending host interrupt is then taken
-    /// by the host's own IDT once it enables interrupts, with no vector to dispatch by hand).
+    /// The test guest: EPT, VPID, EFER and PAT switching when available. No unrestricted guest (the guest is
+    /// paged 64-bit code). No MSR bitmaps: without them every RDMSR/WRMSR exits, which is what a test guest
+    /// should get (a zeroed bitmap would instead let it reach every host MSR in range). No interrupt
+    /// acknowledgement on exit: a pending host interrupt is then taken through the host's own IDT once the host
+    /// enables interrupts, with no vector to dispatch by hand.
     pub const TEST_GUEST: Self = Self {
         ept: true,
         vpid: true,
         unrestricted_guest: false,
-        msr_bitmaps: true,
+        msr_bitmaps: false,
         efer: true,
         pat: true,
         acknowledge_interrupt_on_exit: false,

@@ -12,7 +12,7 @@ fn haswell_gets_every_required_control_and_every_optional_feature_but_unrestrict
     let controls = choose_controls(&caps, &ControlPolicy::TEST_GUEST).unwrap();
     assert_eq!(
         format!("{}", controls.features),
-        "ept=yes vpid=yes unrestricted=no msr_bitmaps=yes efer=yes pat=yes ack_intr=no true_ctls=yes"
+        "ept=yes vpid=yes unrestricted=no msr_bitmaps=no efer=yes pat=yes ack_intr=no true_ctls=yes"
     );
     assert!(controls.features.save_efer && controls.features.save_pat);
     for control in Control::REQUIRED {
@@ -77,7 +77,7 @@ fn penryn_has_no_ept_vpid_efer_or_pat_and_uses_the_non_true_msrs() {
     let controls = choose_controls(&caps, &ControlPolicy::TEST_GUEST).unwrap();
     assert_eq!(
         format!("{}", controls.features),
-        "ept=no vpid=no unrestricted=no msr_bitmaps=yes efer=no pat=no ack_intr=no true_ctls=no"
+        "ept=no vpid=no unrestricted=no msr_bitmaps=no efer=no pat=no ack_intr=no true_ctls=no"
     );
     assert!(!controls.secondary_active(), "no secondary feature is used");
     assert_eq!(controls.secondary, 0);
@@ -91,6 +91,27 @@ fn penryn_has_no_ept_vpid_efer_or_pat_and_uses_the_non_true_msrs() {
     );
     assert!(caps.effective_procbased().permits(controls.primary));
     assert_eq!(caps.effective_procbased().msr, IA32_VMX_PROCBASED_CTLS);
+}
+
+#[test]
+fn msr_bitmaps_only_when_asked_for_and_allowed() {
+    let policy = ControlPolicy {
+        msr_bitmaps: true,
+        ..ControlPolicy::TEST_GUEST
+    };
+    let controls = choose_controls(&haswell_caps(), &policy).unwrap();
+    assert!(controls.features.msr_bitmaps);
+    assert_ne!(controls.primary & primary::USE_MSR_BITMAPS, 0);
+    let mut msrs = fixtures::bochs_haswell();
+    forbid(
+        &mut msrs,
+        IA32_VMX_TRUE_PROCBASED_CTLS,
+        primary::USE_MSR_BITMAPS,
+    );
+    let caps = VmxCapabilities::read(&mut msrs, 40).unwrap();
+    let controls = choose_controls(&caps, &policy).unwrap();
+    assert!(!controls.features.msr_bitmaps);
+    assert_eq!(controls.primary & primary::USE_MSR_BITMAPS, 0);
 }
 
 #[test]

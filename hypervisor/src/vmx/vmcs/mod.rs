@@ -27,7 +27,10 @@ pub mod caps;
 pub mod controls;
 pub mod errors;
 pub mod fields;
+pub mod guest_state;
+pub mod host_state;
 pub mod launch;
+pub mod segment;
 
 #[cfg(test)]
 pub(crate) mod fake;
@@ -42,6 +45,8 @@ pub use caps::{
 pub use controls::{choose_controls, CapabilityError, ControlPolicy, Controls, Features};
 pub use errors::{ExitReason, InstructionError};
 pub use fields::{AccessType, Field, FieldKind, Width};
+pub use guest_state::{eptp, write_controls, ControlRefs, GuestSetup, GuestState};
+pub use host_state::{HostState, HostView};
 pub use launch::{EntryInstruction, LaunchError, LaunchState, LaunchTracker};
 
 use super::VmFail;
