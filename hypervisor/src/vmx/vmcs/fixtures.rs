@@ -12,6 +12,10 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::caps::*;
+use super::controls::{choose_controls, ControlPolicy, Controls};
+use super::fake::FakeVmcs;
+use super::guest_state::{write_controls, ControlRefs, GuestSetup, GuestState};
+use super::host_state::{HostState, HostView};
 use super::CapabilityMsrs;
 use crate::vmx::{
     IA32_VMX_BASIC, IA32_VMX_CR0_FIXED0, IA32_VMX_CR0_FIXED1, IA32_VMX_CR4_FIXED0,
@@ -104,4 +108,61 @@ pub fn haswell_caps() -> VmxCapabilities {
 /// Penryn capabilities as read, with a 36-bit MAXPHYADDR.
 pub fn penryn_caps() -> VmxCapabilities {
     VmxCapabilities::read(&mut penryn_t9600(), 36).unwrap()
+}
+
+/// A 64-bit host as this kernel sets one up: CR0 PE|MP|ET|NE|WP|PG, CR4 PAE|VMXE, EFER SCE|LME|LMA|NXE, the
+/// power-on PAT, GDT selectors 08h/10h/28h.
+pub fn typical_host_view() -> HostView {
+    HostView {
+        cr0: 0x8001_0033,
+        cr3: 0x0010_0000,
+        cr4: 0x2020,
+        cs: 0x08,
+        ss: 0x10,
+        ds: 0x10,
+        es: 0x10,
+        fs: 0,
+        gs: 0,
+        tr: 0x28,
+        fs_base: 0,
+        gs_base: 0x0030_1000,
+        tr_base: 0x0030_2000,
+        gdtr_base: 0x0030_3000,
+        idtr_base: 0x0030_4000,
+        sysenter_cs: 0,
+        sysenter_esp: 0,
+        sysenter_eip: 0,
+        efer: 0xD01,
+        pat: 0x0007_0406_0007_0406,
+        rip: 0x0020_1000,
+        rsp: 0x0040_0000,
+    }
+}
+
+pub const GUEST_SETUP: GuestSetup = GuestSetup {
+    code: 0x0050_0000,
+    stack_page: 0x0050_1000,
+    cr3: 0x0060_0000,
+    nxe: true,
+    pat: 0x0007_0406_0007_0406,
+};
+
+pub const CONTROL_REFS: ControlRefs = ControlRefs {
+    ept_pml4: 0x0070_0000,
+    msr_bitmap: 0x0071_0000,
+    vpid: 1,
+};
+
+/// A VMCS written by the builders, as the kernel will write it, with the controls chosen for `policy`.
+pub fn built_vmcs(caps: &VmxCapabilities, policy: &ControlPolicy) -> (FakeVmcs, Controls) {
+    let controls = choose_controls(caps, policy).unwrap();
+    let mut vmcs = FakeVmcs::new();
+    write_controls(&mut vmcs, &controls, &CONTROL_REFS).unwrap();
+    HostState::new(&typical_host_view(), &controls)
+        .write(&mut vmcs)
+        .unwrap();
+    GuestState::flat_64bit(&GUEST_SETUP, caps, &controls)
+        .write(&mut vmcs)
+        .unwrap();
+    (vmcs, controls)
 }

@@ -269,15 +269,7 @@ mod tests {
     use super::*;
     use crate::vmx::vmcs::controls::{choose_controls, ControlPolicy};
     use crate::vmx::vmcs::fake::FakeVmcs;
-    use crate::vmx::vmcs::fixtures::{haswell_caps, penryn_caps};
-
-    pub(crate) const SETUP: GuestSetup = GuestSetup {
-        code: 0x0050_0000,
-        stack_page: 0x0050_1000,
-        cr3: 0x0060_0000,
-        nxe: true,
-        pat: 0x0007_0406_0007_0406,
-    };
+    use crate::vmx::vmcs::fixtures::{haswell_caps, penryn_caps, GUEST_SETUP as SETUP};
 
     #[test]
     fn the_flat_guest_carries_the_fixed_bits_and_hides_them_behind_the_masks() {

@@ -141,38 +141,11 @@ mod tests {
     use super::*;
     use crate::vmx::vmcs::controls::{choose_controls, ControlPolicy};
     use crate::vmx::vmcs::fake::FakeVmcs;
-    use crate::vmx::vmcs::fixtures::{haswell_caps, penryn_caps};
-
-    pub(crate) fn typical_view() -> HostView {
-        HostView {
-            cr0: 0x8001_0033,
-            cr3: 0x0010_0000,
-            cr4: 0x2020,
-            cs: 0x08,
-            ss: 0x10,
-            ds: 0x10,
-            es: 0x10,
-            fs: 0,
-            gs: 0,
-            tr: 0x28,
-            fs_base: 0,
-            gs_base: 0x0030_1000,
-            tr_base: 0x0030_2000,
-            gdtr_base: 0x0030_3000,
-            idtr_base: 0x0030_4000,
-            sysenter_cs: 0,
-            sysenter_esp: 0,
-            sysenter_eip: 0,
-            efer: 0xD01,
-            pat: 0x0007_0406_0007_0406,
-            rip: 0x0020_1000,
-            rsp: 0x0040_0000,
-        }
-    }
+    use crate::vmx::vmcs::fixtures::{haswell_caps, penryn_caps, typical_host_view};
 
     #[test]
     fn efer_and_pat_are_written_only_when_the_exit_controls_load_them() {
-        let view = typical_view();
+        let view = typical_host_view();
         let controls = choose_controls(&haswell_caps(), &ControlPolicy::TEST_GUEST).unwrap();
         let state = HostState::new(&view, &controls);
         assert_eq!((state.efer, state.pat), (Some(0xD01), Some(view.pat)));
@@ -200,7 +173,7 @@ mod tests {
     #[test]
     fn a_failing_vmwrite_is_returned() {
         let controls = choose_controls(&haswell_caps(), &ControlPolicy::TEST_GUEST).unwrap();
-        let state = HostState::new(&typical_view(), &controls);
+        let state = HostState::new(&typical_host_view(), &controls);
         let mut vmcs = FakeVmcs::new();
         vmcs.unsupport(Field::HOST_IA32_PAT);
         let error = state.write(&mut vmcs).unwrap_err();

@@ -24,6 +24,7 @@
 #![deny(unsafe_code)]
 
 pub mod caps;
+pub mod checks;
 pub mod controls;
 pub mod errors;
 pub mod fields;
@@ -42,6 +43,7 @@ use core::fmt;
 pub use caps::{
     AllowedBits, CapabilityMsrs, CpuMsrs, EptVpidCap, ReadError, VmxCapabilities, VmxMisc,
 };
+pub use checks::{check_vm_entry, Area, Check, EntryError};
 pub use controls::{choose_controls, CapabilityError, ControlPolicy, Controls, Features};
 pub use errors::{ExitReason, InstructionError};
 pub use fields::{AccessType, Field, FieldKind, Width};
