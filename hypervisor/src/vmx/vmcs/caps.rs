@@ -241,7 +241,7 @@ pub struct VmxCapabilities {
     pub true_procbased: Option<AllowedBits>,
     pub true_exit: Option<AllowedBits>,
     pub true_entry: Option<AllowedBits>,
-    /// CPUID.80000008H:EAX[7:0] (see `vmx::caps`).
+    /// `CPUID.80000008H:EAX[7:0]` (see `vmx::caps`).
     pub maxphyaddr: u8,
 }
 

@@ -25,6 +25,7 @@
 
 pub mod caps;
 pub mod checks;
+pub mod consistency;
 pub mod controls;
 pub mod errors;
 pub mod fields;
@@ -44,6 +45,7 @@ pub use caps::{
     AllowedBits, CapabilityMsrs, CpuMsrs, EptVpidCap, ReadError, VmxCapabilities, VmxMisc,
 };
 pub use checks::{check_vm_entry, Area, Check, EntryError};
+pub use consistency::{compare, first_mismatch, Mismatch, Mismatches};
 pub use controls::{choose_controls, CapabilityError, ControlPolicy, Controls, Features};
 pub use errors::{ExitReason, InstructionError};
 pub use fields::{AccessType, Field, FieldKind, Width};

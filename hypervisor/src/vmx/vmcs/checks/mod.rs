@@ -3,12 +3,12 @@
 //!
 //! Order and outcome, as the SDM gives them:
 //!
-//! 1. 26.2.1 "Checks on VMX Controls" ([`controls`]): a failure is VMfailValid with VM-instruction error 7,
+//! 1. 26.2.1 "Checks on VMX Controls" (`controls.rs`): a failure is VMfailValid with VM-instruction error 7,
 //!    "VM entry with invalid control field(s)".
 //! 2. 26.2.2 "Checks on Host Control Registers and MSRs", 26.2.3 "Checks on Host Segment and Descriptor-Table
-//!    Registers", 26.2.4 "Checks Related to Address-Space Size" ([`host`]): VMfailValid with error 8, "VM entry
+//!    Registers", 26.2.4 "Checks Related to Address-Space Size" (`host.rs`): VMfailValid with error 8, "VM entry
 //!    with invalid host-state field(s)".
-//! 3. 26.3.1 "Checks on the Guest State Area" ([`guest`]): a VM-entry failure, a VM exit with exit reason 33
+//! 3. 26.3.1 "Checks on the Guest State Area" (`guest.rs`): a VM-entry failure, a VM exit with exit reason 33
 //!    ("VM-entry failure due to invalid guest state") and bit 31 set, and an exit qualification (0, or 4 for the
 //!    VMCS link pointer, 3 for an NMI injected into STI blocking; 27.2.1 "Basic VM-Exit Information").
 //!
