@@ -1,7 +1,7 @@
 //! The VMX controls the test guest needs, and how they are chosen from the capability MSRs.
 //!
-//! Bit positions: SDM vol. 3C 24.6.1 "Pin-Based VM-Execution Controls", 24.6.2 "Processor-Based VM-Execution
-//! Controls", 24.7.1 "VM-Exit Controls", 24.8.1 "VM-Entry Controls". Choice: vol. 3D A.2 "Reserved Controls and
+//! Bit positions: SDM vol. 3C 25.6.1 "Pin-Based VM-Execution Controls", 25.6.2 "Processor-Based VM-Execution
+//! Controls", 25.7.1 "VM-Exit Controls", 25.8.1 "VM-Entry Controls". Choice: vol. 3D A.2 "Reserved Controls and
 //! Default Settings" to A.5 "VM-Entry Controls".
 //!
 //! Each control word is `(wanted | allowed-0) & allowed-1` against the MSR VM entry checks (the TRUE MSR when
@@ -16,7 +16,7 @@
 //! - primary **unconditional I/O exiting**: without I/O bitmaps the guest would reach the host's ports (its
 //!   serial log) directly;
 //! - exit **host address-space size**: the host is 64-bit, and VM entry from IA-32e mode requires it
-//!   (vol. 3C 26.2.4 "Checks Related to Address-Space Size");
+//!   (vol. 3C 27.2.4 "Checks Related to Address-Space Size");
 //! - entry **IA-32e mode guest**: the test guest runs in 64-bit mode with paging.
 //!
 //! Optional, used only when allowed and wanted by the [`ControlPolicy`], reported in [`Features`]:
@@ -28,7 +28,7 @@ use core::fmt;
 
 use super::caps::{msr_name, VmxCapabilities};
 
-/// Pin-based VM-execution controls (24.6.1).
+/// Pin-based VM-execution controls (25.6.1).
 pub mod pin {
     pub const EXTERNAL_INTERRUPT_EXITING: u32 = 1 << 0;
     pub const NMI_EXITING: u32 = 1 << 3;
@@ -37,7 +37,7 @@ pub mod pin {
     pub const PROCESS_POSTED_INTERRUPTS: u32 = 1 << 7;
 }
 
-/// Primary processor-based VM-execution controls (24.6.2).
+/// Primary processor-based VM-execution controls (25.6.2).
 pub mod primary {
     pub const INTERRUPT_WINDOW_EXITING: u32 = 1 << 2;
     pub const USE_TSC_OFFSETTING: u32 = 1 << 3;
@@ -63,7 +63,7 @@ pub mod primary {
     pub const ACTIVATE_SECONDARY_CONTROLS: u32 = 1 << 31;
 }
 
-/// Secondary processor-based VM-execution controls (24.6.2).
+/// Secondary processor-based VM-execution controls (25.6.2).
 pub mod secondary {
     pub const VIRTUALIZE_APIC_ACCESSES: u32 = 1 << 0;
     pub const ENABLE_EPT: u32 = 1 << 1;
@@ -82,7 +82,7 @@ pub mod secondary {
     pub const ENABLE_PML: u32 = 1 << 17;
 }
 
-/// VM-exit controls (24.7.1).
+/// VM-exit controls (25.7.1).
 pub mod exit {
     pub const SAVE_DEBUG_CONTROLS: u32 = 1 << 2;
     pub const HOST_ADDRESS_SPACE_SIZE: u32 = 1 << 9;
@@ -95,7 +95,7 @@ pub mod exit {
     pub const SAVE_PREEMPTION_TIMER: u32 = 1 << 22;
 }
 
-/// VM-entry controls (24.8.1).
+/// VM-entry controls (25.8.1).
 pub mod entry {
     pub const LOAD_DEBUG_CONTROLS: u32 = 1 << 2;
     pub const IA32E_MODE_GUEST: u32 = 1 << 9;

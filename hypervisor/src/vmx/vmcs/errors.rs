@@ -1,10 +1,10 @@
 //! VM-instruction error numbers and VM-exit reasons.
 //!
-//! The VM-instruction error numbers (SDM vol. 3C 30.4, "VM Instruction Error Numbers", table 30-1) are already
+//! The VM-instruction error numbers (SDM vol. 3C 31.4, "VM Instruction Error Numbers", table 30-1) are already
 //! complete in `vmx::errors::InstructionError` (1-28, with 14, 21 and 27 reserved); this module re-exports that
 //! type instead of keeping a second table, and its test pins every number to the SDM's text.
 //!
-//! Exit reasons: SDM vol. 3C 24.9.1, "Basic VM-Exit Information" (the exit-reason field: bits 15:0 basic exit
+//! Exit reasons: SDM vol. 3C 25.9.1, "Basic VM-Exit Information" (the exit-reason field: bits 15:0 basic exit
 //! reason, bit 27 enclave mode, bit 28 pending MTF VM exit, bit 29 VM exit from VMX root operation, bit 31
 //! VM-entry failure), and vol. 3D appendix C, "VMX Basic Exit Reasons" (table C-1).
 
@@ -16,7 +16,7 @@ pub use crate::vmx::errors::InstructionError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ExitReason(pub u32);
 
-/// Bit 31: VM-entry failure (the VM exit reports a failed VM entry, SDM vol. 3C 26.7 "VM-Entry Failures During
+/// Bit 31: VM-entry failure (the VM exit reports a failed VM entry, SDM vol. 3C 27.7 "VM-Entry Failures During
 /// or After Loading Guest State").
 pub const EXIT_REASON_ENTRY_FAILURE: u32 = 1 << 31;
 

@@ -1,4 +1,4 @@
-//! A fake current VMCS for host tests: a field -> value map that behaves as VMREAD/VMWRITE do (SDM vol. 3C 30.3,
+//! A fake current VMCS for host tests: a field -> value map that behaves as VMREAD/VMWRITE do (SDM vol. 3C 31.3,
 //! "VMX Instructions").
 //!
 //! - Without a current VMCS both instructions fail with VMfailInvalid.

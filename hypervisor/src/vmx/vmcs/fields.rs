@@ -1,6 +1,6 @@
 //! VMCS field encodings as types.
 //!
-//! SDM vol. 3C 24.11.2, "VMREAD, VMWRITE, and Encodings of VMCS Fields" (table "Structure of VMCS Component
+//! SDM vol. 3C 25.11.2, "VMREAD, VMWRITE, and Encodings of VMCS Fields" (table "Structure of VMCS Component
 //! Encoding"): bit 0 access type (0 full, 1 high; high is only for 64-bit fields), bits 9:1 index, bits 11:10
 //! type (0 control, 1 VM-exit information, 2 guest state, 3 host state), bit 12 reserved (0), bits 14:13 width
 //! (0 16-bit, 1 64-bit, 2 32-bit, 3 natural-width), bits 31:15 reserved (0). The encodings of the named fields
@@ -21,7 +21,7 @@ pub enum Width {
 }
 
 impl Width {
-    /// The mask a VMWRITE keeps of its operand (SDM vol. 3C 30.3, VMWRITE: the bits above the field's width are
+    /// The mask a VMWRITE keeps of its operand (SDM vol. 3C 31.3, VMWRITE: the bits above the field's width are
     /// ignored).
     pub const fn mask(self) -> u64 {
         match self {
@@ -233,7 +233,7 @@ macro_rules! named_fields {
 
 named_fields! {
     // B.1.1 16-Bit Control Fields
-    /// Virtual-processor identifier (VPID, SDM vol. 3C 24.6.12).
+    /// Virtual-processor identifier (VPID, SDM vol. 3C 25.6.12).
     VPID = 0x0000, Bits16, Control;
     POSTED_INTERRUPT_NOTIFICATION_VECTOR = 0x0002, Bits16, Control;
     EPTP_INDEX = 0x0004, Bits16, Control;
@@ -270,7 +270,7 @@ named_fields! {
     APIC_ACCESS_ADDRESS = 0x2014, Bits64, Control;
     POSTED_INTERRUPT_DESCRIPTOR_ADDRESS = 0x2016, Bits64, Control;
     VM_FUNCTION_CONTROLS = 0x2018, Bits64, Control;
-    /// Extended-page-table pointer (EPTP, SDM vol. 3C 24.6.11).
+    /// Extended-page-table pointer (EPTP, SDM vol. 3C 25.6.11).
     EPT_POINTER = 0x201A, Bits64, Control;
     EPTP_LIST_ADDRESS = 0x2024, Bits64, Control;
     VMREAD_BITMAP_ADDRESS = 0x2026, Bits64, Control;
@@ -280,7 +280,7 @@ named_fields! {
     // B.2.2 64-Bit Read-Only Data Field
     GUEST_PHYSICAL_ADDRESS = 0x2400, Bits64, ExitInformation;
     // B.2.3 64-Bit Guest-State Fields
-    /// VMCS link pointer: all ones unless VMCS shadowing is used (SDM vol. 3C 24.4.2).
+    /// VMCS link pointer: all ones unless VMCS shadowing is used (SDM vol. 3C 25.4.2).
     VMCS_LINK_POINTER = 0x2800, Bits64, GuestState;
     GUEST_IA32_DEBUGCTL = 0x2802, Bits64, GuestState;
     GUEST_IA32_PAT = 0x2804, Bits64, GuestState;

@@ -1,17 +1,17 @@
 //! The control fields and the guest-state area of the test guest.
 //!
 //! [`write_controls`] writes the five control words chosen by `choose_controls` and the fields they make
-//! meaningful (SDM vol. 3C 24.6 "VM-Execution Control Fields", 24.7 "VM-Exit Control Fields", 24.8 "VM-Entry
+//! meaningful (SDM vol. 3C 25.6 "VM-Execution Control Fields", 25.7 "VM-Exit Control Fields", 25.8 "VM-Entry
 //! Control Fields"): EPTP and VPID when used, the MSR-bitmap address when used, and zero for every count and
 //! bitmap the test guest does not use.
 //!
-//! [`GuestState::flat_64bit`] describes a flat 64-bit guest (24.4, "Guest-State Area"): CPL 0 in 64-bit mode
+//! [`GuestState::flat_64bit`] describes a flat 64-bit guest (25.4, "Guest-State Area"): CPL 0 in 64-bit mode
 //! with paging, CS a 64-bit code segment, the data segments flat, LDTR unusable, TR a busy 64-bit TSS, RFLAGS
 //! with only its fixed bit 1, RIP at the code page and RSP at the top of the stack page. The code and stack
 //! pages are given as physical addresses and used as linear addresses, so the guest's paging (the given CR3)
 //! and EPT (when used) must map them one to one. GDTR and IDTR have limit 0: the guest loads no descriptor, and
 //! any exception it raises becomes a triple fault, which is a VM exit (exit reason 2), so a broken guest is
-//! reported instead of running on. CR0/CR4 carry the VMX fixed bits (26.3.1.1 checks them) and the guest/host
+//! reported instead of running on. CR0/CR4 carry the VMX fixed bits (27.3.1.1 checks them) and the guest/host
 //! masks own exactly those bits, so the guest reads the value it would expect without VMX.
 
 use super::caps::VmxCapabilities;
@@ -31,7 +31,7 @@ pub struct ControlRefs {
     pub vpid: u16,
 }
 
-/// The EPTP (24.6.11, "Extended-Page-Table Pointer (EPTP)"): memory type in bits 2:0, page-walk length minus 1
+/// The EPTP (25.6.11, "Extended-Page-Table Pointer (EPTP)"): memory type in bits 2:0, page-walk length minus 1
 /// in bits 5:3 (3: four levels), no accessed/dirty flags, the PML4 address in bits N-1:12.
 pub const fn eptp(pml4: u64, memory_type: u8) -> u64 {
     (pml4 & !0xFFF) | (3 << 3) | memory_type as u64

@@ -1,8 +1,8 @@
-//! The host-state area (SDM vol. 3C 24.5, "Host-State Area"), built from what the kernel knows about the core.
+//! The host-state area (SDM vol. 3C 25.5, "Host-State Area"), built from what the kernel knows about the core.
 //!
 //! The kernel fills a [`HostView`] from the core's PCB (its GDT selectors, TSS, IDT, stacks, CR0/CR3/CR4 and
 //! MSRs) and the address of its VM-exit entry point; [`HostState::new`] keeps IA32_EFER and IA32_PAT only when
-//! the chosen VM-exit controls load them (24.7.1: without "load IA32_EFER"/"load IA32_PAT" those fields are not
+//! the chosen VM-exit controls load them (25.7.1: without "load IA32_EFER"/"load IA32_PAT" those fields are not
 //! used, and a processor without the controls may not even support them), and [`HostState::write`] writes every
 //! field through [`VmcsAccess`].
 

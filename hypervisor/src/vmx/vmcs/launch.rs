@@ -1,6 +1,6 @@
 //! The launch state of a VMCS and which VM-entry instruction it allows.
 //!
-//! SDM vol. 3C 24.1, "Overview" (a VMCS's launch state is clear or launched; VMCLEAR makes it clear) and 30.3,
+//! SDM vol. 3C 25.1, "Overview" (a VMCS's launch state is clear or launched; VMCLEAR makes it clear) and 31.3,
 //! "VMX Instructions", VMLAUNCH/VMRESUME: VMLAUNCH requires a clear VMCS (else VMfailValid error 4), VMRESUME
 //! a launched one (else error 5). The launch state becomes launched only when VMLAUNCH's VM entry completes:
 //! a VMfailValid (errors 7, 8) or a VM-entry failure (exit reasons 33, 34, 41 with bit 31) leaves it clear, so

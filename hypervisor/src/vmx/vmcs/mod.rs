@@ -12,15 +12,15 @@
 //! 2. [`choose_controls`] with a [`ControlPolicy`]: every required control allowed, or a [`CapabilityError`]
 //!    naming it; the optional ones reported in [`Features`].
 //! 3. [`write_controls`], [`HostState::write`] and [`GuestState::write`] through [`VmcsAccess`].
-//! 4. [`check_vm_entry`] (SDM vol. 3C ch. 26, "VM Entries") on the same VMCS: a VMCS that passes it does not fail
+//! 4. [`check_vm_entry`] (SDM vol. 3C ch. 27, "VM Entries") on the same VMCS: a VMCS that passes it does not fail
 //!    VM entry for any reason it models; one that fails names the check, the VM-instruction error (7 or 8) or
 //!    the VM-entry failure exit reason (33) that the processor would give.
 //! 5. VMLAUNCH, later VMRESUME, as [`LaunchTracker`] allows.
 //!
-//! Section numbers follow the edition the rest of `vmx` uses for the instruction reference: vol. 3C ch. 24
-//! "Virtual Machine Control Structures", ch. 26 "VM Entries", ch. 27 "VM Exits", ch. 30 "VMX Instruction
-//! Reference"; vol. 3D appendix A "VMX Capability Reporting Facility", B "Field Encoding in VMCS", C "VMX Basic
-//! Exit Reasons". Newer editions number these chapters one higher.
+//! Section numbers follow the edition named in docs/architecture.md (325462-086US): vol. 3C ch. 25 "Virtual
+//! Machine Control Structures", ch. 27 "VM Entries", ch. 28 "VM Exits", ch. 31 "VMX Instruction Reference";
+//! vol. 3D appendix A "VMX Capability Reporting Facility", B "Field Encoding in VMCS", C "VMX Basic Exit
+//! Reasons". Older editions number these chapters one lower.
 #![deny(unsafe_code)]
 
 pub mod caps;
@@ -71,7 +71,7 @@ impl fmt::Display for AccessOp {
     }
 }
 
-/// A VMREAD or VMWRITE that failed (SDM vol. 3C 30.3, "VMX Instructions": VMREAD and VMWRITE fail with
+/// A VMREAD or VMWRITE that failed (SDM vol. 3C 31.3, "VMX Instructions": VMREAD and VMWRITE fail with
 /// VMfailInvalid without a current VMCS, and with VMfailValid error 12 for an unsupported component, 13 for a
 /// VMWRITE to a read-only component).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,7 @@ impl fmt::Display for AccessError {
     }
 }
 
-/// The current VMCS as software sees it: VMREAD and VMWRITE by typed field (SDM vol. 3C 24.11.2, "VMREAD, VMWRITE,
+/// The current VMCS as software sees it: VMREAD and VMWRITE by typed field (SDM vol. 3C 25.11.2, "VMREAD, VMWRITE,
 /// and Encodings of VMCS Fields").
 ///
 /// Values are passed as `u64` whatever the field's width, as the instructions do in 64-bit mode: a VMWRITE of a

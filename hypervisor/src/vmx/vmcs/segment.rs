@@ -1,4 +1,4 @@
-//! Segment access rights as the VMCS stores them (SDM vol. 3C 24.4.1, "Guest Register State", table "Format of
+//! Segment access rights as the VMCS stores them (SDM vol. 3C 25.4.1, "Guest Register State", table "Format of
 //! Access Rights"): bits 3:0 segment type, 4 S (descriptor type, 1 = code or data), 6:5 DPL, 7 P, 11:8 reserved,
 //! 12 AVL, 13 L (64-bit mode, CS only), 14 D/B, 15 G, 16 segment unusable, 31:17 reserved.
 

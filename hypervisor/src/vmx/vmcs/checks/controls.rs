@@ -1,4 +1,4 @@
-//! SDM vol. 3C 26.2.1, "Checks on VMX Controls" (VMfailValid, error 7).
+//! SDM vol. 3C 27.2.1, "Checks on VMX Controls" (VMfailValid, error 7).
 
 use super::{require, within_width, Check, ControlWords, Outcome};
 use crate::vmx::vmcs::caps::VmxCapabilities;
@@ -6,7 +6,7 @@ use crate::vmx::vmcs::controls::{entry, exit, pin, primary, secondary};
 use crate::vmx::vmcs::fields::Field;
 use crate::vmx::vmcs::VmcsAccess;
 
-/// Interruption types (24.8.3, "VM-Entry Controls for Event Injection").
+/// Interruption types (25.8.3, "VM-Entry Controls for Event Injection").
 pub(crate) const TYPE_EXTERNAL_INTERRUPT: u32 = 0;
 pub(crate) const TYPE_NMI: u32 = 2;
 pub(crate) const TYPE_HARDWARE_EXCEPTION: u32 = 3;
@@ -32,7 +32,7 @@ fn msr_area(caps: &VmxCapabilities, address: u64, count: u64) -> bool {
         && last.is_some_and(|l| within_width(l, width))
 }
 
-/// 26.2.1.1, VM-Execution Control Fields.
+/// 27.2.1.1, VM-Execution Control Fields.
 fn execution(vmcs: &impl VmcsAccess, caps: &VmxCapabilities, w: &ControlWords) -> Outcome {
     let pin_cap = caps.effective_pinbased();
     require(
@@ -119,7 +119,7 @@ fn execution(vmcs: &impl VmcsAccess, caps: &VmxCapabilities, w: &ControlWords) -
     )
 }
 
-/// The EPTP (24.6.11, "Extended-Page-Table Pointer (EPTP)").
+/// The EPTP (25.6.11, "Extended-Page-Table Pointer (EPTP)").
 fn eptp(vmcs: &impl VmcsAccess, caps: &VmxCapabilities) -> Outcome {
     let eptp = vmcs.vmread(Field::EPT_POINTER)?;
     let cap = caps.effective_ept_vpid();
@@ -154,7 +154,7 @@ fn eptp(vmcs: &impl VmcsAccess, caps: &VmxCapabilities) -> Outcome {
     )
 }
 
-/// 26.2.1.2, VM-Exit Control Fields.
+/// 27.2.1.2, VM-Exit Control Fields.
 fn exit_controls(vmcs: &impl VmcsAccess, caps: &VmxCapabilities, w: &ControlWords) -> Outcome {
     require(
         caps.effective_exit().permits(w.exit),
@@ -195,7 +195,7 @@ fn exit_controls(vmcs: &impl VmcsAccess, caps: &VmxCapabilities, w: &ControlWord
     Ok(())
 }
 
-/// 26.2.1.3, VM-Entry Control Fields.
+/// 27.2.1.3, VM-Entry Control Fields.
 fn entry_controls(vmcs: &impl VmcsAccess, caps: &VmxCapabilities, w: &ControlWords) -> Outcome {
     require(
         caps.effective_entry().permits(w.entry),
@@ -222,7 +222,7 @@ fn entry_controls(vmcs: &impl VmcsAccess, caps: &VmxCapabilities, w: &ControlWor
     )
 }
 
-/// 24.8.3 and the event-injection rules of 26.2.1.3.
+/// 25.8.3 and the event-injection rules of 27.2.1.3.
 fn event_injection(vmcs: &impl VmcsAccess, caps: &VmxCapabilities, w: &ControlWords) -> Outcome {
     let info = vmcs.vmread(Field::VM_ENTRY_INTERRUPTION_INFO)?;
     if info & (1 << 31) == 0 {

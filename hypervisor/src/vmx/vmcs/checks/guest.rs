@@ -1,4 +1,4 @@
-//! SDM vol. 3C 26.3.1, "Checks on the Guest State Area" (VM-entry failure, exit reason 33).
+//! SDM vol. 3C 27.3.1, "Checks on the Guest State Area" (VM-entry failure, exit reason 33).
 
 use super::controls::{TYPE_EXTERNAL_INTERRUPT, TYPE_NMI};
 use super::{
@@ -55,7 +55,7 @@ pub(super) fn check(vmcs: &impl VmcsAccess, caps: &VmxCapabilities, w: &ControlW
     let ia32e = w.entry & entry::IA32E_MODE_GUEST != 0;
     let unrestricted = w.secondary & secondary::UNRESTRICTED_GUEST != 0;
 
-    // 26.3.1.1, Checks on Guest Control Registers, Debug Registers, and MSRs.
+    // 27.3.1.1, Checks on Guest Control Registers, Debug Registers, and MSRs.
     let cr0 = vmcs.vmread(Field::GUEST_CR0)?;
     let fixed0 = if unrestricted {
         caps.cr0_fixed0 & !(CR0_PE | CR0_PG)
@@ -159,7 +159,7 @@ pub(super) fn check(vmcs: &impl VmcsAccess, caps: &VmxCapabilities, w: &ControlW
         )?;
     }
 
-    // 26.3.1.2, Checks on Guest Segment Registers (the guest is never in virtual-8086 mode here: RFLAGS.VM is
+    // 27.3.1.2, Checks on Guest Segment Registers (the guest is never in virtual-8086 mode here: RFLAGS.VM is
     // rejected below for IA-32e guests, and a non-IA-32e guest with RFLAGS.VM gets the protected-mode checks).
     let mut segs = [None; 8];
     for (slot, fields) in segs.iter_mut().zip(GUEST_SEGMENTS) {
@@ -173,7 +173,7 @@ pub(super) fn check(vmcs: &impl VmcsAccess, caps: &VmxCapabilities, w: &ControlW
         &[es, cs, ss, ds, fs, gs, ldtr, tr],
     )?;
 
-    // 26.3.1.3, Checks on Guest Descriptor-Table Registers.
+    // 27.3.1.3, Checks on Guest Descriptor-Table Registers.
     for field in [Field::GUEST_GDTR_BASE, Field::GUEST_IDTR_BASE] {
         let base = vmcs.vmread(field)?;
         require(
@@ -193,7 +193,7 @@ pub(super) fn check(vmcs: &impl VmcsAccess, caps: &VmxCapabilities, w: &ControlW
         )?;
     }
 
-    // 26.3.1.4, Checks on Guest RIP and RFLAGS.
+    // 27.3.1.4, Checks on Guest RIP and RFLAGS.
     let rip = vmcs.vmread(Field::GUEST_RIP)?;
     if ia32e && cs.ar.long_mode() {
         require(
@@ -227,7 +227,7 @@ pub(super) fn check(vmcs: &impl VmcsAccess, caps: &VmxCapabilities, w: &ControlW
         rflags,
     )?;
 
-    // 26.3.1.5, Checks on Guest Non-Register State.
+    // 27.3.1.5, Checks on Guest Non-Register State.
     let activity = vmcs.vmread(Field::GUEST_ACTIVITY_STATE)?;
     require(
         activity <= 3 && caps.misc.supports_activity_state(activity as u32),
@@ -318,7 +318,7 @@ pub(super) fn check(vmcs: &impl VmcsAccess, caps: &VmxCapabilities, w: &ControlW
     )
 }
 
-/// The segment-register rules of 26.3.1.2 for a guest that is not in virtual-8086 mode.
+/// The segment-register rules of 27.3.1.2 for a guest that is not in virtual-8086 mode.
 fn segments(cr0: u64, ia32e: bool, unrestricted: bool, segs: &[Seg; 8]) -> Outcome {
     let [es, cs, ss, ds, fs, gs, ldtr, tr] = *segs;
     let ar = |seg: Seg| (seg.fields.access_rights, u64::from(seg.ar.0));

@@ -1,4 +1,4 @@
-//! SDM vol. 3C 26.2.2 to 26.2.4, the checks on the host-state area (VMfailValid, error 8).
+//! SDM vol. 3C 27.2.2 to 27.2.4, the checks on the host-state area (VMfailValid, error 8).
 
 use super::{
     canonical, require, valid_pat, within_width, Check, ControlWords, Outcome, EFER_LMA, EFER_LME,
@@ -14,7 +14,7 @@ const CR4_PAE: u64 = 1 << 5;
 pub(super) fn check(vmcs: &impl VmcsAccess, caps: &VmxCapabilities, w: &ControlWords) -> Outcome {
     let host_64 = w.exit & exit::HOST_ADDRESS_SPACE_SIZE != 0;
 
-    // 26.2.2, Checks on Host Control Registers and MSRs.
+    // 27.2.2, Checks on Host Control Registers and MSRs.
     let cr0 = vmcs.vmread(Field::HOST_CR0)?;
     require(
         cr0 & caps.cr0_fixed0 == caps.cr0_fixed0 && cr0 & !caps.cr0_fixed1 == 0,
@@ -62,7 +62,7 @@ pub(super) fn check(vmcs: &impl VmcsAccess, caps: &VmxCapabilities, w: &ControlW
         )?;
     }
 
-    // 26.2.3, Checks on Host Segment and Descriptor-Table Registers.
+    // 27.2.3, Checks on Host Segment and Descriptor-Table Registers.
     let selectors = [
         Field::HOST_ES_SELECTOR,
         Field::HOST_CS_SELECTOR,
@@ -99,7 +99,7 @@ pub(super) fn check(vmcs: &impl VmcsAccess, caps: &VmxCapabilities, w: &ControlW
         require(canonical(base), Check::HostBaseCanonical, field, base)?;
     }
 
-    // 26.2.4, Checks Related to Address-Space Size. VM entry is always executed in IA-32e mode here.
+    // 27.2.4, Checks Related to Address-Space Size. VM entry is always executed in IA-32e mode here.
     require(
         host_64,
         Check::HostAddressSpaceSize,

@@ -1,18 +1,18 @@
-//! The checks VMLAUNCH/VMRESUME make before entering the guest (SDM vol. 3C ch. 26, "VM Entries"), as a pure
+//! The checks VMLAUNCH/VMRESUME make before entering the guest (SDM vol. 3C ch. 27, "VM Entries"), as a pure
 //! function of the VMCS and the capability MSRs.
 //!
 //! Order and outcome, as the SDM gives them:
 //!
-//! 1. 26.2.1 "Checks on VMX Controls" (`controls.rs`): a failure is VMfailValid with VM-instruction error 7,
+//! 1. 27.2.1 "Checks on VMX Controls" (`controls.rs`): a failure is VMfailValid with VM-instruction error 7,
 //!    "VM entry with invalid control field(s)".
-//! 2. 26.2.2 "Checks on Host Control Registers and MSRs", 26.2.3 "Checks on Host Segment and Descriptor-Table
-//!    Registers", 26.2.4 "Checks Related to Address-Space Size" (`host.rs`): VMfailValid with error 8, "VM entry
+//! 2. 27.2.2 "Checks on Host Control Registers and MSRs", 27.2.3 "Checks on Host Segment and Descriptor-Table
+//!    Registers", 27.2.4 "Checks Related to Address-Space Size" (`host.rs`): VMfailValid with error 8, "VM entry
 //!    with invalid host-state field(s)".
-//! 3. 26.3.1 "Checks on the Guest State Area" (`guest.rs`): a VM-entry failure, a VM exit with exit reason 33
+//! 3. 27.3.1 "Checks on the Guest State Area" (`guest.rs`): a VM-entry failure, a VM exit with exit reason 33
 //!    ("VM-entry failure due to invalid guest state") and bit 31 set, and an exit qualification (0, or 4 for the
-//!    VMCS link pointer, 3 for an NMI injected into STI blocking; 27.2.1 "Basic VM-Exit Information").
+//!    VMCS link pointer, 3 for an NMI injected into STI blocking; 28.2.1 "Basic VM-Exit Information").
 //!
-//! The SDM does not order the checks inside one group (26.2: "the order in which these checks are performed is
+//! The SDM does not order the checks inside one group (27.2: "the order in which these checks are performed is
 //! implementation-specific"); here they follow the order of the SDM's lists, which is also what Bochs does in
 //! the main. So the kind of failure (7, 8 or 33) is exact; the check named is the first broken rule in this
 //! order, which is what a test that breaks exactly one rule sees.

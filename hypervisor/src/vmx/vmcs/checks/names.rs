@@ -8,21 +8,21 @@ pub enum Area {
     GuestState,
 }
 
-const EXEC: &str = "26.2.1.1, VM-Execution Control Fields";
-const EXIT: &str = "26.2.1.2, VM-Exit Control Fields";
-const ENTRY: &str = "26.2.1.3, VM-Entry Control Fields";
-const HOST_CR: &str = "26.2.2, Checks on Host Control Registers and MSRs";
-const HOST_SEG: &str = "26.2.3, Checks on Host Segment and Descriptor-Table Registers";
-const HOST_SIZE: &str = "26.2.4, Checks Related to Address-Space Size";
-const GUEST_CR: &str = "26.3.1.1, Checks on Guest Control Registers, Debug Registers, and MSRs";
-const GUEST_SEG: &str = "26.3.1.2, Checks on Guest Segment Registers";
-const GUEST_DT: &str = "26.3.1.3, Checks on Guest Descriptor-Table Registers";
-const GUEST_RIP: &str = "26.3.1.4, Checks on Guest RIP and RFLAGS";
-const GUEST_NR: &str = "26.3.1.5, Checks on Guest Non-Register State";
+const EXEC: &str = "27.2.1.1, VM-Execution Control Fields";
+const EXIT: &str = "27.2.1.2, VM-Exit Control Fields";
+const ENTRY: &str = "27.2.1.3, VM-Entry Control Fields";
+const HOST_CR: &str = "27.2.2, Checks on Host Control Registers and MSRs";
+const HOST_SEG: &str = "27.2.3, Checks on Host Segment and Descriptor-Table Registers";
+const HOST_SIZE: &str = "27.2.4, Checks Related to Address-Space Size";
+const GUEST_CR: &str = "27.3.1.1, Checks on Guest Control Registers, Debug Registers, and MSRs";
+const GUEST_SEG: &str = "27.3.1.2, Checks on Guest Segment Registers";
+const GUEST_DT: &str = "27.3.1.3, Checks on Guest Descriptor-Table Registers";
+const GUEST_RIP: &str = "27.3.1.4, Checks on Guest RIP and RFLAGS";
+const GUEST_NR: &str = "27.3.1.5, Checks on Guest Non-Register State";
 
 macro_rules! checks {
     ($( $variant:ident: $area:ident, $section:ident, $name:literal; )*) => {
-        /// One rule of SDM vol. 3C ch. 26.
+        /// One rule of SDM vol. 3C ch. 27.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum Check {
             $( $variant, )*
@@ -155,7 +155,7 @@ checks! {
 }
 
 impl Check {
-    /// The exit qualification a guest-state failure reports (27.2.1, "Basic VM-Exit Information"): 4 for the
+    /// The exit qualification a guest-state failure reports (28.2.1, "Basic VM-Exit Information"): 4 for the
     /// VMCS link pointer, 3 for an NMI injected into blocking by STI, 0 otherwise.
     pub const fn qualification(self) -> u64 {
         match self {

@@ -336,7 +336,7 @@ pub(super) const HOST_CASES: &[Case] = &[
         )
     }),
     case(Check::HostAddressSpaceSize, |v| {
-        // With "load IA32_EFER" the EFER check (26.2.2) comes first.
+        // With "load IA32_EFER" the EFER check (27.2.2) comes first.
         clear(v, Field::VM_EXIT_CONTROLS, exit::LOAD_IA32_EFER.into());
         clear(
             v,
@@ -422,7 +422,7 @@ fn errors_print_the_outcome_the_rule_the_field_and_the_section() {
     assert_eq!(
         format!("{}", check_vm_entry(&vmcs, &caps).unwrap_err()),
         "VMfailValid with VM-instruction error 7 (VM entry with invalid control field(s)): VPID not \
-         0000H when enable VPID is 1 (VPID (0x0) = 0x0; SDM vol. 3C 26.2.1.1, VM-Execution Control Fields)"
+         0000H when enable VPID is 1 (VPID (0x0) = 0x0; SDM vol. 3C 27.2.1.1, VM-Execution Control Fields)"
     );
     let (mut vmcs, caps) = valid(Model::Haswell);
     vmcs.set(Field::VMCS_LINK_POINTER, 0);
@@ -432,7 +432,7 @@ fn errors_print_the_outcome_the_rule_the_field_and_the_section() {
         format!("{error}"),
         "VM-entry failure: exit reason 33 (VM-entry failure due to invalid guest state) with exit \
          qualification 4: VMCS link pointer FFFFFFFF_FFFFFFFFH (this hypervisor uses no shadow VMCS) \
-         (VMCS_LINK_POINTER (0x2800) = 0x0; SDM vol. 3C 26.3.1.5, Checks on Guest Non-Register State)"
+         (VMCS_LINK_POINTER (0x2800) = 0x0; SDM vol. 3C 27.3.1.5, Checks on Guest Non-Register State)"
     );
 }
 

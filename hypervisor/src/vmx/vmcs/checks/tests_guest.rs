@@ -1,4 +1,4 @@
-//! The guest-state checks (26.3.1), each broken alone: a VM-entry failure with exit reason 33 | bit 31.
+//! The guest-state checks (27.3.1), each broken alone: a VM-entry failure with exit reason 33 | bit 31.
 
 use super::tests::{case, clear, on, or, run, Case, Model};
 use super::*;
