@@ -1054,18 +1054,19 @@ mod tests {
     #[test]
     fn an_ebda_segment_at_the_bda_itself_is_not_searched() {
         // ACPICA searches the EBDA only when its base is above 0x400 (the BIOS data area).
+        // (The candidate sits past the segment word at 0x40E, which it must not overwrite.)
         let seg = ((0x400u64 >> 4) as u16).to_le_bytes();
         let mem = MemBuilder::new()
             .put(0x40E, &seg)
-            .put(0x400, &rsdp_v0(RSDT_ADDR as u32))
+            .put(0x420, &rsdp_v0(RSDT_ADDR as u32))
             .build();
         assert_eq!(find_rsdp(&mem), None);
         let seg = ((0x410u64 >> 4) as u16).to_le_bytes();
         let mem = MemBuilder::new()
             .put(0x40E, &seg)
-            .put(0x410, &rsdp_v0(RSDT_ADDR as u32))
+            .put(0x420, &rsdp_v0(RSDT_ADDR as u32))
             .build();
-        assert_eq!(find_rsdp(&mem), Some(0x410));
+        assert_eq!(find_rsdp(&mem), Some(0x420));
     }
 
     #[test]
