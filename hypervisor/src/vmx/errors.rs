@@ -124,6 +124,8 @@ pub enum VmFail {
     Invalid,
     /// VMfailValid: RFLAGS.ZF = 1; the number was read from the VM-instruction error field.
     Valid(InstructionError),
+    /// CF = 1 and ZF = 1 together, which no VMX instruction reports (SDM vol. 3C 31.2).
+    FlagsUndefined,
 }
 
 impl fmt::Display for VmFail {
@@ -131,6 +133,7 @@ impl fmt::Display for VmFail {
         match self {
             Self::Invalid => f.write_str("VMfailInvalid"),
             Self::Valid(error) => write!(f, "VMfailValid with {error}"),
+            Self::FlagsUndefined => f.write_str("CF and ZF both set (no defined VMX status)"),
         }
     }
 }
@@ -215,6 +218,8 @@ pub enum VmxError {
         instr: VmxInstruction,
         error: InstructionError,
     },
+    /// The instruction left CF and ZF both set, which is not a VMX status (SDM vol. 3C 31.2).
+    VmStatusUndefined { instr: VmxInstruction },
     /// After VMCLEAR + VMPTRLD, VMPTRST did not return the VMCS's address.
     VmcsNotCurrent { expected: u64, found: u64 },
 }
@@ -225,6 +230,7 @@ impl VmxError {
         match fail {
             VmFail::Invalid => Self::VmFailInvalid { instr },
             VmFail::Valid(error) => Self::VmFailValid { instr, error },
+            VmFail::FlagsUndefined => Self::VmStatusUndefined { instr },
         }
     }
 }
@@ -282,6 +288,10 @@ impl fmt::Display for VmxError {
             Self::RegionInvalid { region, error } => write!(f, "{region} unusable: {error}"),
             Self::VmFailInvalid { instr } => write!(f, "{instr} failed with VMfailInvalid"),
             Self::VmFailValid { instr, error } => write!(f, "{instr} failed with VMfailValid: {error}"),
+            Self::VmStatusUndefined { instr } => write!(
+                f,
+                "{instr} left CF and ZF both set, which is no defined VMX status"
+            ),
             Self::VmcsNotCurrent { expected, found } => write!(
                 f,
                 "VMPTRST returned 0x{found:x} after VMPTRLD of 0x{expected:x}: the VMCS is not current"
@@ -406,6 +416,9 @@ mod tests {
                 expected: 0x2000,
                 found: u64::MAX,
             },
+            VmxError::VmStatusUndefined {
+                instr: VmxInstruction::Vmxon,
+            },
         ];
         for error in samples {
             let text = format!("{error}");
@@ -433,5 +446,12 @@ mod tests {
             "VM-instruction error 14 (not defined by the SDM)"
         );
         assert_eq!(format!("{}", Exception::GP), "#GP (vector 13)");
+        assert_eq!(
+            format!(
+                "{}",
+                VmxError::from_vmfail(VmxInstruction::Vmxon, VmFail::FlagsUndefined)
+            ),
+            "VMXON left CF and ZF both set, which is no defined VMX status"
+        );
     }
 }

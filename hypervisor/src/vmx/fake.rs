@@ -8,7 +8,8 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use super::basic::{Region, RegionPair};
 use super::feature_control::{LOCK, VMX_INSIDE_SMX, VMX_OUTSIDE_SMX};
@@ -18,6 +19,47 @@ use super::{
     IA32_VMX_BASIC, IA32_VMX_CR0_FIXED0, IA32_VMX_CR0_FIXED1, IA32_VMX_CR4_FIXED0,
     IA32_VMX_CR4_FIXED1, VMCS_VM_INSTRUCTION_ERROR,
 };
+
+/// The worst interleaving of cores sharing IA32_FEATURE_CONTROL, made deterministic: a core that reads the MSR
+/// waits until every core has read it, so all of them see it unlocked and each then writes it (the second
+/// write is the #GP of a locked MSR, a panic). A read made by a core while it holds the global feature-control
+/// lock does not wait: that lock is what keeps the other cores from reading, so waiting would deadlock.
+pub struct ReadRendezvous {
+    cores: usize,
+    arrived: Mutex<usize>,
+    all_arrived: Condvar,
+}
+
+impl ReadRendezvous {
+    pub fn new(cores: usize) -> Arc<Self> {
+        Arc::new(Self {
+            cores,
+            arrived: Mutex::new(0),
+            all_arrived: Condvar::new(),
+        })
+    }
+
+    fn arrive(&self) {
+        if super::feature_control::lock_is_held() {
+            return;
+        }
+        let mut arrived = self.arrived.lock().unwrap();
+        *arrived += 1;
+        self.all_arrived.notify_all();
+        let (arrived, timeout) = self
+            .all_arrived
+            .wait_timeout_while(arrived, Duration::from_secs(30), |arrived| {
+                *arrived < self.cores
+            })
+            .unwrap();
+        assert!(
+            !timeout.timed_out(),
+            "rendezvous: only {} of {} cores read IA32_FEATURE_CONTROL",
+            *arrived,
+            self.cores
+        );
+    }
+}
 
 /// One 4-KiB page of fake physical memory.
 #[repr(C, align(4096))]
@@ -66,8 +108,9 @@ pub struct FakeCpu {
     msrs: HashMap<u32, u64>,
     feature_control: Arc<Mutex<u64>>,
     pub fc_writes: FcWrites,
-    /// Yield the thread inside MSR accesses, to widen race windows.
-    pub slow_msr_access: bool,
+    /// Cores that share IA32_FEATURE_CONTROL and all read it before any of them may go on (see
+    /// [`ReadRendezvous`]).
+    pub read_rendezvous: Option<Arc<ReadRendezvous>>,
     pub cr0: u64,
     pub cr4: u64,
     pub cr0_ignores_writes: bool,
@@ -109,7 +152,7 @@ impl FakeCpu {
             msrs,
             feature_control: Arc::new(Mutex::new(LOCK | VMX_OUTSIDE_SMX)),
             fc_writes: FcWrites::Stored,
-            slow_msr_access: false,
+            read_rendezvous: None,
             cr0: 0x8000_0011,
             cr4: 0x20,
             cr0_ignores_writes: false,
@@ -365,11 +408,12 @@ impl VmxCpu for FakeCpu {
 
     fn read_msr(&self, msr: u32) -> u64 {
         self.msr_reads.set(self.msr_reads.get() + 1);
-        if self.slow_msr_access {
-            std::thread::yield_now();
-        }
         if msr == IA32_FEATURE_CONTROL {
-            return self.feature_control();
+            let value = self.feature_control();
+            if let Some(rendezvous) = &self.read_rendezvous {
+                rendezvous.arrive();
+            }
+            return value;
         }
         assert!(
             self.vmx || !(0x480..=0x493).contains(&msr),
@@ -386,9 +430,6 @@ impl VmxCpu for FakeCpu {
         );
         let shared = Arc::clone(&self.feature_control);
         let mut feature_control = shared.lock().unwrap();
-        if self.slow_msr_access {
-            std::thread::yield_now();
-        }
         assert_eq!(
             *feature_control & LOCK,
             0,

@@ -20,9 +20,8 @@ use core::marker::PhantomData;
 
 use x86_64::registers::control::{Cr0, Cr4};
 
-use super::{
-    CpuidResult, InstrOutcome, InstructionError, VmFail, VmxCpu, VMCS_VM_INSTRUCTION_ERROR,
-};
+use super::status::{decode_flags, vmx_result, FlagStatus};
+use super::{CpuidResult, InstrOutcome, VmFail, VmxCpu, VMCS_VM_INSTRUCTION_ERROR};
 use crate::arch::{cpuid, msr};
 
 /// RAX before a probing instruction; the fix-up overwrites it with the vector.
@@ -90,20 +89,15 @@ impl HardwareCpu {
     /// # Safety
     /// Must directly follow a VMX instruction executed in VMX operation (VMfailValid implies a current VMCS).
     unsafe fn status(&mut self, cf: u8, zf: u8) -> Result<(), VmFail> {
-        if cf != 0 {
-            Err(VmFail::Invalid)
-        } else if zf != 0 {
-            // SAFETY: ZF = 1 means the instruction ran in VMX root operation with a current VMCS, whose
-            // VM-instruction error field VMREAD can read.
-            let number = match unsafe { self.vmread_raw(VMCS_VM_INSTRUCTION_ERROR) } {
+        vmx_result(cf, zf, || {
+            // SAFETY: ZF = 1 alone (VMfailValid) means the instruction ran in VMX root operation with a current
+            // VMCS, whose VM-instruction error field VMREAD can read.
+            match unsafe { self.vmread_raw(VMCS_VM_INSTRUCTION_ERROR) } {
                 Ok(value) => value as u32,
                 // Cannot happen per the SDM; report error number 0 ("no error") rather than lose the failure.
                 Err(_) => 0,
-            };
-            Err(VmFail::Valid(InstructionError(number)))
-        } else {
-            Ok(())
-        }
+            }
+        })
     }
 
     /// VMREAD without the VMfailValid error lookup (which would recurse).
@@ -127,10 +121,9 @@ impl HardwareCpu {
                 options(nostack),
             );
         }
-        if cf != 0 || zf != 0 {
-            Err((cf, zf))
-        } else {
-            Ok(value)
+        match decode_flags(cf, zf) {
+            FlagStatus::Succeed => Ok(value),
+            _ => Err((cf, zf)),
         }
     }
 }

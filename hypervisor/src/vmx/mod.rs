@@ -17,6 +17,7 @@ pub mod instructions;
 pub mod per_core;
 pub mod root;
 pub mod selftest;
+pub mod status;
 
 #[cfg(test)]
 pub(crate) mod fake;
