@@ -202,6 +202,10 @@ pub enum VmxError {
     FeatureControlWriteFailed { wrote: u64, read_back: u64 },
     /// CR0/CR4 do not (or could not be made to) satisfy the VMX fixed bits.
     FixedBits(FixedBitViolations),
+    /// IA32_VMX_BASIC has a reserved bit set (SDM vol. 3D A.1); `bits` are the offending ones.
+    BasicReservedBits { value: u64, bits: u64 },
+    /// IA32_VMX_BASIC bit 48 (32-bit VMX addresses) is set, which no 64-bit processor reports (A.1).
+    Basic32BitAddresses { value: u64 },
     /// IA32_VMX_BASIC reports a memory type for VMCS accesses other than write-back.
     MemoryTypeUnsupported(u8),
     /// IA32_VMX_BASIC reports a region size outside 1..=4096 (SDM vol. 3D A.1 says 0 < size <= 4096).
@@ -277,6 +281,16 @@ impl fmt::Display for VmxError {
                 "IA32_FEATURE_CONTROL did not take the write: wrote 0x{wrote:x}, read back 0x{read_back:x}"
             ),
             Self::FixedBits(violations) => write!(f, "VMX fixed bits not satisfied: {violations}"),
+            Self::BasicReservedBits { value, bits } => write!(
+                f,
+                "IA32_VMX_BASIC=0x{value:x} has reserved bits set (0x{bits:x}): bit 31, bits 47:45 and bits 63:57 \
+                 must be 0"
+            ),
+            Self::Basic32BitAddresses { value } => write!(
+                f,
+                "IA32_VMX_BASIC=0x{value:x} sets bit 48 (VMX addresses limited to 32 bits), which a 64-bit \
+                 processor never reports"
+            ),
             Self::MemoryTypeUnsupported(memory_type) => write!(
                 f,
                 "IA32_VMX_BASIC reports VMCS memory type {memory_type} ({}); only 6 (write-back) is supported",
@@ -397,6 +411,11 @@ mod tests {
             },
             VmxError::MemoryTypeUnsupported(0),
             VmxError::RegionSizeInvalid(0),
+            VmxError::BasicReservedBits {
+                value: 1 << 31,
+                bits: 1 << 31,
+            },
+            VmxError::Basic32BitAddresses { value: 1 << 48 },
             VmxError::RegionInvalid {
                 region: RegionKind::Vmcs,
                 error: RegionError::Unaligned { phys: 0x1001 },
