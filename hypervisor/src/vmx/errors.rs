@@ -202,6 +202,9 @@ pub enum VmxError {
     FeatureControlWriteFailed { wrote: u64, read_back: u64 },
     /// CR0/CR4 do not (or could not be made to) satisfy the VMX fixed bits.
     FixedBits(FixedBitViolations),
+    /// IA32_VMX_CRn_FIXED1 forbids bits that are set in CR0/CR4 (each listed as `must be 0`); they are not
+    /// cleared, because the kernel relies on every bit it set.
+    FixedBitsWouldClear(FixedBitViolations),
     /// IA32_VMX_BASIC has a reserved bit set (SDM vol. 3D A.1); `bits` are the offending ones.
     BasicReservedBits { value: u64, bits: u64 },
     /// IA32_VMX_BASIC bit 48 (32-bit VMX addresses) is set, which no 64-bit processor reports (A.1).
@@ -281,6 +284,10 @@ impl fmt::Display for VmxError {
                 "IA32_FEATURE_CONTROL did not take the write: wrote 0x{wrote:x}, read back 0x{read_back:x}"
             ),
             Self::FixedBits(violations) => write!(f, "VMX fixed bits not satisfied: {violations}"),
+            Self::FixedBitsWouldClear(violations) => write!(
+                f,
+                "VMX operation forbids bits the kernel has set, refusing to clear {violations}"
+            ),
             Self::BasicReservedBits { value, bits } => write!(
                 f,
                 "IA32_VMX_BASIC=0x{value:x} has reserved bits set (0x{bits:x}): bit 31, bits 47:45 and bits 63:57 \
