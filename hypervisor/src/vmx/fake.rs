@@ -98,6 +98,8 @@ pub enum Quirk {
     VmptrldAcceptsVmxonPointer,
     /// VMCLEAR of the VMXON pointer reports error 2 instead of 3.
     VmclearReportsWrongError,
+    /// VMXON ignores the lock bit of IA32_FEATURE_CONTROL (only bit 2 counts).
+    VmxonIgnoresFeatureControlLock,
 }
 
 pub struct FakeCpu {
@@ -143,6 +145,19 @@ impl FakeCpu {
             (IA32_VMX_CR0_FIXED1, 0xffff_ffff),
             (IA32_VMX_CR4_FIXED0, 0x2000),
             (IA32_VMX_CR4_FIXED1, 0x1727ff),
+            // Control and capability MSRs: consistent values in the shape of Bochs haswell (SDM vol. 3D
+            // A.3-A.10), not measured bit for bit.
+            (0x481, 0x0000_007f_0000_0016),
+            (0x482, 0xfff9_fffe_0401_e172),
+            (0x483, 0x003f_ffff_0003_6dff),
+            (0x484, 0x0000_ffff_0000_11ff),
+            (0x48A, 0x2e),
+            (0x48B, 0x0000_00ff_0000_0000),
+            (0x48C, 0x0000_0f01_0633_4141),
+            (0x48D, 0x0000_007f_0000_0016),
+            (0x48E, 0xfff9_fffe_0400_6172),
+            (0x48F, 0x003f_ffff_0003_6dfb),
+            (0x490, 0x0000_ffff_0000_11fb),
         ]);
         Self {
             vmx: true,
@@ -309,7 +324,7 @@ impl FakeCpu {
         }
         let feature_control = self.feature_control();
         if self.fixed_bits_violated(self.cr0, self.cr4)
-            || feature_control & LOCK == 0
+            || (feature_control & LOCK == 0 && !self.quirk(Quirk::VmxonIgnoresFeatureControlLock))
             || feature_control & VMX_OUTSIDE_SMX == 0
         {
             return InstrOutcome::Fault(Exception::GP);

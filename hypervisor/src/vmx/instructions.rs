@@ -4,6 +4,8 @@
 //! (no current VMCS to hold an error number); VMfailValid sets ZF and stores an error number in the current
 //! VMCS's VM-instruction error field (encoding 0x4400), read here with VMREAD. CF and ZF are captured with
 //! SETC/SETZ inside the same `asm!` block as the instruction, so no compiler-generated code can clobber them.
+//! Each block first presets CF = ZF = 1, a combination no VMX instruction leaves: an instruction that did not
+//! write the flags is then reported as [`VmFail::FlagsUndefined`] (decoded by [`super::status::vmx_result`]).
 //!
 //! VMXON, VMCLEAR and VMPTRLD take a memory operand that holds the 64-bit physical address; VMPTRST stores to a
 //! memory operand. None of the blocks is `nomem` (the instructions read or write memory: the operand, and the
@@ -43,6 +45,10 @@ macro_rules! pointer_instruction {
         let phys: u64 = $phys;
         let (cf, zf): (u8, u8);
         asm!(
+            // Preset CF = ZF = 1 (CMP of a register with itself sets ZF and clears CF; STC sets CF), so an
+            // instruction that left the flags alone reads as the undefined status, never as VMsucceed.
+            "cmp {ptr}, {ptr}",
+            "stc",
             concat!($mnemonic, " qword ptr [{ptr}]"),
             "setc {cf}",
             "setz {zf}",
@@ -111,6 +117,8 @@ impl HardwareCpu {
         // only reads the current VMCS, which the processor owns.
         unsafe {
             asm!(
+                "cmp {field}, {field}",
+                "stc",
                 "vmread {value}, {field}",
                 "setc {cf}",
                 "setz {zf}",
@@ -191,6 +199,8 @@ impl VmxCpu for HardwareCpu {
         // SAFETY: the caller guarantees VMX root operation; VMPTRST writes 8 bytes to the local `pointer`.
         unsafe {
             asm!(
+                "cmp {ptr}, {ptr}",
+                "stc",
                 "vmptrst qword ptr [{ptr}]",
                 "setc {cf}",
                 "setz {zf}",
@@ -218,9 +228,12 @@ impl VmxCpu for HardwareCpu {
         // SAFETY: the caller guarantees VMX root operation; VMXOFF takes no operand.
         unsafe {
             asm!(
+                "xor {scratch:e}, {scratch:e}",
+                "stc",
                 "vmxoff",
                 "setc {cf}",
                 "setz {zf}",
+                scratch = out(reg) _,
                 cf = out(reg_byte) cf,
                 zf = out(reg_byte) zf,
                 options(nostack),
@@ -244,6 +257,8 @@ impl VmxCpu for HardwareCpu {
             // allocated to it. The `.ex_table` entry is read-only data the linker script keeps.
             unsafe {
                 asm!(
+                    "cmp {ptr}, {ptr}",
+                    "stc",
                     "2:",
                     "vmxon qword ptr [{ptr}]",
                     "setc {cf}",
