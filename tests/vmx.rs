@@ -164,7 +164,7 @@ fn bochs_seabios_feature_control_locked_by_the_kernel() {
 }
 
 /// The self-test cases of docs/vmx.md, in order.
-const SELFTEST_CASES: [&str; 17] = [
+const SELFTEST_CASES: [&str; 19] = [
     "vmxon before feature control is locked",
     "vmxon with feature control enabled but unlocked",
     "vmxon with CR4.VMXE clear",
@@ -173,6 +173,8 @@ const SELFTEST_CASES: [&str; 17] = [
     "vmxon with a pointer beyond MAXPHYADDR",
     "vmxon with a wrong revision identifier",
     "vmxon with revision bit 31 set",
+    "vmxoff outside VMX operation",
+    "vmclear outside VMX operation",
     "vmxon in VMX root operation",
     "vmclear of the VMXON pointer",
     "vmptrld of the VMXON pointer",
@@ -286,7 +288,7 @@ fn bochs_selftest_4_cpus() {
         "cases 1 and 2 skip on each of the 4 cores{}",
         context(&o)
     );
-    assert_eq!(summary_num(&o, "selftest_pass"), 4 * 15, "{}", context(&o));
+    assert_eq!(summary_num(&o, "selftest_pass"), 4 * 17, "{}", context(&o));
     assert_vmx_root_everywhere(&o, &pcbs, Some("0x2b"));
     assert_left_vmx_before_summary(&o, &pcbs);
 }
@@ -305,7 +307,7 @@ fn bochs_selftest_seabios_runs_the_unlocked_case() {
     let pcbs = assert_smp_ok(&o, 1, 1);
     let skipped = assert_selftest_passes(&o, &pcbs, |_, _| false);
     assert_eq!(skipped, 0, "{}", context(&o));
-    assert_eq!(summary_num(&o, "selftest_pass"), 17, "{}", context(&o));
+    assert_eq!(summary_num(&o, "selftest_pass"), 19, "{}", context(&o));
     for case in &SELFTEST_CASES[..2] {
         let line = line(&o, "vmx", case);
         assert_eq!(line.field("result"), Some("pass"), "{case}{}", context(&o));

@@ -554,6 +554,22 @@ impl VmxCpu for FakeCpu {
         self.fault_fixup
     }
 
+    unsafe fn vmxoff_probe(&mut self) -> InstrOutcome {
+        if !self.in_root() && self.fault_fixup {
+            return self.record(Instr::Vmxoff, InstrOutcome::Fault(Exception::UD));
+        }
+        // SAFETY: a fake; outside VMX operation without the fix-up this panics, like the machine would fault.
+        unsafe { self.vmxoff() }.into()
+    }
+
+    unsafe fn vmclear_probe(&mut self, phys: u64) -> InstrOutcome {
+        if !self.in_root() && self.fault_fixup {
+            return self.record(Instr::Vmclear, InstrOutcome::Fault(Exception::UD));
+        }
+        // SAFETY: as `vmxoff_probe`.
+        unsafe { self.vmclear(phys) }.into()
+    }
+
     unsafe fn vmxon_probe(&mut self, phys: u64) -> InstrOutcome {
         let outcome = self.exec_vmxon(phys);
         if !self.fault_fixup {

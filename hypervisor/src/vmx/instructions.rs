@@ -290,4 +290,87 @@ impl VmxCpu for HardwareCpu {
             unsafe { self.vmxon(phys) }.into()
         }
     }
+
+    unsafe fn vmxoff_probe(&mut self) -> InstrOutcome {
+        #[cfg(target_os = "none")]
+        {
+            let vector: u64;
+            let (cf, zf): (u8, u8);
+            // SAFETY: the caller's guarantee: in VMX root operation this is VMXOFF, outside it the #UD raised at
+            // label 2 is redirected by the kernel's fix-up to label 3 with RAX = vector, as for `vmxon_probe`.
+            unsafe {
+                asm!(
+                    "cmp rax, rax",
+                    "stc",
+                    "2:",
+                    "vmxoff",
+                    "setc {cf}",
+                    "setz {zf}",
+                    "3:",
+                    ".pushsection .ex_table, \"a\"",
+                    ".balign 8",
+                    ".quad 2b, 3b",
+                    ".popsection",
+                    cf = out(reg_byte) cf,
+                    zf = out(reg_byte) zf,
+                    inout("rax") NO_FAULT => vector,
+                    options(nostack),
+                );
+            }
+            if vector != NO_FAULT {
+                return InstrOutcome::Fault(super::Exception {
+                    vector: vector as u8,
+                });
+            }
+            // SAFETY: directly after a VMX instruction that did not fault, so it ran in VMX root operation.
+            unsafe { self.status(cf, zf) }.into()
+        }
+        #[cfg(not(target_os = "none"))]
+        {
+            // SAFETY: forwarded to the caller's guarantee (no fix-up on the host: a plain VMXOFF).
+            unsafe { self.vmxoff() }.into()
+        }
+    }
+
+    unsafe fn vmclear_probe(&mut self, phys: u64) -> InstrOutcome {
+        #[cfg(target_os = "none")]
+        {
+            let vector: u64;
+            let (cf, zf): (u8, u8);
+            // SAFETY: the caller's guarantee: in VMX root operation this is VMCLEAR of a region reserved for VMX
+            // (or an address it rejects); outside it the #UD at label 2 is redirected to label 3 with RAX = vector.
+            unsafe {
+                asm!(
+                    "cmp {ptr}, {ptr}",
+                    "stc",
+                    "2:",
+                    "vmclear qword ptr [{ptr}]",
+                    "setc {cf}",
+                    "setz {zf}",
+                    "3:",
+                    ".pushsection .ex_table, \"a\"",
+                    ".balign 8",
+                    ".quad 2b, 3b",
+                    ".popsection",
+                    ptr = in(reg) &phys,
+                    cf = out(reg_byte) cf,
+                    zf = out(reg_byte) zf,
+                    inout("rax") NO_FAULT => vector,
+                    options(nostack),
+                );
+            }
+            if vector != NO_FAULT {
+                return InstrOutcome::Fault(super::Exception {
+                    vector: vector as u8,
+                });
+            }
+            // SAFETY: directly after a VMX instruction that did not fault, so it ran in VMX root operation.
+            unsafe { self.status(cf, zf) }.into()
+        }
+        #[cfg(not(target_os = "none"))]
+        {
+            // SAFETY: forwarded to the caller's guarantee (no fix-up on the host: a plain VMCLEAR).
+            unsafe { self.vmclear(phys) }.into()
+        }
+    }
 }

@@ -61,6 +61,7 @@ pub enum Address {
     VmxonRegionUnaligned,
     /// VMXON region with the bit just above the physical-address width set.
     VmxonRegionBeyondWidth,
+    VmcsRegion,
     /// VMCS region + 0x800.
     VmcsRegionUnaligned,
     /// VMCS region with the bit just above the physical-address width set.
@@ -73,6 +74,7 @@ pub enum Operation {
     Vmclear(Address),
     Vmptrld(Address),
     Vmread(u64),
+    Vmxoff,
     /// No instruction: the capability MSRs are checked for consistency ([`capability`]).
     CheckCapabilities,
 }
@@ -137,7 +139,7 @@ const fn case(
     }
 }
 
-pub const CASE_COUNT: usize = 17;
+pub const CASE_COUNT: usize = 19;
 
 /// The cases, in the order they run.
 pub static CASES: [Case; CASE_COUNT] = {
@@ -201,6 +203,20 @@ pub static CASES: [Case; CASE_COUNT] = {
             RevisionBit31,
             Vmxon(VmxonRegion),
             Expect::VmFailInvalid,
+        ),
+        case(
+            "vmxoff outside VMX operation",
+            OutsideVmx,
+            Nothing,
+            Vmxoff,
+            Expect::Fault(Exception::UD),
+        ),
+        case(
+            "vmclear outside VMX operation",
+            OutsideVmx,
+            Nothing,
+            Vmclear(VmcsRegion),
+            Expect::Fault(Exception::UD),
         ),
         case(
             "vmxon in VMX root operation",
@@ -709,6 +725,7 @@ fn run_case(
             Address::VmxonRegion => regions.vmxon.phys(),
             Address::VmxonRegionUnaligned => regions.vmxon.phys() + 0x800,
             Address::VmxonRegionBeyondWidth => regions.vmxon.phys() | beyond,
+            Address::VmcsRegion => regions.vmcs.phys(),
             Address::VmcsRegionUnaligned => regions.vmcs.phys() + 0x800,
             Address::VmcsRegionBeyondWidth => regions.vmcs.phys() | beyond,
         }
@@ -727,9 +744,22 @@ fn run_case(
             }
         }
         Operation::Vmclear(which) => {
-            // SAFETY: in VMX root (InRoot phase); the address is the VMXON pointer or invalid (unaligned or
-            // beyond the physical-address width), which VMCLEAR rejects without writing memory.
-            InstrOutcome::from(unsafe { cpu.vmclear(address(which)) })
+            let phys = address(which);
+            if case.phase == Phase::InRoot {
+                // SAFETY: in VMX root (InRoot phase); the address is the VMXON pointer or invalid (unaligned or
+                // beyond the physical-address width), which VMCLEAR rejects without writing memory.
+                InstrOutcome::from(unsafe { cpu.vmclear(phys) })
+            } else {
+                // SAFETY: outside VMX operation VMCLEAR raises #UD before touching memory, and this case runs
+                // only with the fix-up (it expects a fault); the address is this core's VMCS region anyway.
+                unsafe { cpu.vmclear_probe(phys) }
+            }
+        }
+        Operation::Vmxoff => {
+            // SAFETY: outside VMX operation VMXOFF raises #UD, which the fix-up returns (fault cases run only
+            // with it); were the core in VMX root operation, VMXOFF would only leave it, with no VMCS active
+            // whose data matters.
+            unsafe { cpu.vmxoff_probe() }
         }
         Operation::Vmptrld(which) => {
             // SAFETY: in VMX root; the address is the VMXON pointer or invalid, which VMPTRLD rejects.
@@ -750,7 +780,10 @@ fn run_case(
 
     // Restore, most recent change first: an unexpected VMXON success is undone before CR0/CR4 change back.
     let mut restore: Result<(), VmxError> = Ok(());
-    if case.phase != Phase::InRoot && observed == InstrOutcome::Succeeded {
+    if matches!(case.operation, Operation::Vmxon(_))
+        && case.phase != Phase::InRoot
+        && observed == InstrOutcome::Succeeded
+    {
         // SAFETY: VMXON just succeeded, so this core is in VMX root operation with no current VMCS.
         restore = unsafe { cpu.vmxoff() }
             .map_err(|fail| VmxError::from_vmfail(super::VmxInstruction::Vmxoff, fail));

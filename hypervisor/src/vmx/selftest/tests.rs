@@ -59,7 +59,7 @@ fn all_cases_pass_on_a_correct_processor_starting_unlocked() {
     );
     assert_eq!(
         format!("{}", report.summary()),
-        "passed=17 failed=0 skipped=0"
+        "passed=19 failed=0 skipped=0"
     );
     assert_eq!(
         report.feature_control,
@@ -82,6 +82,13 @@ fn all_cases_pass_on_a_correct_processor_starting_unlocked() {
     assert!(cpu
         .executed
         .contains(&(Instr::Vmxon, InstrOutcome::Fault(Exception::UD))));
+    // VMXOFF and VMCLEAR outside VMX operation raised #UD.
+    assert!(cpu
+        .executed
+        .contains(&(Instr::Vmxoff, InstrOutcome::Fault(Exception::UD))));
+    assert!(cpu
+        .executed
+        .contains(&(Instr::Vmclear, InstrOutcome::Fault(Exception::UD))));
     // And a normal entry works afterwards.
     assert!(enter_vmx_root(&mut cpu, &mut state, &regions.pair).is_ok());
 }
@@ -98,7 +105,7 @@ fn a_core_in_root_stays_in_root_with_its_report() {
     assert_eq!(
         report.summary(),
         Summary {
-            passed: 15,
+            passed: 17,
             failed: 0,
             skipped: 2
         }
@@ -126,7 +133,7 @@ fn bochs_bios_locked_msr_skips_only_the_lock_case() {
     assert_eq!(
         report.summary(),
         Summary {
-            passed: 15,
+            passed: 17,
             failed: 0,
             skipped: 2
         }
@@ -145,7 +152,7 @@ fn without_the_fixup_fault_cases_are_skipped() {
         Summary {
             passed: 13,
             failed: 0,
-            skipped: 4
+            skipped: 6
         }
     );
     assert_eq!(
@@ -218,7 +225,7 @@ fn a_processor_that_ignores_alignment_fails_that_case_and_the_run_goes_on() {
     assert_eq!(
         report.summary(),
         Summary {
-            passed: 14,
+            passed: 16,
             failed: 1,
             skipped: 2
         }
