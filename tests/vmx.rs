@@ -164,21 +164,26 @@ fn bochs_seabios_feature_control_locked_by_the_kernel() {
 }
 
 /// The self-test cases of docs/vmx.md, in order.
-const SELFTEST_CASES: [&str; 14] = [
+const SELFTEST_CASES: [&str; 19] = [
     "vmxon before feature control is locked",
+    "vmxon with feature control enabled but unlocked",
     "vmxon with CR4.VMXE clear",
     "vmxon with a CR0 fixed-1 bit clear",
     "vmxon with an unaligned pointer",
     "vmxon with a pointer beyond MAXPHYADDR",
     "vmxon with a wrong revision identifier",
     "vmxon with revision bit 31 set",
+    "vmxoff outside VMX operation",
+    "vmclear outside VMX operation",
     "vmxon in VMX root operation",
     "vmclear of the VMXON pointer",
     "vmptrld of the VMXON pointer",
     "vmclear with an unaligned address",
+    "vmclear beyond MAXPHYADDR",
     "vmptrld with an unaligned address",
     "vmptrld beyond MAXPHYADDR",
     "vmread of an unsupported field",
+    "capability MSRs are consistent",
 ];
 
 /// Checks the self-test report of every core: all cases in the documented order, logged by that
@@ -267,29 +272,29 @@ fn assert_selftest_passes(
     total_skip
 }
 
-/// `selftest=vmx` on 4 cores with the Bochs BIOS: the MSR arrives locked, so case 1 (which needs it
-/// unlocked) is the only case that may skip, and it says why; every other case passes on every core,
-/// and every core still ends in VMX root.
+/// `selftest=vmx` on 4 cores with the Bochs BIOS: the MSR arrives locked, so cases 1 and 2 (which
+/// need it unlocked) are the only cases that may skip, and they say why; every other case passes on
+/// every core, and every core still ends in VMX root.
 #[test]
 fn bochs_selftest_4_cpus() {
     let o = boot_bochs(&bochs_spec(4, None, None, "selftest=vmx"));
     let pcbs = assert_smp_ok(&o, 4, 4);
     let skipped = assert_selftest_passes(&o, &pcbs, |case, reason| {
-        case == SELFTEST_CASES[0] && reason.contains("already locked")
+        SELFTEST_CASES[..2].contains(&case) && reason.contains("already locked")
     });
     assert_eq!(
         skipped,
-        4,
-        "case 1 skips on each of the 4 cores{}",
+        8,
+        "cases 1 and 2 skip on each of the 4 cores{}",
         context(&o)
     );
-    assert_eq!(summary_num(&o, "selftest_pass"), 4 * 13, "{}", context(&o));
+    assert_eq!(summary_num(&o, "selftest_pass"), 4 * 17, "{}", context(&o));
     assert_vmx_root_everywhere(&o, &pcbs, Some("0x2b"));
     assert_left_vmx_before_summary(&o, &pcbs);
 }
 
-/// `selftest=vmx` under SeaBIOS: IA32_FEATURE_CONTROL is unlocked, so case 1 (VMXON before the lock
-/// must raise #GP) runs and passes, and no case is skipped. The self-test leaves the MSR locked,
+/// `selftest=vmx` under SeaBIOS: IA32_FEATURE_CONTROL is unlocked, so cases 1 and 2 (VMXON before the
+/// lock, and with bit 2 set but unlocked, must raise #GP) run and pass, and no case is skipped. The self-test leaves the MSR locked,
 /// which the root line then shows as found locked.
 #[test]
 fn bochs_selftest_seabios_runs_the_unlocked_case() {
@@ -302,9 +307,11 @@ fn bochs_selftest_seabios_runs_the_unlocked_case() {
     let pcbs = assert_smp_ok(&o, 1, 1);
     let skipped = assert_selftest_passes(&o, &pcbs, |_, _| false);
     assert_eq!(skipped, 0, "{}", context(&o));
-    assert_eq!(summary_num(&o, "selftest_pass"), 14, "{}", context(&o));
-    let case1 = line(&o, "vmx", SELFTEST_CASES[0]);
-    assert_eq!(case1.field("result"), Some("pass"), "{}", context(&o));
+    assert_eq!(summary_num(&o, "selftest_pass"), 19, "{}", context(&o));
+    for case in &SELFTEST_CASES[..2] {
+        let line = line(&o, "vmx", case);
+        assert_eq!(line.field("result"), Some("pass"), "{case}{}", context(&o));
+    }
     let roots = assert_vmx_root_everywhere(&o, &pcbs, Some("0x2b"));
     assert_eq!(
         (roots[0].fc_before, roots[0].fc_after),

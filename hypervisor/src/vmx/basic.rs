@@ -16,6 +16,13 @@ use core::ptr::NonNull;
 use super::errors::{RegionError, RegionKind};
 use super::VmxError;
 
+/// Bits of IA32_VMX_BASIC that are reserved (read as 0) in SDM vol. 3D A.1: bit 31, bits 47:45 and bits 63:57.
+/// (Bit 56, "VM entry may deliver a hardware exception with or without an error code", is defined in the
+/// edition this code cites; older editions listed 63:56 as reserved.)
+pub const RESERVED_BITS: u64 = (1 << 31) | (0b111 << 45) | (0x7F << 57);
+/// Bit 48: VMXON, VMCS and other VMX-referenced addresses limited to 32 bits.
+pub const ADDRESSES_32BIT: u64 = 1 << 48;
+
 /// Memory type 6, write-back: the only one this hypervisor supports for VMCS accesses.
 pub const MEMORY_TYPE_WRITE_BACK: u8 = 6;
 
@@ -53,9 +60,20 @@ impl VmxBasic {
         }
     }
 
-    /// Rejects what this hypervisor cannot work with: a memory type other than write-back, a region size outside
-    /// 1..=4096.
+    /// Rejects what this hypervisor cannot work with, in this order: reserved bits set (A.1 says they read as
+    /// 0), bit 48 (A.1: "always 0 for processors that support Intel 64 architecture"; Linux's
+    /// setup_vmcs_config and Xen's vmx_init_vmcs_config refuse it on 64-bit builds too, and this hypervisor is
+    /// 64-bit only), a memory type other than write-back, a region size outside 1..=4096.
     pub const fn check(&self) -> Result<(), VmxError> {
+        if self.raw & RESERVED_BITS != 0 {
+            return Err(VmxError::BasicReservedBits {
+                value: self.raw,
+                bits: self.raw & RESERVED_BITS,
+            });
+        }
+        if self.addresses_32bit {
+            return Err(VmxError::Basic32BitAddresses { value: self.raw });
+        }
         if self.memory_type != MEMORY_TYPE_WRITE_BACK {
             return Err(VmxError::MemoryTypeUnsupported(self.memory_type));
         }
@@ -274,6 +292,51 @@ mod tests {
         assert_eq!(basic.address_width(40), 32);
         assert_eq!(basic.address_width(31), 31);
         assert_eq!(VmxBasic::decode(BOCHS_HASWELL).address_width(40), 40);
+    }
+
+    #[test]
+    fn every_reserved_bit_is_refused_by_name() {
+        for bit in [31u32, 45, 46, 47, 57, 58, 59, 60, 61, 62, 63] {
+            let raw = BOCHS_HASWELL | (1 << bit);
+            assert_eq!(
+                VmxBasic::decode(raw).check(),
+                Err(VmxError::BasicReservedBits {
+                    value: raw,
+                    bits: 1 << bit
+                }),
+                "bit {bit}"
+            );
+        }
+        // Bit 56 is defined (SDM 086 A.1) and bits 49, 54, 55 are features: all accepted.
+        for bit in [49u32, 54, 55, 56] {
+            assert_eq!(
+                VmxBasic::decode(BOCHS_HASWELL | (1 << bit)).check(),
+                Ok(()),
+                "bit {bit}"
+            );
+        }
+        assert_eq!(
+            format!(
+                "{}",
+                VmxBasic::decode(BOCHS_HASWELL | (1 << 31)).check().unwrap_err()
+            ),
+            "IA32_VMX_BASIC=0xd810008000002b has reserved bits set (0x80000000): bit 31, bits 47:45 and \
+             bits 63:57 must be 0"
+        );
+    }
+
+    #[test]
+    fn the_32_bit_address_limit_is_refused_on_a_64_bit_processor() {
+        let raw = BOCHS_HASWELL | ADDRESSES_32BIT;
+        assert_eq!(
+            VmxBasic::decode(raw).check(),
+            Err(VmxError::Basic32BitAddresses { value: raw })
+        );
+        assert_eq!(
+            format!("{}", VmxBasic::decode(raw).check().unwrap_err()),
+            "IA32_VMX_BASIC=0xd910000000002b sets bit 48 (VMX addresses limited to 32 bits), which a 64-bit \
+             processor never reports"
+        );
     }
 
     #[test]

@@ -124,6 +124,8 @@ pub enum VmFail {
     Invalid,
     /// VMfailValid: RFLAGS.ZF = 1; the number was read from the VM-instruction error field.
     Valid(InstructionError),
+    /// CF = 1 and ZF = 1 together, which no VMX instruction reports (SDM vol. 3C 31.2).
+    FlagsUndefined,
 }
 
 impl fmt::Display for VmFail {
@@ -131,6 +133,7 @@ impl fmt::Display for VmFail {
         match self {
             Self::Invalid => f.write_str("VMfailInvalid"),
             Self::Valid(error) => write!(f, "VMfailValid with {error}"),
+            Self::FlagsUndefined => f.write_str("CF and ZF both set (no defined VMX status)"),
         }
     }
 }
@@ -199,6 +202,13 @@ pub enum VmxError {
     FeatureControlWriteFailed { wrote: u64, read_back: u64 },
     /// CR0/CR4 do not (or could not be made to) satisfy the VMX fixed bits.
     FixedBits(FixedBitViolations),
+    /// IA32_VMX_CRn_FIXED1 forbids bits that are set in CR0/CR4 (each listed as `must be 0`); they are not
+    /// cleared, because the kernel relies on every bit it set.
+    FixedBitsWouldClear(FixedBitViolations),
+    /// IA32_VMX_BASIC has a reserved bit set (SDM vol. 3D A.1); `bits` are the offending ones.
+    BasicReservedBits { value: u64, bits: u64 },
+    /// IA32_VMX_BASIC bit 48 (32-bit VMX addresses) is set, which no 64-bit processor reports (A.1).
+    Basic32BitAddresses { value: u64 },
     /// IA32_VMX_BASIC reports a memory type for VMCS accesses other than write-back.
     MemoryTypeUnsupported(u8),
     /// IA32_VMX_BASIC reports a region size outside 1..=4096 (SDM vol. 3D A.1 says 0 < size <= 4096).
@@ -215,6 +225,8 @@ pub enum VmxError {
         instr: VmxInstruction,
         error: InstructionError,
     },
+    /// The instruction left CF and ZF both set, which is not a VMX status (SDM vol. 3C 31.2).
+    VmStatusUndefined { instr: VmxInstruction },
     /// After VMCLEAR + VMPTRLD, VMPTRST did not return the VMCS's address.
     VmcsNotCurrent { expected: u64, found: u64 },
 }
@@ -225,6 +237,7 @@ impl VmxError {
         match fail {
             VmFail::Invalid => Self::VmFailInvalid { instr },
             VmFail::Valid(error) => Self::VmFailValid { instr, error },
+            VmFail::FlagsUndefined => Self::VmStatusUndefined { instr },
         }
     }
 }
@@ -271,6 +284,20 @@ impl fmt::Display for VmxError {
                 "IA32_FEATURE_CONTROL did not take the write: wrote 0x{wrote:x}, read back 0x{read_back:x}"
             ),
             Self::FixedBits(violations) => write!(f, "VMX fixed bits not satisfied: {violations}"),
+            Self::FixedBitsWouldClear(violations) => write!(
+                f,
+                "VMX operation forbids bits the kernel has set, refusing to clear {violations}"
+            ),
+            Self::BasicReservedBits { value, bits } => write!(
+                f,
+                "IA32_VMX_BASIC=0x{value:x} has reserved bits set (0x{bits:x}): bit 31, bits 47:45 and bits 63:57 \
+                 must be 0"
+            ),
+            Self::Basic32BitAddresses { value } => write!(
+                f,
+                "IA32_VMX_BASIC=0x{value:x} sets bit 48 (VMX addresses limited to 32 bits), which a 64-bit \
+                 processor never reports"
+            ),
             Self::MemoryTypeUnsupported(memory_type) => write!(
                 f,
                 "IA32_VMX_BASIC reports VMCS memory type {memory_type} ({}); only 6 (write-back) is supported",
@@ -282,6 +309,10 @@ impl fmt::Display for VmxError {
             Self::RegionInvalid { region, error } => write!(f, "{region} unusable: {error}"),
             Self::VmFailInvalid { instr } => write!(f, "{instr} failed with VMfailInvalid"),
             Self::VmFailValid { instr, error } => write!(f, "{instr} failed with VMfailValid: {error}"),
+            Self::VmStatusUndefined { instr } => write!(
+                f,
+                "{instr} left CF and ZF both set, which is no defined VMX status"
+            ),
             Self::VmcsNotCurrent { expected, found } => write!(
                 f,
                 "VMPTRST returned 0x{found:x} after VMPTRLD of 0x{expected:x}: the VMCS is not current"
@@ -387,6 +418,11 @@ mod tests {
             },
             VmxError::MemoryTypeUnsupported(0),
             VmxError::RegionSizeInvalid(0),
+            VmxError::BasicReservedBits {
+                value: 1 << 31,
+                bits: 1 << 31,
+            },
+            VmxError::Basic32BitAddresses { value: 1 << 48 },
             VmxError::RegionInvalid {
                 region: RegionKind::Vmcs,
                 error: RegionError::Unaligned { phys: 0x1001 },
@@ -405,6 +441,9 @@ mod tests {
             VmxError::VmcsNotCurrent {
                 expected: 0x2000,
                 found: u64::MAX,
+            },
+            VmxError::VmStatusUndefined {
+                instr: VmxInstruction::Vmxon,
             },
         ];
         for error in samples {
@@ -433,5 +472,12 @@ mod tests {
             "VM-instruction error 14 (not defined by the SDM)"
         );
         assert_eq!(format!("{}", Exception::GP), "#GP (vector 13)");
+        assert_eq!(
+            format!(
+                "{}",
+                VmxError::from_vmfail(VmxInstruction::Vmxon, VmFail::FlagsUndefined)
+            ),
+            "VMXON left CF and ZF both set, which is no defined VMX status"
+        );
     }
 }

@@ -8,7 +8,8 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use super::basic::{Region, RegionPair};
 use super::feature_control::{LOCK, VMX_INSIDE_SMX, VMX_OUTSIDE_SMX};
@@ -18,6 +19,47 @@ use super::{
     IA32_VMX_BASIC, IA32_VMX_CR0_FIXED0, IA32_VMX_CR0_FIXED1, IA32_VMX_CR4_FIXED0,
     IA32_VMX_CR4_FIXED1, VMCS_VM_INSTRUCTION_ERROR,
 };
+
+/// The worst interleaving of cores sharing IA32_FEATURE_CONTROL, made deterministic: a core that reads the MSR
+/// waits until every core has read it, so all of them see it unlocked and each then writes it (the second
+/// write is the #GP of a locked MSR, a panic). A read made by a core while it holds the global feature-control
+/// lock does not wait: that lock is what keeps the other cores from reading, so waiting would deadlock.
+pub struct ReadRendezvous {
+    cores: usize,
+    arrived: Mutex<usize>,
+    all_arrived: Condvar,
+}
+
+impl ReadRendezvous {
+    pub fn new(cores: usize) -> Arc<Self> {
+        Arc::new(Self {
+            cores,
+            arrived: Mutex::new(0),
+            all_arrived: Condvar::new(),
+        })
+    }
+
+    fn arrive(&self) {
+        if super::feature_control::lock_is_held() {
+            return;
+        }
+        let mut arrived = self.arrived.lock().unwrap();
+        *arrived += 1;
+        self.all_arrived.notify_all();
+        let (arrived, timeout) = self
+            .all_arrived
+            .wait_timeout_while(arrived, Duration::from_secs(30), |arrived| {
+                *arrived < self.cores
+            })
+            .unwrap();
+        assert!(
+            !timeout.timed_out(),
+            "rendezvous: only {} of {} cores read IA32_FEATURE_CONTROL",
+            *arrived,
+            self.cores
+        );
+    }
+}
 
 /// One 4-KiB page of fake physical memory.
 #[repr(C, align(4096))]
@@ -56,6 +98,8 @@ pub enum Quirk {
     VmptrldAcceptsVmxonPointer,
     /// VMCLEAR of the VMXON pointer reports error 2 instead of 3.
     VmclearReportsWrongError,
+    /// VMXON ignores the lock bit of IA32_FEATURE_CONTROL (only bit 2 counts).
+    VmxonIgnoresFeatureControlLock,
 }
 
 pub struct FakeCpu {
@@ -66,8 +110,9 @@ pub struct FakeCpu {
     msrs: HashMap<u32, u64>,
     feature_control: Arc<Mutex<u64>>,
     pub fc_writes: FcWrites,
-    /// Yield the thread inside MSR accesses, to widen race windows.
-    pub slow_msr_access: bool,
+    /// Cores that share IA32_FEATURE_CONTROL and all read it before any of them may go on (see
+    /// [`ReadRendezvous`]).
+    pub read_rendezvous: Option<Arc<ReadRendezvous>>,
     pub cr0: u64,
     pub cr4: u64,
     pub cr0_ignores_writes: bool,
@@ -100,6 +145,19 @@ impl FakeCpu {
             (IA32_VMX_CR0_FIXED1, 0xffff_ffff),
             (IA32_VMX_CR4_FIXED0, 0x2000),
             (IA32_VMX_CR4_FIXED1, 0x1727ff),
+            // Control and capability MSRs: consistent values in the shape of Bochs haswell (SDM vol. 3D
+            // A.3-A.10), not measured bit for bit.
+            (0x481, 0x0000_007f_0000_0016),
+            (0x482, 0xfff9_fffe_0401_e172),
+            (0x483, 0x003f_ffff_0003_6dff),
+            (0x484, 0x0000_ffff_0000_11ff),
+            (0x48A, 0x2e),
+            (0x48B, 0x0000_00ff_0000_0000),
+            (0x48C, 0x0000_0f01_0633_4141),
+            (0x48D, 0x0000_007f_0000_0016),
+            (0x48E, 0xfff9_fffe_0400_6172),
+            (0x48F, 0x003f_ffff_0003_6dfb),
+            (0x490, 0x0000_ffff_0000_11fb),
         ]);
         Self {
             vmx: true,
@@ -109,7 +167,7 @@ impl FakeCpu {
             msrs,
             feature_control: Arc::new(Mutex::new(LOCK | VMX_OUTSIDE_SMX)),
             fc_writes: FcWrites::Stored,
-            slow_msr_access: false,
+            read_rendezvous: None,
             cr0: 0x8000_0011,
             cr4: 0x20,
             cr0_ignores_writes: false,
@@ -266,7 +324,7 @@ impl FakeCpu {
         }
         let feature_control = self.feature_control();
         if self.fixed_bits_violated(self.cr0, self.cr4)
-            || feature_control & LOCK == 0
+            || (feature_control & LOCK == 0 && !self.quirk(Quirk::VmxonIgnoresFeatureControlLock))
             || feature_control & VMX_OUTSIDE_SMX == 0
         {
             return InstrOutcome::Fault(Exception::GP);
@@ -365,11 +423,12 @@ impl VmxCpu for FakeCpu {
 
     fn read_msr(&self, msr: u32) -> u64 {
         self.msr_reads.set(self.msr_reads.get() + 1);
-        if self.slow_msr_access {
-            std::thread::yield_now();
-        }
         if msr == IA32_FEATURE_CONTROL {
-            return self.feature_control();
+            let value = self.feature_control();
+            if let Some(rendezvous) = &self.read_rendezvous {
+                rendezvous.arrive();
+            }
+            return value;
         }
         assert!(
             self.vmx || !(0x480..=0x493).contains(&msr),
@@ -386,9 +445,6 @@ impl VmxCpu for FakeCpu {
         );
         let shared = Arc::clone(&self.feature_control);
         let mut feature_control = shared.lock().unwrap();
-        if self.slow_msr_access {
-            std::thread::yield_now();
-        }
         assert_eq!(
             *feature_control & LOCK,
             0,
@@ -496,6 +552,22 @@ impl VmxCpu for FakeCpu {
 
     fn can_catch_faults(&self) -> bool {
         self.fault_fixup
+    }
+
+    unsafe fn vmxoff_probe(&mut self) -> InstrOutcome {
+        if !self.in_root() && self.fault_fixup {
+            return self.record(Instr::Vmxoff, InstrOutcome::Fault(Exception::UD));
+        }
+        // SAFETY: a fake; outside VMX operation without the fix-up this panics, like the machine would fault.
+        unsafe { self.vmxoff() }.into()
+    }
+
+    unsafe fn vmclear_probe(&mut self, phys: u64) -> InstrOutcome {
+        if !self.in_root() && self.fault_fixup {
+            return self.record(Instr::Vmclear, InstrOutcome::Fault(Exception::UD));
+        }
+        // SAFETY: as `vmxoff_probe`.
+        unsafe { self.vmclear(phys) }.into()
     }
 
     unsafe fn vmxon_probe(&mut self, phys: u64) -> InstrOutcome {

@@ -90,8 +90,38 @@ static FEATURE_CONTROL_LOCK: Mutex<()> = Mutex::new(());
 /// Holds the global feature-control lock: while the guard lives, no core can write IA32_FEATURE_CONTROL
 /// through [`enable_feature_control`]. The self-test uses it to run "VMXON before the lock" without another
 /// core locking a shared MSR in the middle of the case.
-pub(crate) fn hold_lock() -> spin::MutexGuard<'static, ()> {
-    FEATURE_CONTROL_LOCK.lock()
+pub(crate) fn hold_lock() -> LockGuard {
+    let guard = FEATURE_CONTROL_LOCK.lock();
+    #[cfg(test)]
+    HELD_HERE.with(|held| held.set(true));
+    LockGuard { _guard: guard }
+}
+
+/// The global feature-control lock, held by the calling core until dropped.
+pub(crate) struct LockGuard {
+    _guard: spin::MutexGuard<'static, ()>,
+}
+
+#[cfg(test)]
+std::thread_local! {
+    /// Whether this thread (a fake core) holds the global lock.
+    static HELD_HERE: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        HELD_HERE.with(|held| held.set(false));
+    }
+}
+
+/// Whether the calling thread (a fake core) holds the global feature-control lock (the fake's
+/// [`ReadRendezvous`] asks).
+///
+/// [`ReadRendezvous`]: super::fake::ReadRendezvous
+#[cfg(test)]
+pub(crate) fn lock_is_held() -> bool {
+    HELD_HERE.with(|held| held.get())
 }
 
 /// Applies the policy on the calling core: reads IA32_FEATURE_CONTROL, writes and locks it if it is unlocked,
@@ -101,7 +131,7 @@ pub fn enable_feature_control(cpu: &mut impl VmxCpu) -> Result<FeatureControlRep
     if !caps.vmx {
         return Err(VmxError::Unsupported);
     }
-    let _guard = FEATURE_CONTROL_LOCK.lock();
+    let _guard = hold_lock();
     let before = cpu.read_msr(IA32_FEATURE_CONTROL);
     match decide(before, caps.smx) {
         Decision::AlreadyEnabled(value) => Ok(FeatureControlReport {
@@ -132,7 +162,7 @@ pub fn enable_feature_control(cpu: &mut impl VmxCpu) -> Result<FeatureControlRep
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmx::fake::{FakeCpu, FcWrites};
+    use crate::vmx::fake::{FakeCpu, FcWrites, ReadRendezvous};
     use std::sync::{Arc, Mutex as StdMutex};
 
     /// Every combination of lock, bit 1, bit 2 and SMX support, with an unrelated bit (SGX enable, bit 18) that
@@ -249,30 +279,38 @@ mod tests {
         assert_eq!(cpu.msr_reads(), 0);
     }
 
-    /// Eight "cores" share one package-scoped MSR: the global lock makes exactly one of them write it. Without
-    /// the lock, two cores could both see it unlocked and the second write would #GP (the fake panics).
+    /// Eight "cores" share one package-scoped MSR and every core reads it before any writes it (the fake's
+    /// rendezvous), so without the global lock all eight see it unlocked and the second WRMSR is a #GP (the
+    /// fake panics) on every run. With the lock, exactly one core writes it.
     #[test]
     fn cores_sharing_the_msr_write_it_exactly_once() {
+        const CORES: usize = 8;
         let shared = Arc::new(StdMutex::new(0u64));
-        let writes = Arc::new(StdMutex::new(0usize));
-        let threads: Vec<_> = (0..8)
+        let rendezvous = ReadRendezvous::new(CORES);
+        let threads: Vec<_> = (0..CORES)
             .map(|_| {
                 let shared = Arc::clone(&shared);
-                let writes = Arc::clone(&writes);
+                let rendezvous = Arc::clone(&rendezvous);
                 std::thread::spawn(move || {
                     let mut cpu = FakeCpu::bochs_haswell();
                     cpu.share_feature_control(shared);
-                    cpu.slow_msr_access = true;
+                    cpu.read_rendezvous = Some(rendezvous);
                     let report = enable_feature_control(&mut cpu).unwrap();
                     assert_eq!(report.after, 0x5);
-                    *writes.lock().unwrap() += cpu.msr_writes.len();
+                    cpu.msr_writes.len()
                 })
             })
             .collect();
+        let mut writes = 0;
+        let mut panics = 0;
         for thread in threads {
-            thread.join().unwrap();
+            match thread.join() {
+                Ok(count) => writes += count,
+                Err(_) => panics += 1,
+            }
         }
-        assert_eq!(*writes.lock().unwrap(), 1);
+        assert_eq!(panics, 0, "a core faulted on the shared MSR");
+        assert_eq!(writes, 1);
         assert_eq!(*shared.lock().unwrap(), 0x5);
     }
 }

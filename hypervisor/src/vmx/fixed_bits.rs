@@ -2,8 +2,10 @@
 //!
 //! SDM vol. 3C 24.8 "Restrictions on VMX operation" and vol. 3D A.7/A.8: a bit set in IA32_VMX_CRn_FIXED0 must be 1,
 //! a bit clear in IA32_VMX_CRn_FIXED1 must be 0. VMXON checks them outside VMX operation (#GP otherwise), and in
-//! VMX operation any MOV to CR0/CR4 that breaks them raises #GP. The value used is
-//! `required = (value | FIXED0) & FIXED1`, with CR4.VMXE (bit 13) added first: VMXON raises #UD without it.
+//! VMX operation any MOV to CR0/CR4 that breaks them raises #GP. The value used is `required = value | FIXED0`,
+//! with CR4.VMXE (bit 13) added first: VMXON raises #UD without it. A bit that is set and that FIXED1 forbids is
+//! never cleared: the kernel set it because it relies on it (OSXSAVE, PCIDE, SMEP, CET, ...), so the stage
+//! refuses with [`VmxError::FixedBitsWouldClear`] naming each such bit, and writes nothing.
 //!
 //! Bits that define the paging mode (CR0.PE, CR0.PG, CR4.PAE, CR4.LA57) cannot change while in 64-bit mode
 //! without a #GP; if the fixed bits ask for that, nothing is written and the violation is reported instead.
@@ -220,15 +222,30 @@ impl VmxFixedBits {
         }
     }
 
-    /// The CR0 and CR4 values to use: [`FixedBits::apply`] on each, except that paging-mode bits keep their
-    /// current value (a later [`check`](Self::check) reports them).
+    /// The CR0 and CR4 values to use: each value with its FIXED0 bits added, except that paging-mode bits keep
+    /// their current value (a later [`check`](Self::check) reports them). No bit is ever cleared: bits FIXED1
+    /// forbids stay set, for [`would_clear`](Self::would_clear) to refuse.
     pub const fn required(&self, cr0: u64, cr4: u64) -> (u64, u64) {
-        let new_cr0 = self.cr0.apply(cr0);
-        let new_cr4 = self.cr4.apply(cr4);
         (
-            (new_cr0 & !CR0_MODE_BITS) | (cr0 & CR0_MODE_BITS),
-            (new_cr4 & !CR4_MODE_BITS) | (cr4 & CR4_MODE_BITS),
+            cr0 | (self.cr0.fixed0 & !CR0_MODE_BITS),
+            cr4 | (self.cr4.fixed0 & !CR4_MODE_BITS),
         )
+    }
+
+    /// The bits set in `cr0`/`cr4` that IA32_VMX_CRn_FIXED1 forbids in VMX operation (as must-be-0
+    /// violations): applying the fixed bits would have to clear them.
+    pub const fn would_clear(&self, cr0: u64, cr4: u64) -> Result<(), FixedBitViolations> {
+        let cleared = FixedBitViolations {
+            cr0_must_be_1: 0,
+            cr0_must_be_0: self.cr0.forbidden_ones(cr0),
+            cr4_must_be_1: 0,
+            cr4_must_be_0: self.cr4.forbidden_ones(cr4),
+        };
+        if cleared.is_empty() {
+            Ok(())
+        } else {
+            Err(cleared)
+        }
     }
 
     /// Every bit of `cr0`/`cr4` that breaks the fixed bits (CR4.VMXE included).
@@ -255,6 +272,10 @@ pub fn prepare_control_registers(
 ) -> Result<(u64, u64), VmxError> {
     let fixed = VmxFixedBits::read(cpu);
     let (cr0, cr4) = (cpu.read_cr0(), cpu.read_cr4());
+    // Never silently clear a bit the kernel set (SDM vol. 3D A.7/A.8: FIXED1 clear = must be 0).
+    fixed
+        .would_clear(cr0, cr4)
+        .map_err(VmxError::FixedBitsWouldClear)?;
     let (new_cr0, new_cr4) = fixed.required(cr0, cr4 | wanted_cr4(&fixed, smx_in_use));
     if let Err(violations) = fixed.check(new_cr0, new_cr4) {
         // The fixed bits contradict themselves or ask to change the paging mode: write nothing.
@@ -321,9 +342,55 @@ mod tests {
         assert_eq!(cr0, 0x8000_0031);
         assert_eq!(cr4, 0x20A0);
         assert_eq!(fixed.check(cr0, cr4), Ok(()));
-        // Bits outside FIXED1 are cleared: SMXE (14) and SMAP (21) are not allowed by Bochs.
+        // Bits outside FIXED1 are never cleared: SMXE (14) and SMAP (21), which Bochs forbids, stay set and
+        // `would_clear` names them.
         let (_, cr4) = fixed.required(0x8000_0031, 0x20 | CR4_SMXE | (1 << 21));
-        assert_eq!(cr4, 0x2020);
+        assert_eq!(cr4, 0x2020 | CR4_SMXE | (1 << 21));
+        assert_eq!(
+            format!("{}", fixed.would_clear(0x8000_0031, cr4).unwrap_err()),
+            "CR4.SMXE must be 0, CR4.SMAP must be 0"
+        );
+        assert_eq!(fixed.would_clear(0x8000_0031, 0x2020), Ok(()));
+    }
+
+    /// A bit the kernel relies on that FIXED1 forbids is refused by name, and neither register is written.
+    #[test]
+    fn kernel_bits_forbidden_by_fixed1_are_refused_not_cleared() {
+        const CR4_PCIDE: u64 = 1 << 17;
+        const CR4_OSXSAVE: u64 = 1 << 18;
+        const CR4_SMEP: u64 = 1 << 20;
+        const CR4_CET: u64 = 1 << 23;
+        const CR0_WP: u64 = 1 << 16;
+        for (cr0_bit, cr4_bit, named) in [
+            (0, CR4_OSXSAVE, "CR4.OSXSAVE must be 0"),
+            (0, CR4_PCIDE, "CR4.PCIDE must be 0"),
+            (0, CR4_SMEP, "CR4.SMEP must be 0"),
+            (0, CR4_CET, "CR4.CET must be 0"),
+            (CR0_WP, 0, "CR0.WP must be 0"),
+            (
+                CR0_WP,
+                CR4_OSXSAVE,
+                "CR0.WP must be 0, CR4.OSXSAVE must be 0",
+            ),
+        ] {
+            let mut cpu = FakeCpu::bochs_haswell();
+            cpu.cr0 |= cr0_bit;
+            cpu.cr4 |= cr4_bit;
+            cpu.set_msr(IA32_VMX_CR0_FIXED1, 0xffff_ffff & !cr0_bit);
+            cpu.set_msr(IA32_VMX_CR4_FIXED1, 0x1727ff & !cr4_bit);
+            let (cr0, cr4) = (cpu.cr0, cpu.cr4);
+            let error = prepare_control_registers(&mut cpu, false).unwrap_err();
+            assert!(
+                matches!(error, VmxError::FixedBitsWouldClear(_)),
+                "{error:?}"
+            );
+            assert_eq!(
+                format!("{error}"),
+                format!("VMX operation forbids bits the kernel has set, refusing to clear {named}")
+            );
+            assert_eq!((cpu.cr0, cpu.cr4), (cr0, cr4), "{named}: nothing written");
+            assert_eq!(cpu.cr_writes, (0, 0), "{named}");
+        }
     }
 
     #[test]
@@ -373,23 +440,33 @@ mod tests {
         cpu.set_msr(IA32_VMX_CR0_FIXED1, 0x7FFF_FFFF);
         let (cr0, cr4) = (cpu.cr0, cpu.cr4);
         let error = prepare_control_registers(&mut cpu, false).unwrap_err();
-        let VmxError::FixedBits(violations) = error else {
+        let VmxError::FixedBitsWouldClear(violations) = error else {
             panic!("{error:?}")
         };
         assert_eq!(format!("{violations}"), "CR0.PG must be 0");
         assert_eq!((cpu.cr0, cpu.cr4), (cr0, cr4), "nothing written");
+        // Fixed bits that would set CR0.PG when it is clear are refused too (the check after `required`).
+        let mut cpu = FakeCpu::bochs_haswell();
+        cpu.cr0 &= !CR0_PG;
+        let error = prepare_control_registers(&mut cpu, false).unwrap_err();
+        assert_eq!(
+            format!("{error}"),
+            "VMX fixed bits not satisfied: CR0.PG must be 1"
+        );
+        assert_eq!(cpu.cr_writes, (0, 0), "nothing written");
     }
 
     #[test]
     fn contradictory_fixed_bits_are_reported() {
         let mut cpu = FakeCpu::bochs_haswell();
-        // VMXE is required but FIXED1 does not allow it.
+        // VMXE is required but FIXED1 does not allow it: once added, FIXED1 reports it.
         cpu.set_msr(IA32_VMX_CR4_FIXED1, 0x1707FF);
         let error = prepare_control_registers(&mut cpu, false).unwrap_err();
         assert_eq!(
             format!("{error}"),
-            "VMX fixed bits not satisfied: CR4.VMXE must be 1"
+            "VMX fixed bits not satisfied: CR4.VMXE must be 0"
         );
+        assert_eq!(cpu.cr_writes, (0, 0), "nothing written");
     }
 
     #[test]

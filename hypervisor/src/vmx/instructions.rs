@@ -4,6 +4,8 @@
 //! (no current VMCS to hold an error number); VMfailValid sets ZF and stores an error number in the current
 //! VMCS's VM-instruction error field (encoding 0x4400), read here with VMREAD. CF and ZF are captured with
 //! SETC/SETZ inside the same `asm!` block as the instruction, so no compiler-generated code can clobber them.
+//! Each block first presets CF = ZF = 1, a combination no VMX instruction leaves: an instruction that did not
+//! write the flags is then reported as [`VmFail::FlagsUndefined`] (decoded by [`super::status::vmx_result`]).
 //!
 //! VMXON, VMCLEAR and VMPTRLD take a memory operand that holds the 64-bit physical address; VMPTRST stores to a
 //! memory operand. None of the blocks is `nomem` (the instructions read or write memory: the operand, and the
@@ -20,9 +22,8 @@ use core::marker::PhantomData;
 
 use x86_64::registers::control::{Cr0, Cr4};
 
-use super::{
-    CpuidResult, InstrOutcome, InstructionError, VmFail, VmxCpu, VMCS_VM_INSTRUCTION_ERROR,
-};
+use super::status::{decode_flags, vmx_result, FlagStatus};
+use super::{CpuidResult, InstrOutcome, VmFail, VmxCpu, VMCS_VM_INSTRUCTION_ERROR};
 use crate::arch::{cpuid, msr};
 
 /// RAX before a probing instruction; the fix-up overwrites it with the vector.
@@ -44,6 +45,10 @@ macro_rules! pointer_instruction {
         let phys: u64 = $phys;
         let (cf, zf): (u8, u8);
         asm!(
+            // Preset CF = ZF = 1 (CMP of a register with itself sets ZF and clears CF; STC sets CF), so an
+            // instruction that left the flags alone reads as the undefined status, never as VMsucceed.
+            "cmp {ptr}, {ptr}",
+            "stc",
             concat!($mnemonic, " qword ptr [{ptr}]"),
             "setc {cf}",
             "setz {zf}",
@@ -90,20 +95,15 @@ impl HardwareCpu {
     /// # Safety
     /// Must directly follow a VMX instruction executed in VMX operation (VMfailValid implies a current VMCS).
     unsafe fn status(&mut self, cf: u8, zf: u8) -> Result<(), VmFail> {
-        if cf != 0 {
-            Err(VmFail::Invalid)
-        } else if zf != 0 {
-            // SAFETY: ZF = 1 means the instruction ran in VMX root operation with a current VMCS, whose
-            // VM-instruction error field VMREAD can read.
-            let number = match unsafe { self.vmread_raw(VMCS_VM_INSTRUCTION_ERROR) } {
+        vmx_result(cf, zf, || {
+            // SAFETY: ZF = 1 alone (VMfailValid) means the instruction ran in VMX root operation with a current
+            // VMCS, whose VM-instruction error field VMREAD can read.
+            match unsafe { self.vmread_raw(VMCS_VM_INSTRUCTION_ERROR) } {
                 Ok(value) => value as u32,
                 // Cannot happen per the SDM; report error number 0 ("no error") rather than lose the failure.
                 Err(_) => 0,
-            };
-            Err(VmFail::Valid(InstructionError(number)))
-        } else {
-            Ok(())
-        }
+            }
+        })
     }
 
     /// VMREAD without the VMfailValid error lookup (which would recurse).
@@ -117,6 +117,8 @@ impl HardwareCpu {
         // only reads the current VMCS, which the processor owns.
         unsafe {
             asm!(
+                "cmp {field}, {field}",
+                "stc",
                 "vmread {value}, {field}",
                 "setc {cf}",
                 "setz {zf}",
@@ -127,10 +129,9 @@ impl HardwareCpu {
                 options(nostack),
             );
         }
-        if cf != 0 || zf != 0 {
-            Err((cf, zf))
-        } else {
-            Ok(value)
+        match decode_flags(cf, zf) {
+            FlagStatus::Succeed => Ok(value),
+            _ => Err((cf, zf)),
         }
     }
 }
@@ -198,6 +199,8 @@ impl VmxCpu for HardwareCpu {
         // SAFETY: the caller guarantees VMX root operation; VMPTRST writes 8 bytes to the local `pointer`.
         unsafe {
             asm!(
+                "cmp {ptr}, {ptr}",
+                "stc",
                 "vmptrst qword ptr [{ptr}]",
                 "setc {cf}",
                 "setz {zf}",
@@ -225,9 +228,12 @@ impl VmxCpu for HardwareCpu {
         // SAFETY: the caller guarantees VMX root operation; VMXOFF takes no operand.
         unsafe {
             asm!(
+                "xor {scratch:e}, {scratch:e}",
+                "stc",
                 "vmxoff",
                 "setc {cf}",
                 "setz {zf}",
+                scratch = out(reg) _,
                 cf = out(reg_byte) cf,
                 zf = out(reg_byte) zf,
                 options(nostack),
@@ -251,6 +257,8 @@ impl VmxCpu for HardwareCpu {
             // allocated to it. The `.ex_table` entry is read-only data the linker script keeps.
             unsafe {
                 asm!(
+                    "cmp {ptr}, {ptr}",
+                    "stc",
                     "2:",
                     "vmxon qword ptr [{ptr}]",
                     "setc {cf}",
@@ -280,6 +288,89 @@ impl VmxCpu for HardwareCpu {
             // Host builds have no kernel fix-up table (and `can_catch_faults` is false): a plain VMXON.
             // SAFETY: forwarded to the caller's guarantee.
             unsafe { self.vmxon(phys) }.into()
+        }
+    }
+
+    unsafe fn vmxoff_probe(&mut self) -> InstrOutcome {
+        #[cfg(target_os = "none")]
+        {
+            let vector: u64;
+            let (cf, zf): (u8, u8);
+            // SAFETY: the caller's guarantee: in VMX root operation this is VMXOFF, outside it the #UD raised at
+            // label 2 is redirected by the kernel's fix-up to label 3 with RAX = vector, as for `vmxon_probe`.
+            unsafe {
+                asm!(
+                    "cmp rax, rax",
+                    "stc",
+                    "2:",
+                    "vmxoff",
+                    "setc {cf}",
+                    "setz {zf}",
+                    "3:",
+                    ".pushsection .ex_table, \"a\"",
+                    ".balign 8",
+                    ".quad 2b, 3b",
+                    ".popsection",
+                    cf = out(reg_byte) cf,
+                    zf = out(reg_byte) zf,
+                    inout("rax") NO_FAULT => vector,
+                    options(nostack),
+                );
+            }
+            if vector != NO_FAULT {
+                return InstrOutcome::Fault(super::Exception {
+                    vector: vector as u8,
+                });
+            }
+            // SAFETY: directly after a VMX instruction that did not fault, so it ran in VMX root operation.
+            unsafe { self.status(cf, zf) }.into()
+        }
+        #[cfg(not(target_os = "none"))]
+        {
+            // SAFETY: forwarded to the caller's guarantee (no fix-up on the host: a plain VMXOFF).
+            unsafe { self.vmxoff() }.into()
+        }
+    }
+
+    unsafe fn vmclear_probe(&mut self, phys: u64) -> InstrOutcome {
+        #[cfg(target_os = "none")]
+        {
+            let vector: u64;
+            let (cf, zf): (u8, u8);
+            // SAFETY: the caller's guarantee: in VMX root operation this is VMCLEAR of a region reserved for VMX
+            // (or an address it rejects); outside it the #UD at label 2 is redirected to label 3 with RAX = vector.
+            unsafe {
+                asm!(
+                    "cmp {ptr}, {ptr}",
+                    "stc",
+                    "2:",
+                    "vmclear qword ptr [{ptr}]",
+                    "setc {cf}",
+                    "setz {zf}",
+                    "3:",
+                    ".pushsection .ex_table, \"a\"",
+                    ".balign 8",
+                    ".quad 2b, 3b",
+                    ".popsection",
+                    ptr = in(reg) &phys,
+                    cf = out(reg_byte) cf,
+                    zf = out(reg_byte) zf,
+                    inout("rax") NO_FAULT => vector,
+                    options(nostack),
+                );
+            }
+            if vector != NO_FAULT {
+                return InstrOutcome::Fault(super::Exception {
+                    vector: vector as u8,
+                });
+            }
+            // SAFETY: directly after a VMX instruction that did not fault, so it ran in VMX root operation.
+            unsafe { self.status(cf, zf) }.into()
+        }
+        #[cfg(not(target_os = "none"))]
+        {
+            // SAFETY: forwarded to the caller's guarantee (no fix-up on the host: a plain VMCLEAR).
+            unsafe { self.vmclear(phys) }.into()
         }
     }
 }

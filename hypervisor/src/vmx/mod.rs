@@ -17,6 +17,7 @@ pub mod instructions;
 pub mod per_core;
 pub mod root;
 pub mod selftest;
+pub mod status;
 pub mod vmcs;
 
 #[cfg(test)]
@@ -142,4 +143,18 @@ pub trait VmxCpu {
     /// As [`VmxCpu::vmxon`], except that faults are returned when [`VmxCpu::can_catch_faults`] is true (when it
     /// is false a fault is fatal, as for `vmxon`).
     unsafe fn vmxon_probe(&mut self, phys: u64) -> InstrOutcome;
+
+    /// VMXOFF that reports #UD as [`InstrOutcome::Fault`] (the self-test runs it outside VMX operation).
+    ///
+    /// # Safety
+    /// As [`VmxCpu::vmxoff`] when in VMX root operation; outside it, only when [`VmxCpu::can_catch_faults`] is
+    /// true (the #UD is then returned).
+    unsafe fn vmxoff_probe(&mut self) -> InstrOutcome;
+
+    /// VMCLEAR that reports #UD as [`InstrOutcome::Fault`] (the self-test runs it outside VMX operation).
+    ///
+    /// # Safety
+    /// As [`VmxCpu::vmclear`] when in VMX root operation; outside it, only when [`VmxCpu::can_catch_faults`]
+    /// is true (the #UD is then returned).
+    unsafe fn vmclear_probe(&mut self, phys: u64) -> InstrOutcome;
 }

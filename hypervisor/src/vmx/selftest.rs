@@ -20,6 +20,7 @@ use super::basic::{RegionPair, VmxBasic};
 use super::caps::Caps;
 use super::feature_control::{
     decide, enable_feature_control, hold_lock, Decision, FeatureControlReport, LOCK,
+    VMX_OUTSIDE_SMX,
 };
 use super::fixed_bits::{prepare_control_registers, CR0_MODE_BITS, CR4_VMXE};
 use super::root::{enter_vmx_root, leave_vmx_root, VmxState};
@@ -48,6 +49,8 @@ pub enum Setup {
     ClearCr4Vmxe,
     /// One CR0 bit that IA32_VMX_CR0_FIXED0 requires (other than PE/PG, e.g. NE) cleared.
     ClearCr0FixedOne,
+    /// IA32_FEATURE_CONTROL written with bit 2 (VMX outside SMX) set and the lock bit clear.
+    FeatureControlEnabledUnlocked,
 }
 
 /// The physical-address operand.
@@ -58,6 +61,7 @@ pub enum Address {
     VmxonRegionUnaligned,
     /// VMXON region with the bit just above the physical-address width set.
     VmxonRegionBeyondWidth,
+    VmcsRegion,
     /// VMCS region + 0x800.
     VmcsRegionUnaligned,
     /// VMCS region with the bit just above the physical-address width set.
@@ -70,6 +74,9 @@ pub enum Operation {
     Vmclear(Address),
     Vmptrld(Address),
     Vmread(u64),
+    Vmxoff,
+    /// No instruction: the capability MSRs are checked for consistency ([`capability`]).
+    CheckCapabilities,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +84,8 @@ pub enum Expect {
     VmFailInvalid,
     VmFailValid(InstructionError),
     Fault(Exception),
+    /// The capability MSRs are consistent.
+    Consistent,
 }
 
 impl Expect {
@@ -96,6 +105,7 @@ impl fmt::Display for Expect {
             Self::VmFailInvalid => f.write_str("VMfailInvalid"),
             Self::VmFailValid(error) => write!(f, "VMfailValid with {error}"),
             Self::Fault(exception) => write!(f, "{exception}"),
+            Self::Consistent => f.write_str("consistent capability MSRs"),
         }
     }
 }
@@ -129,7 +139,7 @@ const fn case(
     }
 }
 
-pub const CASE_COUNT: usize = 14;
+pub const CASE_COUNT: usize = 19;
 
 /// The cases, in the order they run.
 pub static CASES: [Case; CASE_COUNT] = {
@@ -142,6 +152,13 @@ pub static CASES: [Case; CASE_COUNT] = {
             "vmxon before feature control is locked",
             BeforeLock,
             Nothing,
+            Vmxon(VmxonRegion),
+            Expect::Fault(Exception::GP),
+        ),
+        case(
+            "vmxon with feature control enabled but unlocked",
+            BeforeLock,
+            FeatureControlEnabledUnlocked,
             Vmxon(VmxonRegion),
             Expect::Fault(Exception::GP),
         ),
@@ -188,6 +205,20 @@ pub static CASES: [Case; CASE_COUNT] = {
             Expect::VmFailInvalid,
         ),
         case(
+            "vmxoff outside VMX operation",
+            OutsideVmx,
+            Nothing,
+            Vmxoff,
+            Expect::Fault(Exception::UD),
+        ),
+        case(
+            "vmclear outside VMX operation",
+            OutsideVmx,
+            Nothing,
+            Vmclear(VmcsRegion),
+            Expect::Fault(Exception::UD),
+        ),
+        case(
             "vmxon in VMX root operation",
             InRoot,
             Nothing,
@@ -216,6 +247,13 @@ pub static CASES: [Case; CASE_COUNT] = {
             Expect::VmFailValid(InstructionError::VMCLEAR_INVALID_ADDRESS),
         ),
         case(
+            "vmclear beyond MAXPHYADDR",
+            InRoot,
+            Nothing,
+            Vmclear(VmcsRegionBeyondWidth),
+            Expect::VmFailValid(InstructionError::VMCLEAR_INVALID_ADDRESS),
+        ),
+        case(
             "vmptrld with an unaligned address",
             InRoot,
             Nothing,
@@ -235,6 +273,13 @@ pub static CASES: [Case; CASE_COUNT] = {
             Nothing,
             Vmread(UNSUPPORTED_FIELD),
             Expect::VmFailValid(InstructionError::UNSUPPORTED_VMCS_COMPONENT),
+        ),
+        case(
+            "capability MSRs are consistent",
+            InRoot,
+            Nothing,
+            CheckCapabilities,
+            Expect::Consistent,
         ),
     ]
 };
@@ -304,6 +349,8 @@ pub enum Failure {
     Setup(VmxError),
     /// The instruction behaved as expected (or not) but the state could not be restored afterwards.
     NotRestored(VmxError),
+    /// The capability MSRs contradict each other.
+    Inconsistent(capability::Inconsistency),
 }
 
 impl fmt::Display for Failure {
@@ -316,6 +363,7 @@ impl fmt::Display for Failure {
             Self::NotRestored(error) => {
                 write!(f, "could not restore the state afterwards: {error}")
             }
+            Self::Inconsistent(inconsistency) => write!(f, "{inconsistency}"),
         }
     }
 }
@@ -610,6 +658,7 @@ enum Undo {
     Revision(u32),
     Cr0(u64),
     Cr4(u64),
+    FeatureControl(u64),
 }
 
 fn run_case(
@@ -656,6 +705,14 @@ fn run_case(
             unsafe { cpu.write_cr0(cr0 & !bit) };
             Undo::Cr0(cr0)
         }
+        Setup::FeatureControlEnabledUnlocked => {
+            let value = cpu.read_msr(IA32_FEATURE_CONTROL);
+            // SAFETY: BeforeLock phase: the MSR is unlocked and the global feature-control lock is held, so no
+            // core locks it meanwhile; setting bit 2 is allowed with VMX (SDM vol. 3C 24.7) and touches no
+            // memory. Restored right after.
+            unsafe { cpu.write_msr(IA32_FEATURE_CONTROL, (value | VMX_OUTSIDE_SMX) & !LOCK) };
+            Undo::FeatureControl(value)
+        }
     };
 
     let address = |which: Address| -> u64 {
@@ -668,6 +725,7 @@ fn run_case(
             Address::VmxonRegion => regions.vmxon.phys(),
             Address::VmxonRegionUnaligned => regions.vmxon.phys() + 0x800,
             Address::VmxonRegionBeyondWidth => regions.vmxon.phys() | beyond,
+            Address::VmcsRegion => regions.vmcs.phys(),
             Address::VmcsRegionUnaligned => regions.vmcs.phys() + 0x800,
             Address::VmcsRegionBeyondWidth => regions.vmcs.phys() | beyond,
         }
@@ -686,13 +744,33 @@ fn run_case(
             }
         }
         Operation::Vmclear(which) => {
-            // SAFETY: in VMX root (InRoot phase); the address is the VMXON pointer or invalid, which VMCLEAR
-            // rejects without writing memory.
-            InstrOutcome::from(unsafe { cpu.vmclear(address(which)) })
+            let phys = address(which);
+            if case.phase == Phase::InRoot {
+                // SAFETY: in VMX root (InRoot phase); the address is the VMXON pointer or invalid (unaligned or
+                // beyond the physical-address width), which VMCLEAR rejects without writing memory.
+                InstrOutcome::from(unsafe { cpu.vmclear(phys) })
+            } else {
+                // SAFETY: outside VMX operation VMCLEAR raises #UD before touching memory, and this case runs
+                // only with the fix-up (it expects a fault); the address is this core's VMCS region anyway.
+                unsafe { cpu.vmclear_probe(phys) }
+            }
+        }
+        Operation::Vmxoff => {
+            // SAFETY: outside VMX operation VMXOFF raises #UD, which the fix-up returns (fault cases run only
+            // with it); were the core in VMX root operation, VMXOFF would only leave it, with no VMCS active
+            // whose data matters.
+            unsafe { cpu.vmxoff_probe() }
         }
         Operation::Vmptrld(which) => {
             // SAFETY: in VMX root; the address is the VMXON pointer or invalid, which VMPTRLD rejects.
             InstrOutcome::from(unsafe { cpu.vmptrld(address(which)) })
+        }
+        Operation::CheckCapabilities => {
+            // No instruction and no setup (so nothing to restore): the MSRs are only read.
+            return match capability::check_capabilities(|msr| cpu.read_msr(msr)) {
+                Ok(()) => CaseOutcome::Pass,
+                Err(inconsistency) => CaseOutcome::Fail(Failure::Inconsistent(inconsistency)),
+            };
         }
         Operation::Vmread(field) => {
             // SAFETY: in VMX root with a current VMCS; VMREAD into a register touches no software memory.
@@ -702,7 +780,10 @@ fn run_case(
 
     // Restore, most recent change first: an unexpected VMXON success is undone before CR0/CR4 change back.
     let mut restore: Result<(), VmxError> = Ok(());
-    if case.phase != Phase::InRoot && observed == InstrOutcome::Succeeded {
+    if matches!(case.operation, Operation::Vmxon(_))
+        && case.phase != Phase::InRoot
+        && observed == InstrOutcome::Succeeded
+    {
         // SAFETY: VMXON just succeeded, so this core is in VMX root operation with no current VMCS.
         restore = unsafe { cpu.vmxoff() }
             .map_err(|fail| VmxError::from_vmfail(super::VmxInstruction::Vmxoff, fail));
@@ -715,6 +796,9 @@ fn run_case(
             Undo::Cr0(value) => unsafe { cpu.write_cr0(value) },
             // SAFETY: the value read before the case; outside VMX operation.
             Undo::Cr4(value) => unsafe { cpu.write_cr4(value) },
+            // SAFETY: the value read before the case; the MSR is still unlocked (the case's VMXON faulted or
+            // was undone) and the global lock is still held.
+            Undo::FeatureControl(value) => unsafe { cpu.write_msr(IA32_FEATURE_CONTROL, value) },
         }
     }
     if restore.is_ok() && case.phase == Phase::InRoot {
@@ -748,6 +832,8 @@ fn ensure_current(cpu: &mut impl VmxCpu, vmcs_phys: u64) -> Result<(), VmxError>
     }
     Ok(())
 }
+
+pub mod capability;
 
 #[cfg(test)]
 mod tests;

@@ -59,7 +59,7 @@ fn all_cases_pass_on_a_correct_processor_starting_unlocked() {
     );
     assert_eq!(
         format!("{}", report.summary()),
-        "passed=14 failed=0 skipped=0"
+        "passed=19 failed=0 skipped=0"
     );
     assert_eq!(
         report.feature_control,
@@ -82,6 +82,13 @@ fn all_cases_pass_on_a_correct_processor_starting_unlocked() {
     assert!(cpu
         .executed
         .contains(&(Instr::Vmxon, InstrOutcome::Fault(Exception::UD))));
+    // VMXOFF and VMCLEAR outside VMX operation raised #UD.
+    assert!(cpu
+        .executed
+        .contains(&(Instr::Vmxoff, InstrOutcome::Fault(Exception::UD))));
+    assert!(cpu
+        .executed
+        .contains(&(Instr::Vmclear, InstrOutcome::Fault(Exception::UD))));
     // And a normal entry works afterwards.
     assert!(enter_vmx_root(&mut cpu, &mut state, &regions.pair).is_ok());
 }
@@ -98,9 +105,9 @@ fn a_core_in_root_stays_in_root_with_its_report() {
     assert_eq!(
         report.summary(),
         Summary {
-            passed: 13,
+            passed: 17,
             failed: 0,
-            skipped: 1
+            skipped: 2
         }
     );
     assert_eq!(
@@ -126,9 +133,9 @@ fn bochs_bios_locked_msr_skips_only_the_lock_case() {
     assert_eq!(
         report.summary(),
         Summary {
-            passed: 13,
+            passed: 17,
             failed: 0,
-            skipped: 1
+            skipped: 2
         }
     );
     assert!(cpu.msr_writes.is_empty());
@@ -143,9 +150,9 @@ fn without_the_fixup_fault_cases_are_skipped() {
     assert_eq!(
         report.summary(),
         Summary {
-            passed: 11,
+            passed: 13,
             failed: 0,
-            skipped: 3
+            skipped: 6
         }
     );
     assert_eq!(
@@ -218,9 +225,9 @@ fn a_processor_that_ignores_alignment_fails_that_case_and_the_run_goes_on() {
     assert_eq!(
         report.summary(),
         Summary {
-            passed: 12,
+            passed: 16,
             failed: 1,
-            skipped: 1
+            skipped: 2
         }
     );
     assert_eq!(state, VmxState::NotEntered);
@@ -333,4 +340,60 @@ fn cr0_case_is_skipped_when_only_pe_and_pg_are_fixed() {
         outcome(&report, "vmxon with a CR0 fixed-1 bit clear"),
         CaseOutcome::Skipped(SkipReason::NoClearableCr0Bit)
     );
+}
+
+#[test]
+fn a_processor_that_ignores_the_feature_control_lock_is_caught_and_the_msr_restored() {
+    let mut cpu = FakeCpu::bochs_haswell();
+    cpu.set_feature_control(0);
+    cpu.fault_fixup = true;
+    cpu.quirk = Some(Quirk::VmxonIgnoresFeatureControlLock);
+    let regions = TestRegions::new(&mut cpu);
+    let report = run_selftest(&mut cpu, &mut VmxState::new(), &regions.pair);
+    let result = report
+        .results
+        .iter()
+        .find(|result| result.case.name == "vmxon with feature control enabled but unlocked")
+        .unwrap();
+    assert_eq!(
+        format!("{result}"),
+        "case=\"vmxon with feature control enabled but unlocked\" result=fail \
+         reason=\"expected #GP (vector 13), got VMsucceed\""
+    );
+    // The unexpected VMXON was undone and the MSR put back unlocked, so the later phases ran normally.
+    assert_eq!(
+        report.summary(),
+        Summary {
+            passed: CASE_COUNT - 1,
+            failed: 1,
+            skipped: 0
+        }
+    );
+    assert_eq!(
+        report.feature_control,
+        Some(FeatureControlReport {
+            before: 0,
+            after: 5
+        })
+    );
+    assert_eq!(report.restore_error, None);
+}
+
+#[test]
+fn inconsistent_capability_msrs_fail_their_case_by_name() {
+    let mut cpu = FakeCpu::bochs_haswell();
+    cpu.fault_fixup = true;
+    cpu.set_msr(capability::IA32_VMX_PINBASED_CTLS, 0x0000_007f_0000_0006);
+    let regions = TestRegions::new(&mut cpu);
+    let report = run_selftest(&mut cpu, &mut VmxState::new(), &regions.pair);
+    assert_eq!(
+        outcome(&report, "capability MSRs are consistent"),
+        CaseOutcome::Fail(Failure::Inconsistent(
+            capability::Inconsistency::Default1NotSet {
+                msr: "IA32_VMX_PINBASED_CTLS",
+                missing: 0x10
+            }
+        ))
+    );
+    assert_eq!(report.summary().failed, 1);
 }

@@ -86,7 +86,7 @@ impl AccessError {
     pub const fn instruction_error(&self) -> Option<InstructionError> {
         match self.fail {
             VmFail::Valid(error) => Some(error),
-            VmFail::Invalid => None,
+            VmFail::Invalid | VmFail::FlagsUndefined => None,
         }
     }
 }
