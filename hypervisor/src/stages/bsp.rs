@@ -66,7 +66,9 @@ extern "C" fn bsp_main() -> ! {
     let info = BOOT_INFO.get().expect("set by start");
     let config = config::get();
     let cpu = CpuInfo::read();
-    let Some(pcb) = percpu::build_and_install(0, arch::lapic::cpuid_apic_id(), false, stack) else {
+    let x2apic = arch::lapic::choose_mode_on_bsp();
+    let Some(pcb) = percpu::build_and_install(0, arch::lapic::cpuid_apic_id(), x2apic, stack)
+    else {
         log::error!(target: "memory", "no memory for the BSP's PCB");
         exit::fatal(Reason::NoMemory);
     };
