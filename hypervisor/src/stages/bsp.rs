@@ -79,6 +79,8 @@ extern "C" fn bsp_main() -> ! {
     };
     early_report(info, &cpu, rsdp);
 
+    // The INIT delay as Linux decides it for this CPU (smp::bringup::init_delay_needed).
+    let bringup = config.bringup.for_cpu(&cpu.vendor, cpu.family);
     let mut outcome = None;
     pipeline::run_core(
         pcb,
@@ -86,7 +88,7 @@ extern "C" fn bsp_main() -> ! {
             outcome = Some(smp::run(
                 info,
                 rsdp.map(|(a, _)| a),
-                &config.bringup,
+                &bringup,
                 config.acpi_checksum,
                 pipeline::BYTES_PER_CORE,
             ))
