@@ -59,7 +59,12 @@ impl Platform for Hardware<'_> {
         time::now_us()
     }
     fn delay_us(&mut self, us: u64) {
-        time::delay_us(us)
+        // The waits after a SIPI and between polls: the BSP writes queued log lines meanwhile too (a wait may
+        // end later by at most one line, which the SDM's minimum waits allow). Without it nothing would be
+        // written while the BSP waits for an AP that never answers when the INIT delay is 0.
+        let deadline = time::now_us().saturating_add(us);
+        crate::logger::write_queued_until(deadline);
+        time::delay_us(deadline.saturating_sub(time::now_us()))
     }
     fn init_delay_us(&mut self, us: u64) {
         // Every AP waits for its SIPI meanwhile: the BSP has the time (and, under emulation, the host CPU) to
