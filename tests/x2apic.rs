@@ -120,3 +120,27 @@ fn qemu_4_of_300_cpus() {
     );
     assert_qemu_exit(&o, 33);
 }
+
+/// The GRUB ISO (SeaBIOS, multiboot2) at 288 CPUs: the same x2APIC plan and the same contract as PVH.
+#[test]
+fn qemu_grub_iso_288_cpus_x2apic() {
+    let spec = RunSpec {
+        smp: "288".into(),
+        timeout: Some(std::time::Duration::from_secs(180)),
+        ..qemu_on(xtask::Machine::Q35, xtask::Boot::Iso)
+    };
+    let o = {
+        let _host = exclusive_host();
+        boot(&spec)
+    };
+    let pcbs = assert_smp_ok(&o, 288, 288);
+    assert_x2apic_everywhere(&o, &pcbs);
+    let boot_line = line(&o, "boot", "loader=");
+    assert_eq!(
+        boot_line.field("loader"),
+        Some("multiboot2"),
+        "{}",
+        context(&o)
+    );
+    assert_qemu_exit(&o, 33);
+}
