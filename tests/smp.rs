@@ -249,8 +249,9 @@ fn bringup_line(o: &Outcome) -> Bringup {
 fn ap_start_serial_brings_all_up_like_parallel() {
     let mut runs = Vec::new();
     for mode in ["serial", "parallel"] {
+        // An explicit INIT delay: the default is 0 on QEMU's CPU (see init_delay_follows_the_cpu).
         let spec = RunSpec {
-            append: format!("vmx=off ap_start={mode}"),
+            append: format!("vmx=off ap_start={mode} init_delay_us=2000"),
             ..qemu_smp("8")
         };
         let o = boot_qemu(&spec, 8);
@@ -261,6 +262,7 @@ fn ap_start_serial_brings_all_up_like_parallel() {
         let starting = line(&o, "smp", "starting ");
         assert_eq!(starting.field("mode"), Some(mode), "{}", context(&o));
         let init_delay = num_field(&o, &starting, "init_delay_us");
+        assert_eq!(init_delay, 2000, "init_delay_us= is kept{}", context(&o));
         assert_eq!(b.aps, 7, "{}", context(&o));
         assert_eq!(b.inits, 7, "one INIT per AP ({mode}){}", context(&o));
         assert!(
@@ -283,6 +285,38 @@ fn ap_start_serial_brings_all_up_like_parallel() {
         runs[0].inits, runs[1].inits,
         "serial and parallel send the same number of INITs"
     );
+}
+
+/// Without `init_delay_us=` the INIT wait is Linux's choice for the BSP's CPU: 0 for QEMU's `qemu64` (AMD
+/// family 0xF), 10 ms for an AMD family 0xE; the override wins on both.
+#[test]
+fn init_delay_follows_the_cpu() {
+    let cases = [
+        ("", None, 0),
+        ("", Some("qemu64,family=14"), 10_000),
+        ("init_delay_us=300", None, 300),
+        ("init_delay_us=0", Some("qemu64,family=14"), 0),
+    ];
+    for (append, cpu, expected) in cases {
+        let spec = RunSpec {
+            append: format!("vmx=off {append}"),
+            extra_args: cpu
+                .map(|c| vec!["-cpu".to_string(), c.to_string()])
+                .unwrap_or_default(),
+            ..qemu_smp("2")
+        };
+        let o = boot_qemu(&spec, 2);
+        assert_smp_ok(&o, 2, 2);
+        let family = line(&o, "cpu", "vendor=");
+        let starting = line(&o, "smp", "starting ");
+        assert_eq!(
+            num_field(&o, &starting, "init_delay_us"),
+            expected,
+            "append={append:?} cpu={cpu:?} ({}){}",
+            family.message,
+            context(&o)
+        );
+    }
 }
 
 /// Bochs (GRUB ISO, Bochs BIOS tables), SMP only.

@@ -84,8 +84,11 @@ impl fmt::Display for StartMode {
 pub struct BringupConfig {
     /// `ap_start=parallel|serial`.
     pub mode: StartMode,
-    /// `init_delay_us=`: wait after INIT (SDM §9.4.4.1: 10 ms).
+    /// `init_delay_us=`: wait after INIT (SDM §9.4.4.1: 10 ms; [`BringupConfig::for_cpu`] drops it where
+    /// Linux does).
     pub init_delay_us: u64,
+    /// `init_delay_us=` was on the command line: [`BringupConfig::for_cpu`] keeps it.
+    pub init_delay_given: bool,
     /// `sipi_delay_us=`: wait after each SIPI (SDM: 200 us).
     pub sipi_delay_us: u64,
     /// `ap_timeout_us=`: how long an AP may take after its first SIPI.
@@ -98,12 +101,30 @@ impl Default for BringupConfig {
     fn default() -> Self {
         Self {
             mode: StartMode::Parallel,
-            init_delay_us: 10_000,
+            init_delay_us: INIT_DELAY_LEGACY_US,
+            init_delay_given: false,
             sipi_delay_us: 200,
             ap_timeout_us: 100_000,
             max_cpus: None,
         }
     }
+}
+
+/// The INIT-to-SIPI wait of the MP specification and SDM vol. 3A 9.4.4.1 (10 ms).
+pub const INIT_DELAY_LEGACY_US: u64 = 10_000;
+
+/// Whether a CPU of this vendor (CPUID leaf 0 string) and family (with the extended family added, as CPUID
+/// leaf 1 reports it) can skip the 10 ms wait after INIT. The rule is Linux's (arch/x86/kernel/smpboot.c,
+/// `smp_quirk_init_udelay`): Intel family 6 and later (the Pentium Pro on; newer kernels widened "family 6"
+/// to that), AMD family 0xF and later, Hygon family 0x18 and later; any other CPU keeps the legacy wait.
+pub fn init_delay_needed(vendor: &[u8; 12], family: u32) -> bool {
+    let skip = match vendor {
+        b"GenuineIntel" => family >= 6,
+        b"AuthenticAMD" => family >= 0xF,
+        b"HygonGenuine" => family >= 0x18,
+        _ => false,
+    };
+    !skip
 }
 
 /// Upper bound for every delay and timeout value (60 s).
@@ -131,6 +152,24 @@ impl fmt::Display for ConfigError<'_> {
 }
 
 impl BringupConfig {
+    /// The settings for the BSP's CPU (`vendor`, `family` from CPUID): the INIT delay is 0 where
+    /// [`init_delay_needed`] says the CPU does not need it, [`INIT_DELAY_LEGACY_US`] otherwise, unless
+    /// `init_delay_us=` was given.
+    pub fn for_cpu(self, vendor: &[u8; 12], family: u32) -> Self {
+        if self.init_delay_given {
+            return self;
+        }
+        let init_delay_us = if init_delay_needed(vendor, family) {
+            INIT_DELAY_LEGACY_US
+        } else {
+            0
+        };
+        Self {
+            init_delay_us,
+            ..self
+        }
+    }
+
     /// Applies one command-line word. Returns `Ok(true)` if the word belongs to this module,
     /// `Ok(false)` if not (the caller handles it), `Err` for one of ours with a bad value (the
     /// setting keeps its previous value).
@@ -152,7 +191,10 @@ impl BringupConfig {
                     _ => return Err(err("parallel or serial")),
                 }
             }
-            "init_delay_us" => self.init_delay_us = micros(value).ok_or(err("0..=60000000"))?,
+            "init_delay_us" => {
+                self.init_delay_us = micros(value).ok_or(err("0..=60000000"))?;
+                self.init_delay_given = true;
+            }
             "sipi_delay_us" => self.sipi_delay_us = micros(value).ok_or(err("0..=60000000"))?,
             "ap_timeout_us" => {
                 self.ap_timeout_us = micros(value)
@@ -830,6 +872,42 @@ mod tests {
     }
 
     #[test]
+    fn init_delay_as_linux_decides_it() {
+        let needed = |v: &[u8; 12], f| init_delay_needed(v, f);
+        assert!(!needed(b"GenuineIntel", 6));
+        assert!(!needed(b"GenuineIntel", 0xF));
+        assert!(!needed(b"GenuineIntel", 0x13));
+        assert!(needed(b"GenuineIntel", 5));
+        assert!(!needed(b"AuthenticAMD", 0xF));
+        assert!(!needed(b"AuthenticAMD", 0x19));
+        assert!(needed(b"AuthenticAMD", 0xE));
+        assert!(needed(b"AuthenticAMD", 6));
+        assert!(!needed(b"HygonGenuine", 0x18));
+        assert!(needed(b"HygonGenuine", 0x17));
+        assert!(needed(b"CentaurHauls", 6));
+        assert!(needed(b"            ", 0x19));
+
+        let d = BringupConfig::default();
+        assert_eq!(d.init_delay_us, INIT_DELAY_LEGACY_US);
+        assert_eq!(d.for_cpu(b"GenuineIntel", 6).init_delay_us, 0);
+        assert_eq!(d.for_cpu(b"AuthenticAMD", 0xF).init_delay_us, 0);
+        assert_eq!(d.for_cpu(b"AuthenticAMD", 6).init_delay_us, 10_000);
+        assert_eq!(d.for_cpu(b"GenuineIntel", 5).init_delay_us, 10_000);
+        // init_delay_us= overrides the rule, both ways.
+        let (c, _) = BringupConfig::from_cmdline("init_delay_us=10000");
+        assert_eq!(c.for_cpu(b"GenuineIntel", 6).init_delay_us, 10_000);
+        let (c, _) = BringupConfig::from_cmdline("init_delay_us=0");
+        assert_eq!(c.for_cpu(b"GenuineIntel", 5).init_delay_us, 0);
+        // Everything else is kept.
+        let (c, _) = BringupConfig::from_cmdline("ap_start=serial smp=3 sipi_delay_us=7");
+        let q = c.for_cpu(b"GenuineIntel", 6);
+        assert_eq!(
+            (q.mode, q.max_cpus, q.sipi_delay_us),
+            (StartMode::Serial, Some(3), 7)
+        );
+    }
+
+    #[test]
     fn cmdline_parsing() {
         let (c, errs) = BringupConfig::from_cmdline(
             "log=debug ap_start=serial init_delay_us=500 sipi_delay_us=0 ap_timeout_us=2000 smp=4 on_done=exit",
@@ -840,6 +918,7 @@ mod tests {
             BringupConfig {
                 mode: StartMode::Serial,
                 init_delay_us: 500,
+                init_delay_given: true,
                 sipi_delay_us: 0,
                 ap_timeout_us: 2000,
                 max_cpus: Some(4)

@@ -114,6 +114,9 @@ pub enum RejectReason {
     Disabled,
     /// The APIC id is the broadcast id (0xFF for xAPIC, 0xFFFF_FFFF for x2APIC).
     InvalidApicId,
+    /// The APIC id is 255 or more and the local APICs run in xAPIC mode, whose 8-bit destinations cannot
+    /// name it (SDM vol. 3A 11.6.1; 0xFF is the broadcast id).
+    XapicUnaddressable,
     /// The APIC id was already listed by the entry at `first_offset`.
     DuplicateApicId { first_offset: usize },
     /// More processors than the limit (BSP included).
@@ -131,7 +134,7 @@ impl RejectReason {
     pub fn short_name(&self) -> &'static str {
         match self {
             RejectReason::Disabled => "disabled",
-            RejectReason::InvalidApicId => "invalid-id",
+            RejectReason::InvalidApicId | RejectReason::XapicUnaddressable => "invalid-id",
             RejectReason::DuplicateApicId { .. } => "duplicate",
             RejectReason::OverLimit { .. } => "over-limit",
             RejectReason::EntryTooShort { .. } => "too-short",
@@ -146,6 +149,9 @@ impl fmt::Display for RejectReason {
         match self {
             RejectReason::Disabled => f.write_str("processor neither enabled nor online-capable"),
             RejectReason::InvalidApicId => f.write_str("APIC id is the broadcast id"),
+            RejectReason::XapicUnaddressable => {
+                f.write_str("APIC id 255 or above cannot be addressed in xAPIC mode")
+            }
             RejectReason::DuplicateApicId { first_offset } => {
                 write!(
                     f,
@@ -225,6 +231,34 @@ impl ProcessorList {
             .iter()
             .enumerate()
             .filter(move |(i, p)| Some(*i) != self.bsp && p.state == ProcessorState::Usable)
+    }
+
+    /// For local APICs in xAPIC mode: moves every processor whose APIC id is 255 or more (an x2APIC entry,
+    /// as QEMU lists ids from 255 on) from `cpus` to `rejected` as [`RejectReason::XapicUnaddressable`]; an
+    /// xAPIC INIT or SIPI cannot be sent to it (SDM vol. 3A 11.6.1). The BSP stays: it is running. Returns how
+    /// many were moved. Call it before the logical indices are used.
+    pub fn restrict_to_xapic(&mut self) -> usize {
+        let bsp = self.bsp.map(|i| self.cpus[i].apic_id);
+        let (keep, drop): (Vec<Processor>, Vec<Processor>) = self
+            .cpus
+            .iter()
+            .partition(|p| p.apic_id < 0xFF || Some(p.apic_id) == bsp);
+        let moved = drop.len();
+        for p in drop {
+            self.rejected.push(Rejected {
+                offset: p.madt_offset.unwrap_or(0),
+                entry_type: match p.kind {
+                    EntryKind::XApic => 0,
+                    EntryKind::X2Apic => 9,
+                },
+                processor: Some(p),
+                reason: RejectReason::XapicUnaddressable,
+            });
+        }
+        self.rejected.sort_by_key(|r| r.offset);
+        self.bsp = bsp.and_then(|id| keep.iter().position(|p| p.apic_id == id));
+        self.cpus = keep;
+        moved
     }
 
     /// Number of usable processors, BSP included.
@@ -873,6 +907,46 @@ mod tests {
             .iter()
             .all(|r| r.reason == RejectReason::InvalidApicId));
         assert_eq!(l.rejected.len(), 2);
+    }
+
+    #[test]
+    fn xapic_mode_rejects_ids_from_255_as_invalid_id_and_keeps_mixed_tables() {
+        // As QEMU builds it: xAPIC entries below 255, x2APIC entries from 255 on.
+        let t = MadtBuilder::new(5)
+            .xapic(0, 0, 1)
+            .xapic(1, 1, 1)
+            .xapic(2, 254, 1)
+            .x2apic(255, 1, 3)
+            .x2apic(300, 1, 4)
+            .build();
+        let mut l = parse_madt(&t, 0, 64).unwrap();
+        assert_eq!(
+            apic_ids(&l),
+            [0, 1, 254, 255, 300],
+            "x2APIC mode uses them all"
+        );
+        assert_eq!(l.restrict_to_xapic(), 2);
+        assert_eq!(apic_ids(&l), [0, 1, 254]);
+        assert_eq!(l.bsp, Some(0));
+        assert_eq!(
+            l.startable_aps().map(|(i, _)| i).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        let r: Vec<(u32, &str)> = l
+            .rejected
+            .iter()
+            .map(|r| (r.processor.unwrap().apic_id, r.reason.short_name()))
+            .collect();
+        assert_eq!(r, [(255, "invalid-id"), (300, "invalid-id")]);
+        assert!(l.rejected.windows(2).all(|w| w[0].offset < w[1].offset));
+        assert!(l.rejected[0].reason.to_string().contains("xAPIC mode"));
+        assert_eq!(l.rejected[0].entry_type, 9);
+        // A running BSP with a large id stays.
+        let t = MadtBuilder::new(5).x2apic(300, 1, 0).xapic(1, 1, 1).build();
+        let mut l = parse_madt(&t, 300, 64).unwrap();
+        assert_eq!(l.restrict_to_xapic(), 0);
+        assert_eq!(apic_ids(&l), [300, 1]);
+        assert_eq!(l.bsp, Some(0));
     }
 
     #[test]

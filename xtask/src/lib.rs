@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use image::{build_garbled_handoff_image, build_image, image_path};
-pub use runner::{kernel_cmdline, resolve_backend, run, smp_cpu_count};
+pub use runner::{kernel_cmdline, resolve_backend, run, smp_cpu_count, smp_max_cpus};
 pub use serial::{Level, LogLine, Summary, Verdict};
 
 /// Which emulator boots the image.
@@ -284,6 +284,8 @@ pub enum RunError {
     BackendUnavailable(String),
     /// The image (or the ISO around it) could not be built.
     Build(String),
+    /// The emulator refused the configuration before it started the guest (its message, and what it needs).
+    Refused(String),
     /// The emulator could not be started.
     Spawn(String),
     /// A host I/O error while running.
@@ -295,7 +297,10 @@ impl RunError {
     pub fn exit_code(&self) -> i32 {
         match self {
             RunError::Usage(_) => EXIT_USAGE,
-            RunError::ToolMissing(_) | RunError::BackendUnavailable(_) | RunError::Spawn(_) => 5,
+            RunError::ToolMissing(_)
+            | RunError::BackendUnavailable(_)
+            | RunError::Refused(_)
+            | RunError::Spawn(_) => 5,
             RunError::Build(_) => 6,
             RunError::Io(_) => 3,
         }
@@ -309,6 +314,7 @@ impl fmt::Display for RunError {
             RunError::ToolMissing(m) => write!(f, "tool missing: {m}"),
             RunError::BackendUnavailable(m) => write!(f, "backend unavailable: {m}"),
             RunError::Build(m) => write!(f, "image build failed: {m}"),
+            RunError::Refused(m) => f.write_str(m),
             RunError::Spawn(m) => write!(f, "cannot start the emulator: {m}"),
             RunError::Io(m) => write!(f, "I/O error: {m}"),
         }

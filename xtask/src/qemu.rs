@@ -42,12 +42,120 @@ pub struct QemuPlan {
 /// 10-20 s instead of 5 s, with 255 host threads competing for 2 cores.
 pub const TCG_SINGLE_ABOVE: u32 = 8;
 
+/// The most CPUs an xAPIC system can address: 8-bit APIC ids, 0xFF being the broadcast id (SDM vol. 3A
+/// 11.6.1). Above it (counting `maxcpus`) the plan runs the CPUs in x2APIC mode (`-cpu qemu64,+x2apic`, q35).
+pub const XAPIC_MAX_CPUS: u32 = 255;
+
+/// QEMU emulates x2APIC under TCG, and so more than 255 CPUs, from this version on.
+pub const X2APIC_TCG_MIN_VERSION: QemuVersion = QemuVersion {
+    major: 9,
+    minor: 0,
+    micro: 0,
+};
+
+/// Where Debian 12 gets a QEMU that new.
+pub const NEW_QEMU_HINT: &str = "install qemu-system-x86 from bookworm-backports \
+     (apt-get install -y -t bookworm-backports qemu-system-x86)";
+
+/// The CPU model of an x2APIC plan (TCG).
+pub const X2APIC_CPU: &str = "qemu64,+x2apic";
+
+/// Guest memory an x2APIC plan gets at least: 512 MiB plus 512 KiB per CPU. The kernel needs about 132 KiB per
+/// core (hypervisor/src/stages/pipeline.rs `BYTES_PER_CORE`: stacks, PCB, VMX regions, heap share), so this is
+/// about four times that, and 1024 CPUs get 1 GiB.
+pub fn x2apic_min_memory_mib(cpus: u32) -> u32 {
+    512 + cpus.div_ceil(2)
+}
+
+/// A QEMU version, from `qemu-system-x86_64 --version`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct QemuVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub micro: u32,
+}
+
+impl std::fmt::Display for QemuVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.micro)
+    }
+}
+
+impl QemuVersion {
+    /// Reads `QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-1~bpo12+1)`: the first line's word after
+    /// `version`. `None` if there is none.
+    pub fn parse(text: &str) -> Option<QemuVersion> {
+        let first = text.lines().next()?;
+        let mut words = first.split_whitespace();
+        words.by_ref().find(|w| *w == "version")?;
+        let mut parts = words.next()?.split('.').map(|p| {
+            let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u32>().ok()
+        });
+        let major = parts.next()??;
+        let minor = parts.next().flatten().unwrap_or(0);
+        let micro = parts.next().flatten().unwrap_or(0);
+        Some(QemuVersion {
+            major,
+            minor,
+            micro,
+        })
+    }
+}
+
 impl QemuPlan {
     /// The default TCG accelerator for this plan's CPU count (see [`TCG_SINGLE_ABOVE`]).
     pub fn tcg_accel(&self) -> &'static str {
         match crate::smp_cpu_count(&self.smp) {
             Ok(cpus) if cpus > TCG_SINGLE_ABOVE => "tcg,thread=single",
             _ => "tcg",
+        }
+    }
+
+    /// The most CPUs the plan's `-smp` can hold (`maxcpus=`, else the CPUs it starts).
+    pub fn max_cpus(&self) -> Option<u32> {
+        crate::runner::smp_max_cpus(&self.smp).ok()
+    }
+
+    /// True when the CPUs run in x2APIC mode: TCG with more than [`XAPIC_MAX_CPUS`] CPUs.
+    pub fn x2apic(&self) -> bool {
+        !self.kvm && self.max_cpus().is_some_and(|n| n > XAPIC_MAX_CPUS)
+    }
+
+    /// The `-m` value: as asked, raised to [`x2apic_min_memory_mib`] for an x2APIC plan.
+    pub fn memory_arg(&self) -> u32 {
+        match self.max_cpus() {
+            Some(n) if self.x2apic() => self.memory_mib.max(x2apic_min_memory_mib(n)),
+            _ => self.memory_mib,
+        }
+    }
+
+    /// Why this plan needs QEMU [`X2APIC_TCG_MIN_VERSION`] or later, if it does: more than 255 CPUs, or an
+    /// x2APIC CPU flag among the extra arguments, under TCG.
+    pub fn needs_new_qemu(&self) -> Option<String> {
+        if self.kvm {
+            return None;
+        }
+        if let Some(n) = self.max_cpus().filter(|&n| n > XAPIC_MAX_CPUS) {
+            return Some(format!(
+                "more than {XAPIC_MAX_CPUS} CPUs ({n}, with x2APIC) under TCG"
+            ));
+        }
+        let x2apic_flag = self
+            .extra_args
+            .windows(2)
+            .any(|w| w[0] == "-cpu" && w[1].contains("+x2apic"));
+        x2apic_flag.then(|| "x2APIC under TCG (-cpu ...,+x2apic)".to_string())
+    }
+
+    /// `Err(message)` when QEMU `version` is too old for this plan (see [`Self::needs_new_qemu`]).
+    pub fn check_version(&self, version: QemuVersion) -> Result<(), String> {
+        match self.needs_new_qemu() {
+            Some(why) if version < X2APIC_TCG_MIN_VERSION => Err(format!(
+                "{why} needs QEMU {X2APIC_TCG_MIN_VERSION} or later, and {QEMU_PROGRAM} is {version}: \
+                 {NEW_QEMU_HINT}"
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -78,14 +186,21 @@ impl QemuPlan {
             push("kvm");
             push("-cpu");
             push("host");
-        } else if !self.extra_args.iter().any(|a| a == "-accel") {
-            // QEMU uses the first -accel that works, so an -accel among the extra arguments (e.g.
-            // `tcg,thread=multi`) replaces this default instead of being ignored.
-            push("-accel");
-            push(self.tcg_accel());
+        } else {
+            if !self.extra_args.iter().any(|a| a == "-accel") {
+                // QEMU uses the first -accel that works, so an -accel among the extra arguments (e.g.
+                // `tcg,thread=multi`) replaces this default instead of being ignored.
+                push("-accel");
+                push(self.tcg_accel());
+            }
+            if self.x2apic() && !self.extra_args.iter().any(|a| a == "-cpu") {
+                // Above 255 CPUs the APIC ids need x2APIC (QEMU lists ids >= 255 as x2APIC MADT entries).
+                push("-cpu");
+                push(X2APIC_CPU);
+            }
         }
         push("-m");
-        push(&self.memory_mib.to_string());
+        push(&self.memory_arg().to_string());
         push("-smp");
         push(&self.smp);
         push("-display");
@@ -251,6 +366,88 @@ mod tests {
             a.ends_with("-d cpu_reset -D /t/reset.log -s -S -d int"),
             "{a}"
         );
+    }
+
+    #[test]
+    fn versions() {
+        let v = |t: &str| QemuVersion::parse(t).map(|v| v.to_string());
+        assert_eq!(
+            v("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-1~bpo12+1)\nCopyright (c) 2003-2025"),
+            Some("10.0.2".into())
+        );
+        assert_eq!(
+            v("QEMU emulator version 7.2.15 (Debian 1:7.2+dfsg-7+deb12u13)"),
+            Some("7.2.15".into())
+        );
+        assert_eq!(v("QEMU emulator version 9.0"), Some("9.0.0".into()));
+        assert_eq!(v("QEMU emulator version 8.2.90"), Some("8.2.90".into()));
+        assert_eq!(v("garbage"), None);
+        assert_eq!(v(""), None);
+        assert_eq!(v("QEMU emulator version x.1"), None);
+        let old = QemuVersion::parse("QEMU emulator version 8.2.90").unwrap();
+        assert!(old < X2APIC_TCG_MIN_VERSION);
+        assert!(QemuVersion::parse("version 9.0.0").unwrap() >= X2APIC_TCG_MIN_VERSION);
+    }
+
+    #[test]
+    fn above_255_cpus_the_plan_is_x2apic_with_memory_for_every_core() {
+        let mut p = plan();
+        p.smp = "255".into();
+        assert!(!p.x2apic());
+        assert!(!p.args().contains(&"-cpu".to_string()));
+        assert_eq!(p.memory_arg(), 512);
+        assert_eq!(p.needs_new_qemu(), None);
+        p.smp = "256".into();
+        assert!(p.x2apic());
+        let a = shell_quote(&p.args());
+        assert!(
+            a.starts_with(
+                "-machine q35,pic=off -accel tcg,thread=single -cpu qemu64,+x2apic -m 640 -smp 256 "
+            ),
+            "{a}"
+        );
+        // maxcpus counts: QEMU gives the disabled CPUs APIC ids too.
+        p.smp = "4,maxcpus=300".into();
+        assert!(p.x2apic());
+        assert_eq!(p.memory_arg(), 662);
+        p.smp = "1024".into();
+        assert_eq!(p.memory_arg(), 1024);
+        p.memory_mib = 4096;
+        assert_eq!(p.memory_arg(), 4096, "more memory than the rule is kept");
+        // Every core's kernel needs (~132 KiB) fit with margin.
+        for n in [256, 512, 1024, 4096] {
+            assert!(u64::from(x2apic_min_memory_mib(n)) << 20 >= 3 * u64::from(n) * 132 * 1024);
+        }
+        // A -cpu among the extra arguments replaces the x2APIC model.
+        p.extra_args = vec!["-cpu".into(), "max".into()];
+        assert_eq!(p.args().iter().filter(|a| *a == "-cpu").count(), 1);
+        // KVM: the host CPU, no x2APIC plan of the runner's own.
+        let mut k = plan();
+        k.kvm = true;
+        k.smp = "300".into();
+        assert!(!k.x2apic());
+        assert_eq!(k.needs_new_qemu(), None);
+    }
+
+    #[test]
+    fn old_qemu_is_refused_for_x2apic_plans_with_the_version_and_the_package() {
+        let v7 = QemuVersion::parse("QEMU emulator version 7.2.15").unwrap();
+        let v10 = QemuVersion::parse("QEMU emulator version 10.0.2").unwrap();
+        let mut p = plan();
+        assert_eq!(p.check_version(v7), Ok(()));
+        p.smp = "288".into();
+        let e = p.check_version(v7).unwrap_err();
+        assert!(e.contains("more than 255 CPUs (288"), "{e}");
+        assert!(e.contains("needs QEMU 9.0.0 or later"), "{e}");
+        assert!(e.contains("is 7.2.15"), "{e}");
+        assert!(e.contains("bookworm-backports"), "{e}");
+        assert_eq!(p.check_version(v10), Ok(()));
+        let mut p = plan();
+        p.extra_args = vec!["-cpu".into(), "qemu64,+x2apic".into()];
+        assert!(p
+            .check_version(v7)
+            .unwrap_err()
+            .contains("x2APIC under TCG"));
     }
 
     #[test]

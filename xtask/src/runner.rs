@@ -54,6 +54,36 @@ pub fn smp_cpu_count(spec: &str) -> Result<u32, String> {
     }
 }
 
+/// The most CPUs a QEMU `-smp` spec can hold: its `maxcpus=`, else the CPUs it starts ([`smp_cpu_count`]).
+pub fn smp_max_cpus(spec: &str) -> Result<u32, String> {
+    let started = smp_cpu_count(spec)?;
+    let max = spec
+        .split(',')
+        .filter_map(|item| item.trim().strip_prefix("maxcpus="))
+        .next_back()
+        .map(|v| {
+            v.parse::<u32>()
+                .map_err(|_| format!("cannot read maxcpus from --smp {spec:?}"))
+        })
+        .transpose()?;
+    Ok(max.unwrap_or(started).max(started))
+}
+
+/// QEMU exited by itself, with an error status, before writing anything to the serial port, and said why on
+/// its stderr: it refused the configuration (e.g. "Invalid CPU topology", "requires kernel irqchip and X2APIC
+/// API support"). Returns QEMU's message (its non-empty stderr lines).
+pub fn qemu_refusal(ended: &Ended) -> Option<String> {
+    let silent = ended.lines.iter().all(|t| t.line.trim().is_empty());
+    let failed = matches!(ended.exit_code, Some(c) if c != 0);
+    let message: Vec<&str> = ended
+        .emulator_output
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    (silent && failed && ended.summary.is_none() && !message.is_empty()).then(|| message.join("; "))
+}
+
 /// Picks the backend: `Ok((backend, explanation line))`, or why the requested one cannot work.
 pub fn resolve_backend(
     requested: Backend,
@@ -151,6 +181,14 @@ pub fn check_options(spec: &RunSpec, backend: Backend) -> Result<(), RunError> {
             }
         }
         Backend::Qemu | Backend::Kvm => {
+            let max = smp_max_cpus(&spec.smp).map_err(RunError::Usage)?;
+            if max > qemu::XAPIC_MAX_CPUS && spec.machine == Some(crate::Machine::Pc) {
+                return Err(RunError::Usage(format!(
+                    "--machine pc holds at most {} CPUs (--smp {} asks for {max}); use --machine q35",
+                    qemu::XAPIC_MAX_CPUS,
+                    spec.smp
+                )));
+            }
             if spec.cpu_model.is_some() {
                 return usage("--cpu-model is a Bochs option", "add --backend bochs");
             }
@@ -302,6 +340,7 @@ fn run_qemu(spec: &RunSpec, backend: Backend) -> Result<Outcome, RunError> {
         reset_log: Some(reset_log.clone()),
         extra_args: spec.extra_args.clone(),
     };
+    session::check_qemu_version(&plan)?;
     let args = plan.args();
     let mut shown = vec![qemu::QEMU_PROGRAM.to_string()];
     shown.extend(args.iter().cloned());
@@ -314,6 +353,9 @@ fn run_qemu(spec: &RunSpec, backend: Backend) -> Result<Outcome, RunError> {
         );
     }
     let ended = session::run_qemu(&args, &reset_log, limits(spec, session::QEMU_GRACE))?;
+    if let Some(message) = qemu_refusal(&ended) {
+        return Err(RunError::Refused(refusal_text(&plan, &message)));
+    }
     let mut notes = ended.notes.clone();
     if let Some(n) = qemu_exit_note(ended.summary.as_ref(), ended.exit_code, &cmdline) {
         notes.push(n);
@@ -326,6 +368,20 @@ fn run_qemu(spec: &RunSpec, backend: Backend) -> Result<Outcome, RunError> {
         spec.timeout,
         notes,
     ))
+}
+
+/// What the runner says about a configuration QEMU refused: its message, and the version this plan needs
+/// when it needs a newer QEMU than 7.2.
+pub fn refusal_text(plan: &QemuPlan, message: &str) -> String {
+    let mut text = format!("QEMU refused the configuration: {message}");
+    if let Some(why) = plan.needs_new_qemu() {
+        text.push_str(&format!(
+            " ({why} needs QEMU {} or later: {})",
+            qemu::X2APIC_TCG_MIN_VERSION,
+            qemu::NEW_QEMU_HINT
+        ));
+    }
+    text
 }
 
 fn limits(spec: &RunSpec, grace: Duration) -> Limits {
@@ -559,6 +615,70 @@ mod tests {
         assert!(smp_cpu_count("x").is_err());
         assert!(smp_cpu_count("maxcpus=4").is_err());
         assert!(smp_cpu_count("2,bogus=1").is_err());
+    }
+
+    #[test]
+    fn smp_max_counts() {
+        assert_eq!(smp_max_cpus("4"), Ok(4));
+        assert_eq!(smp_max_cpus("4,maxcpus=300"), Ok(300));
+        assert_eq!(smp_max_cpus("cpus=3,maxcpus=2"), Ok(3));
+        assert_eq!(smp_max_cpus("300,sockets=2,cores=150"), Ok(300));
+        assert!(smp_max_cpus("4,maxcpus=x").is_err());
+        assert!(smp_max_cpus("x").is_err());
+    }
+
+    fn ended(lines: &[&str], exit: Option<i32>, stderr: &str) -> Ended {
+        Ended {
+            lines: lines
+                .iter()
+                .map(|l| session::Timed {
+                    at: Duration::ZERO,
+                    line: l.to_string(),
+                })
+                .collect(),
+            summary: None,
+            exit_code: exit,
+            timed_out: false,
+            triple_fault: false,
+            wall: Duration::ZERO,
+            emulator_output: stderr.into(),
+            notes: vec![],
+        }
+    }
+
+    #[test]
+    fn a_refusal_is_qemu_exiting_silently_with_a_message() {
+        let msg = "qemu-system-x86_64: current -smp configuration requires kernel irqchip and X2APIC API support.\n";
+        assert_eq!(
+            qemu_refusal(&ended(&[], Some(1), msg)).as_deref(),
+            Some(msg.trim())
+        );
+        assert!(qemu_refusal(&ended(&[""], Some(1), msg)).is_some());
+        // Serial output, a clean exit, a kill or no message: not a refusal.
+        assert_eq!(qemu_refusal(&ended(&["[ 0.1] boot"], Some(1), msg)), None);
+        assert_eq!(qemu_refusal(&ended(&[], Some(0), msg)), None);
+        assert_eq!(qemu_refusal(&ended(&[], None, msg)), None);
+        assert_eq!(qemu_refusal(&ended(&[], Some(1), " \n")), None);
+        let mut plan = QemuPlan {
+            kvm: false,
+            machine: crate::Machine::Q35,
+            memory_mib: 512,
+            smp: "288".into(),
+            media: Media::Cdrom("/x.iso".into()),
+            uefi_firmware: None,
+            gdb: false,
+            reset_log: None,
+            extra_args: vec![],
+        };
+        let t = refusal_text(&plan, "no");
+        assert!(t.starts_with("QEMU refused the configuration: no ("), "{t}");
+        assert!(t.contains("needs QEMU 9.0.0 or later"), "{t}");
+        plan.smp = "4".into();
+        assert_eq!(
+            refusal_text(&plan, "no"),
+            "QEMU refused the configuration: no"
+        );
+        assert_eq!(RunError::Refused(t).exit_code(), 5);
     }
 
     fn probe(vmx: bool) -> HostProbe {

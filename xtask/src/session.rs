@@ -106,6 +106,28 @@ pub fn run_qemu(args: &[String], reset_log: &Path, limits: Limits) -> Result<End
     Ok(ended)
 }
 
+/// The installed QEMU's version (`qemu-system-x86_64 --version`); `None` if it cannot be read.
+pub fn qemu_version() -> Option<qemu::QemuVersion> {
+    let out = Command::new(qemu::QEMU_PROGRAM)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    qemu::QemuVersion::parse(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// Fails (exit status 5) when `plan` needs a newer QEMU than the installed one (x2APIC, more than 255 CPUs
+/// under TCG). An unreadable version passes: a refusal is then reported as QEMU's own message.
+pub fn check_qemu_version(plan: &qemu::QemuPlan) -> Result<(), RunError> {
+    if plan.needs_new_qemu().is_none() {
+        return Ok(());
+    }
+    match qemu_version() {
+        Some(v) => plan.check_version(v).map_err(RunError::ToolMissing),
+        None => Ok(()),
+    }
+}
+
 /// Runs `cmd` with stdin closed, its stdout as the serial port and its stderr collected as the emulator's
 /// output.
 pub fn run_piped(mut cmd: Command, program: &str, limits: Limits) -> Result<Ended, RunError> {

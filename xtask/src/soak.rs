@@ -38,10 +38,15 @@ counts; exit status 0 when every boot passed, 1 otherwise (failed logs in target
 Options:
   --runs N            QEMU boots (default 200)
   --bochs-runs M      Bochs boots (default 20)
-  --cpus LIST         QEMU CPU counts, comma-separated (default 1,2,3,4,6,8,12,16,24,32,48,64)
+  --cpus LIST         QEMU CPU counts, comma-separated (default 1,2,3,4,6,8,12,16,24,32,48,64; up to 4096:
+                      above 255 x2APIC on q35, QEMU 9.0 or later, e.g. 288,512,1024)
   --bochs-cpus LIST   Bochs CPU counts (default 1,2,4,8,15; at most 15)
   --timeout S         per-boot timeout in seconds (default 120 for QEMU, 300 for Bochs)
 ";
+
+/// The most CPUs a soak boot may ask for: QEMU's q35 limit (above 255 the runner plans x2APIC, which needs QEMU
+/// 9.0 or later, e.g. `--cpus 288,512,1024`).
+pub const SOAK_MAX_CPUS: u32 = 4096;
 
 pub const DEFAULT_QEMU_CPUS: &[u32] = &[1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64];
 pub const DEFAULT_BOCHS_CPUS: &[u32] = &[1, 2, 4, 8, 15];
@@ -78,7 +83,7 @@ pub fn parse_args(args: &[String]) -> Result<Option<SoakSpec>, String> {
             "--runs" => spec.runs = args.number(&opt, |_| true, "expected a count")?,
             "--bochs-runs" => spec.bochs_runs = args.number(&opt, |_| true, "expected a count")?,
             // The boots cycle through the counts in the order given.
-            "--cpus" => spec.cpus = cpu_list("--cpus", &args.value(&opt)?, 255)?,
+            "--cpus" => spec.cpus = cpu_list("--cpus", &args.value(&opt)?, SOAK_MAX_CPUS)?,
             "--bochs-cpus" => {
                 spec.bochs_cpus =
                     cpu_list("--bochs-cpus", &args.value(&opt)?, crate::bochs::MAX_CPUS)?
@@ -129,7 +134,14 @@ impl Config {
                 smp: self.cpus.to_string(),
                 machine: self.machine,
                 append: "vmx=off".into(),
-                timeout: Some(timeout.unwrap_or(Duration::from_secs(120))),
+                // x2APIC counts take longer: QEMU alone spends about 100 s starting 1024 vCPUs here.
+                timeout: Some(timeout.unwrap_or(Duration::from_secs(
+                    if self.cpus > crate::qemu::XAPIC_MAX_CPUS {
+                        120 + u64::from(self.cpus) / 4
+                    } else {
+                        120
+                    },
+                ))),
                 quiet: true,
                 // Explicit either way: the runner's default depends on the CPU count.
                 extra_args: vec![
@@ -156,7 +168,8 @@ pub fn plan(spec: &SoakSpec) -> Vec<Config> {
         } else {
             Engine::TcgSingle
         };
-        let machine = if (round / 2).is_multiple_of(2) {
+        // The pc machine holds at most 255 CPUs: x2APIC counts boot on q35 only.
+        let machine = if (round / 2).is_multiple_of(2) || cpus > crate::qemu::XAPIC_MAX_CPUS {
             Machine::Q35
         } else {
             Machine::Pc
@@ -567,6 +580,25 @@ mod tests {
         ] {
             assert!(parse_args(&args(bad)).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn x2apic_counts_boot_on_q35_only() {
+        let spec = SoakSpec {
+            runs: 8,
+            bochs_runs: 0,
+            cpus: vec![4, 1024],
+            bochs_cpus: vec![],
+            timeout: None,
+        };
+        let p = plan(&spec);
+        assert!(p
+            .iter()
+            .filter(|b| b.cpus == 1024)
+            .all(|b| b.machine == Some(Machine::Q35)));
+        assert!(p
+            .iter()
+            .any(|b| b.cpus == 4 && b.machine == Some(Machine::Pc)));
     }
 
     #[test]

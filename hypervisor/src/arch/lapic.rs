@@ -250,11 +250,22 @@ impl LocalApic for Lapic {
 
 pub const SPURIOUS_VECTOR: u8 = 0xFF;
 
-/// Chooses the mode on the BSP (`lapic_base` from the MADT) and enables the BSP's APIC in it.
-/// Returns true for x2APIC.
+/// Chooses the system's APIC mode on the BSP, before its PCB is built: x2APIC when the CPU supports it
+/// (SDM vol. 3A 11.12.1), and then switches the BSP's APIC to it, so that its PCB line tells the mode it
+/// runs in. Returns true for x2APIC.
+pub fn choose_mode_on_bsp() -> bool {
+    X2APIC_MODE.store(x2apic_supported(), Ordering::Relaxed);
+    if x2apic_mode() {
+        enable_on_this_cpu()
+    } else {
+        false
+    }
+}
+
+/// Takes the xAPIC register base from the MADT (`lapic_base`) and enables the BSP's APIC in the mode
+/// [`choose_mode_on_bsp`] chose. Returns true for x2APIC.
 pub fn init_bsp(lapic_base: u64) -> bool {
     XAPIC_BASE.store(lapic_base, Ordering::Relaxed);
-    X2APIC_MODE.store(x2apic_supported(), Ordering::Relaxed);
     enable_on_this_cpu()
 }
 

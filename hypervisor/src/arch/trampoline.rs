@@ -17,6 +17,9 @@ pub struct TrampolineOffsets {
     pub entry: u64,
     pub table: u64,
     pub count: u64,
+    pub x2apic: u64,
+    pub strays: u64,
+    pub stray_id: u64,
 }
 
 /// The patches the BSP applies to the copied trampoline at `page`: (offset, value, width) triples.
@@ -27,7 +30,8 @@ pub fn trampoline_patches(
     entry: u64,
     table: u64,
     count: u64,
-) -> [(u64, u64, usize); 7] {
+    x2apic: bool,
+) -> [(u64, u64, usize); 10] {
     [
         (off.gdtr + 2, page + off.gdt, 4),
         (off.far32, page + off.pm32, 4),
@@ -36,6 +40,9 @@ pub fn trampoline_patches(
         (off.entry, entry, 8),
         (off.table, table, 8),
         (off.count, count, 8),
+        (off.x2apic, u64::from(x2apic), 8),
+        (off.strays, 0, 4),
+        (off.stray_id, 0, 4),
     ]
 }
 
@@ -67,6 +74,16 @@ impl fmt::Display for TrampolineError {
 pub struct Installed {
     pub page: u64,
     pub vector: u8,
+    /// Offsets of the stray counter and the last stray APIC id in the page (read on the target only).
+    #[cfg_attr(not(target_os = "none"), allow(dead_code))]
+    strays_at: (u64, u64),
+}
+
+/// CPUs that ran the trampoline with an APIC id no slot has (they halted there, on no stack).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Strays {
+    pub count: u32,
+    pub last_apic_id: u32,
 }
 
 #[cfg(target_os = "none")]
@@ -92,6 +109,7 @@ mod hw {
         info: &boot::BootInfo,
         entry: extern "C" fn(&'static T) -> !,
         slots: &'static [T],
+        x2apic: bool,
     ) -> Result<Installed, TrampolineError> {
         let exclude = [info.loader_data];
         let regions = info
@@ -120,6 +138,7 @@ mod hw {
             entry as *const () as u64,
             slots.as_ptr() as u64,
             slots.len() as u64,
+            x2apic,
         );
         // SAFETY: the page is usable RAM below 1 MiB (identity-mapped) that the frame allocator never hands out
         // (its floor is 1 MiB) and that holds no loader data, so nothing else uses it while the APs start; the
@@ -132,7 +151,27 @@ mod hw {
                 core::ptr::copy_nonoverlapping(value.to_le_bytes().as_ptr(), dst, width);
             }
         }
-        Ok(Installed { page, vector })
+        Ok(Installed {
+            page,
+            vector,
+            strays_at: (off.strays, off.stray_id),
+        })
+    }
+
+    impl Installed {
+        /// What the trampoline counted of CPUs whose APIC id matched no slot.
+        pub fn strays(&self) -> Strays {
+            let read = |at: u64| {
+                // SAFETY: `at` is inside the trampoline page installed above (identity-mapped RAM below 1 MiB,
+                // kept for the trampoline); APs write it with locked or aligned 32-bit stores, so a volatile
+                // aligned read sees a whole value.
+                unsafe { core::ptr::read_volatile((self.page + at) as *const u32) }
+            };
+            Strays {
+                count: read(self.strays_at.0),
+                last_apic_id: read(self.strays_at.1),
+            }
+        }
     }
 }
 
@@ -153,12 +192,20 @@ mod tests {
             entry: 0x140,
             table: 0x148,
             count: 0x150,
+            x2apic: 0x158,
+            strays: 0x160,
+            stray_id: 0x164,
         };
-        let p = trampoline_patches(0x8000, &off, 0x1000, 0x20_1234, 0x30_0000, 7);
+        let p = trampoline_patches(0x8000, &off, 0x1000, 0x20_1234, 0x30_0000, 7, true);
         assert_eq!(p[0], (0x122, 0x8100, 4));
         assert_eq!(p[1], (0x128, 0x8020, 4));
         assert_eq!(p[2], (0x130, 0x8060, 4));
         assert_eq!(p[6], (0x150, 7, 8));
+        assert_eq!(p[7], (0x158, 1, 8));
+        assert_eq!(p[8], (0x160, 0, 4));
+        assert_eq!(p[9], (0x164, 0, 4));
+        let x = trampoline_patches(0x8000, &off, 0x1000, 0x20_1234, 0x30_0000, 7, false);
+        assert_eq!(x[7], (0x158, 0, 8));
         // Every patch stays inside the page.
         assert!(p.iter().all(|&(at, _, w)| at + w as u64 <= 4096));
     }

@@ -52,8 +52,27 @@ tp_lm64:
     mov %ax, %ds
     mov %ax, %es
     mov %ax, %ss
-    # Own APIC id: the x2APIC id from leaf 0xB when the CPU has that leaf, else the 8-bit initial id of leaf 1.
-    xor %eax, %eax
+    # Own APIC id. In x2APIC mode (the BSP's choice, tp_x2apic) the full 32-bit id from the x2APIC ID
+    # register, MSR 0x802 (SDM vol. 3A 11.12.5.1), as Linux does since 6.5; an AP still in xAPIC mode (or
+    # disabled) is switched first, EN then EXTD in IA32_APIC_BASE (the legal transitions, SDM 11.12.5.1).
+    lea trampoline_start(%rip), %rbx
+    cmpq $0, (tp_x2apic - trampoline_start)(%rbx)
+    je 6f
+    mov $0x1B, %ecx                                    # IA32_APIC_BASE
+    rdmsr
+    test $0x400, %eax                                  # EXTD: already x2APIC
+    jnz 7f
+    or $0x800, %eax                                    # EN (xAPIC) first
+    wrmsr
+    or $0x400, %eax                                    # then EXTD
+    wrmsr
+7:  mov $0x802, %ecx                                   # IA32_X2APIC_APICID
+    rdmsr
+    mov %eax, %esi
+    jmp 2f
+    # xAPIC mode: ids are below 255; the x2APIC id from leaf 0xB when the CPU has that leaf, else the 8-bit
+    # initial id of leaf 1.
+6:  xor %eax, %eax
     cpuid
     cmp $0xB, %eax
     jb 1f
@@ -78,14 +97,16 @@ tp_lm64:
     add $128, %rdi                                     # slot stride (ApSlot is 128 bytes)
     dec %ecx
     jmp 3b
-4:  cli                                                # not in the table: never reported as started
+4:  lock incl (tp_strays - trampoline_start)(%rbx)   # not in the table: counted for the BSP's report,
+    mov %esi, (tp_stray_id - trampoline_start)(%rbx)   # no stack touched, never reported as started
+8:  cli
     hlt
-    jmp 4b
+    jmp 8b
 5:  mov 8(%rdi), %rsp                                  # the slot's stack top
     xor %ebp, %ebp
     mov (tp_entry - trampoline_start)(%rbx), %rax
     call *%rax                                         # ap_entry(slot), never returns
-    jmp 4b
+    jmp 8b
 
 # Parameter block, filled by the BSP (offsets are exported as trampoline_param_offsets in bringup.rs).
     .balign 8
@@ -109,6 +130,9 @@ tp_cr3:   .quad 0
 tp_entry: .quad 0
 tp_table: .quad 0
 tp_count: .quad 0
+tp_x2apic: .quad 0                                     # 1: the system runs its APICs in x2APIC mode
+tp_strays: .long 0                                     # CPUs whose APIC id matched no slot
+tp_stray_id: .long 0                                   # the last such id
 trampoline_end:
 
     .balign 8
@@ -124,3 +148,6 @@ trampoline_offsets:
     .quad tp_entry - trampoline_start
     .quad tp_table - trampoline_start
     .quad tp_count - trampoline_start
+    .quad tp_x2apic - trampoline_start
+    .quad tp_strays - trampoline_start
+    .quad tp_stray_id - trampoline_start

@@ -66,7 +66,9 @@ extern "C" fn bsp_main() -> ! {
     let info = BOOT_INFO.get().expect("set by start");
     let config = config::get();
     let cpu = CpuInfo::read();
-    let Some(pcb) = percpu::build_and_install(0, arch::lapic::cpuid_apic_id(), false, stack) else {
+    let x2apic = arch::lapic::choose_mode_on_bsp();
+    let Some(pcb) = percpu::build_and_install(0, arch::lapic::cpuid_apic_id(), x2apic, stack)
+    else {
         log::error!(target: "memory", "no memory for the BSP's PCB");
         exit::fatal(Reason::NoMemory);
     };
@@ -77,6 +79,8 @@ extern "C" fn bsp_main() -> ! {
     };
     early_report(info, &cpu, rsdp);
 
+    // The INIT delay as Linux decides it for this CPU (smp::bringup::init_delay_needed).
+    let bringup = config.bringup.for_cpu(&cpu.vendor, cpu.family);
     let mut outcome = None;
     pipeline::run_core(
         pcb,
@@ -84,7 +88,7 @@ extern "C" fn bsp_main() -> ! {
             outcome = Some(smp::run(
                 info,
                 rsdp.map(|(a, _)| a),
-                &config.bringup,
+                &bringup,
                 config.acpi_checksum,
                 pipeline::BYTES_PER_CORE,
             ))

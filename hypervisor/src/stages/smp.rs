@@ -59,7 +59,12 @@ impl Platform for Hardware<'_> {
         time::now_us()
     }
     fn delay_us(&mut self, us: u64) {
-        time::delay_us(us)
+        // The waits after a SIPI and between polls: the BSP writes queued log lines meanwhile too (a wait may
+        // end later by at most one line, which the SDM's minimum waits allow). Without it nothing would be
+        // written while the BSP waits for an AP that never answers when the INIT delay is 0.
+        let deadline = time::now_us().saturating_add(us);
+        crate::logger::write_queued_until(deadline);
+        time::delay_us(deadline.saturating_sub(time::now_us()))
     }
     fn init_delay_us(&mut self, us: u64) {
         // Every AP waits for its SIPI meanwhile: the BSP has the time (and, under emulation, the host CPU) to
@@ -121,7 +126,7 @@ pub fn run(
     };
     let list = smp::processors_from_phys(&Phys, rsdp, bsp_id, limit, checksum);
     exit::set_summary_value(SummaryKey::AcpiUs, time::now_us());
-    let list = match list {
+    let mut list = match list {
         Ok(list) => list,
         Err(e) => {
             log::error!(target: "acpi", "cannot read the processor list: {e}; running on the BSP only");
@@ -131,6 +136,16 @@ pub fn run(
             };
         }
     };
+    if !lapic::x2apic_mode() {
+        let moved = list.restrict_to_xapic();
+        if moved > 0 {
+            log::warn!(
+                target: "acpi",
+                "{moved} processor entries have APIC ids of 255 or more, which xAPIC mode cannot address \
+                 (the CPU has no x2APIC): not started (state=invalid-id)"
+            );
+        }
+    }
     // The per-entry lines come after the bring-up: at 115200 baud they would delay the first SIPI by about a
     // line per processor. The count is printed now.
     let listed = list.cpus.len() + list.rejected.len();
@@ -181,7 +196,7 @@ fn start_aps(
     }
     let slots: &'static [ApSlot] = SLOTS.call_once(|| slots.leak());
 
-    let page = match trampoline::install(info, ap::ap_entry, slots) {
+    let page = match trampoline::install(info, ap::ap_entry, slots, x2apic) {
         Ok(installed) => installed,
         Err(e) => {
             log::error!(target: "smp", "{e}: running on the BSP only");
@@ -191,6 +206,7 @@ fn start_aps(
             };
         }
     };
+    let installed = page;
     let (page, vector) = (page.page, page.vector);
     log::info!(
         target: "smp",
@@ -251,6 +267,17 @@ fn start_aps(
         } else {
             online += 1;
         }
+    }
+    // A CPU that answered the SIPI with an APIC id no slot has halted in the trampoline, on no stack.
+    let strays = installed.strays();
+    if strays.count > 0 {
+        log::error!(
+            target: "smp",
+            "{} CPU(s) answered the SIPI with an APIC id that matches no slot (last apic_id={}): halted in the \
+             trampoline without a stack, not counted",
+            strays.count,
+            strays.last_apic_id
+        );
     }
     // Added, not stored: an AP that already faulted has counted itself.
     TALLY.failed.fetch_add(failed as u32, Ordering::AcqRel);

@@ -57,8 +57,12 @@ fn boot_qemu(env: &Env, config: Config, run: u32) -> Result<Sample, RunError> {
         reset_log: Some(reset_log.clone()),
         extra_args: env.spec.extra_args.clone(),
     };
+    session::check_qemu_version(&plan)?;
     let args = with_tcg_threading(&plan.args(), config.engine);
     let ended = session::run_qemu(&args, &reset_log, limits(env, session::QEMU_GRACE))?;
+    if let Some(message) = runner::qemu_refusal(&ended) {
+        return Err(RunError::Refused(runner::refusal_text(&plan, &message)));
+    }
     let mut sample = Sample::from_session(config, run, &ended);
     if sample.status != RunStatus::Ok && !ended.emulator_output.trim().is_empty() {
         let _ = write!(
