@@ -353,6 +353,9 @@ mod tests {
             "[    0.000001] cpu0  LOUD  boot: x",
             "[    0.000001] cpu0  INFO  no colon here",
             "[    0.000001] cpu0  INFO  : empty module",
+            "[    0.000001] cpu0  INFO  my module: a space in the module name",
+            "[    0.000001] cpu0  INFO   boot: a space before the module name",
+            "[    0.000001] cpu0  INFO  boot : a space after the module name",
             "[    0.000001] cpu0 INFO  boot: x",
             "[    0.000001] cpu0  INFO boot: x",
             "[99999999999999999999.000001] cpu0  INFO  boot: x",
@@ -399,6 +402,8 @@ mod tests {
             ("[    0.013243] cpu0  INFO boot: x", "level not one of"),
             ("[    0.013243] cpu0  LOUD  boot: x", "level not one of"),
             ("[    0.013243] cpu0  INFO  Boot: x", "module is not"),
+            ("[    0.013243] cpu0  INFO  my module: x", "module is not"),
+            ("[    0.013243] cpu0  INFO  boot-x: x", "module is not"),
             ("[    0.013243] cpu0  INFO  no colon", "no 'module: '"),
             (
                 "[    0.013243] cpu0  INFO  boot: x\u{7}",
