@@ -414,6 +414,19 @@ mod tests {
                 "two lines run together",
             ),
             ("[    0.013243]cpu0  INFO  boot: x", "no space after"),
+            // A sign parses as a number (`"+1".parse::<u64>()`), but the contract has digits only.
+            (
+                "[ +123.013243] cpu0  INFO  boot: x",
+                "timestamp not numeric",
+            ),
+            (
+                "[    0.+13243] cpu0  INFO  boot: x",
+                "timestamp not numeric",
+            ),
+            (
+                "[     .013243] cpu0  INFO  boot: x",
+                "timestamp not numeric",
+            ),
             ("[    0.013243] cpux  INFO  boot: x", "cpu field without"),
         ] {
             let e = LogLine::parse_strict(bad).unwrap_err();
