@@ -428,6 +428,9 @@ mod tests {
                 "timestamp not numeric",
             ),
             ("[    0.013243] cpux  INFO  boot: x", "cpu field without"),
+            // The line ends inside the cpu column's padding, or right after it.
+            ("[    0.013243] cpu0 ", "cpu field not padded"),
+            ("[    0.013243] cpu0  ", "level not one of"),
         ] {
             let e = LogLine::parse_strict(bad).unwrap_err();
             assert!(e.why.starts_with(why), "{bad:?}: {e}");
