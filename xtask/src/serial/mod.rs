@@ -386,6 +386,8 @@ mod tests {
             "[    1.000000] cpu13 WARN  smp::bringup: late",
             "[12345.000007] cpu127 INFO  smp: pcb cpu=127",
             "[    0.000001] cpu2  INFO  hypervisor:",
+            // Digits and underscores are part of a module name.
+            "[    0.000001] cpu0  INFO  acpi_tables2: x",
         ] {
             assert!(LogLine::parse_strict(good).is_ok(), "{good}");
         }
