@@ -25,11 +25,19 @@ fn ok_run_exits_0_and_streams_the_log() {
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("boot: loader=pvh"), "{}", show(&o));
-    assert!(
-        stdout.contains("summary: ") && stdout.contains("verdict=ok"),
+    // Exactly one streamed line is the summary, and its parsed verdict is ok.
+    let summaries: Vec<xtask::Summary> = stdout
+        .lines()
+        .filter_map(xtask::Summary::parse_line)
+        .collect();
+    assert_eq!(summaries.len(), 1, "summary lines{}", show(&o));
+    assert_eq!(
+        summaries[0].verdict(),
+        Some(xtask::Verdict::Ok),
         "{}",
         show(&o)
     );
+    assert_eq!(summaries[0].get("reason"), Some("none"), "{}", show(&o));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("runner: backend=qemu"), "{}", show(&o));
 }

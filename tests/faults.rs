@@ -31,6 +31,8 @@ fn exception_test(kind: &str, mnemonic: &str, vector: &str) {
             context(&o)
         );
     }
+    assert_eq!(fault.field("cpu"), Some("0"), "{}", context(&o));
+    assert_exception_values(&o, &fault);
     assert_qemu_exit(&o, 35);
 }
 

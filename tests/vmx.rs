@@ -163,6 +163,44 @@ fn bochs_seabios_feature_control_locked_by_the_kernel() {
     assert_left_vmx_before_summary(&o, &pcbs);
 }
 
+/// `fault=vmx_locked_off` under SeaBIOS (IA32_FEATURE_CONTROL arrives unlocked): the core locks it with
+/// VMX off before its VMX stage, as a firmware that disables VMX would; the stage then refuses VMXON and the
+/// run ends `degraded reason=vmx_disabled_by_firmware`, with no core in VMX root.
+#[test]
+fn bochs_seabios_feature_control_locked_with_vmx_off_is_disabled_by_firmware() {
+    let o = boot_bochs(&bochs_spec(
+        2,
+        None,
+        Some(BochsRom::SeaBios),
+        "fault=vmx_locked_off",
+    ));
+    assert_features(&o, "yes", "GenuineIntel");
+    assert_status(&o, Status::Degraded);
+    assert_verdict(&o, "degraded");
+    assert_eq!(
+        o.summary_value("reason"),
+        Some("vmx_disabled_by_firmware"),
+        "{}",
+        context(&o)
+    );
+    assert_eq!(summary_num(&o, "cpus"), 1, "{}", context(&o));
+    assert_eq!(summary_num(&o, "vmx_root"), 0, "{}", context(&o));
+    let locked = line(&o, "boot", "feature_control=0x0->0x1 locked with VMX off");
+    assert_eq!(locked.cpu, Some(0), "{}", context(&o));
+    let failed = line(&o, "vmx", "failed apic_id=");
+    assert_eq!(failed.level, Some(Level::Error), "{}", context(&o));
+    assert!(
+        failed.message.contains("disabled by firmware"),
+        "{}",
+        context(&o)
+    );
+    assert!(
+        root_lines(&o).is_empty() && o.lines_with("vmx", "left ").is_empty(),
+        "no core may execute VMXON{}",
+        context(&o)
+    );
+}
+
 /// The self-test cases of docs/vmx.md, in order.
 const SELFTEST_CASES: [&str; 19] = [
     "vmxon before feature control is locked",

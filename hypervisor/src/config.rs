@@ -66,9 +66,12 @@ pub enum Fault {
     /// The frame allocator starts empty, as if the loader's memory map listed no usable RAM above 1 MiB
     /// (BSP only: the BSP's own stack is the first allocation).
     NoMemory,
+    /// Before its VMX stage the core locks IA32_FEATURE_CONTROL with "enable VMX outside SMX" clear, as a
+    /// firmware that disables VMX would (only where the MSR arrives unlocked, e.g. under SeaBIOS).
+    VmxLockedOff,
 }
 
-const FAULT_WORDS: [(&str, Fault); 9] = [
+const FAULT_WORDS: [(&str, Fault); 10] = [
     ("ud", Fault::InvalidOpcode),
     ("pf", Fault::PageFault),
     ("gp", Fault::GeneralProtection),
@@ -78,6 +81,7 @@ const FAULT_WORDS: [(&str, Fault); 9] = [
     ("ap_hang", Fault::ApHang),
     ("panic_during_bringup", Fault::PanicDuringBringup),
     ("no_memory", Fault::NoMemory),
+    ("vmx_locked_off", Fault::VmxLockedOff),
 ];
 
 impl Fault {
@@ -405,6 +409,8 @@ mod tests {
         );
         assert_eq!(Fault::parse("pf"), Some(Fault::PageFault));
         assert_eq!(Fault::parse("nope"), None);
+        assert_eq!(Fault::parse("vmx_locked_off"), Some(Fault::VmxLockedOff));
+        assert_eq!(Fault::VmxLockedOff.word(), "vmx_locked_off");
         for (word, fault) in FAULT_WORDS {
             assert_eq!(Fault::parse(word).map(Fault::word), Some(word), "{fault:?}");
         }

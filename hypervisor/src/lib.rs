@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | stages | `stages::{bsp, smp, ap, pipeline, vmx, faults, report}` | everything below |
 //! | configuration | `config` (the command line, parsed once) | `exit` (for `OnDone`), the `smp` crate |
-//! | core services | `exit`, `interrupts`, `logger`, `memory`, `percpu`, `time` | each other, `arch` |
+//! | core services | `exit`, `verdict` (how the outcomes decide the verdict), `interrupts`, `logger`, `memory`, `percpu`, `time` | each other, `arch` |
 //! | VMX | `vmx` (decisions against `VmxCpu`; `vmx::instructions` is the real CPU) | `arch` |
 //! | hardware | `arch` (MSRs, CPUID, ports, local APIC, trampoline, exception names) | nothing above |
 //!
@@ -24,6 +24,7 @@ pub mod memory;
 pub mod percpu;
 pub mod stages;
 pub mod time;
+pub mod verdict;
 pub mod vmx;
 
 #[cfg(target_os = "none")]

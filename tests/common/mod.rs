@@ -642,3 +642,73 @@ pub fn assert_time_ordered(o: &Outcome) {
         );
     }
 }
+
+/// The `[start, end)` address ranges of the image's `PT_LOAD` segments (the kernel runs identity-mapped, so
+/// these are the addresses its code runs at).
+pub fn image_ranges() -> Vec<(u64, u64)> {
+    let path = xtask::image::image_path();
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let elf =
+        xtask::image::parse_elf64(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    elf.loads
+        .iter()
+        .map(|l| (l.paddr, l.paddr + l.memsz))
+        .collect()
+}
+
+/// The address `fault=pf` reads (canonical, never mapped): the #PF's CR2.
+pub const INJECTED_PF_ADDRESS: u64 = 0x5_0000_0000;
+
+/// The values of a `fault: exception=` line that the test knows: `rip` inside the image, `rsp` on the
+/// faulting core's stack (its `smp: pcb` line), and for the injected #PF `cr2=0x500000000` with
+/// `error_code=0x0` (a supervisor read of a page that is not present), for the injected #GP (a
+/// non-canonical address) `error_code=0x0`.
+pub fn assert_exception_values(o: &Outcome, fault: &LogLine) {
+    let cpu = num_field(o, fault, "cpu");
+    let rip = num_field(o, fault, "rip");
+    let rsp = num_field(o, fault, "rsp");
+    let cr2 = num_field(o, fault, "cr2");
+    let error_code = num_field(o, fault, "error_code");
+    let ranges = image_ranges();
+    assert!(
+        ranges.iter().any(|&(a, b)| (a..b).contains(&rip)),
+        "rip={rip:#x} is outside the image {ranges:x?}{}",
+        context(o)
+    );
+    let pcbs: Vec<Pcb> = pcb_lines(o)
+        .into_iter()
+        .filter(|p| u64::from(p.cpu) == cpu)
+        .collect();
+    assert_eq!(pcbs.len(), 1, "one `smp: pcb cpu={cpu}` line{}", context(o));
+    let p = &pcbs[0];
+    assert!(
+        (p.stack_bottom..p.stack_top).contains(&rsp),
+        "rsp={rsp:#x} is not on cpu{cpu}'s stack {:#x}-{:#x}{}",
+        p.stack_bottom,
+        p.stack_top,
+        context(o)
+    );
+    match fault.field("exception") {
+        Some("#PF") => {
+            assert_eq!(
+                cr2,
+                INJECTED_PF_ADDRESS,
+                "cr2 of the injected #PF{}",
+                context(o)
+            );
+            assert_eq!(
+                error_code,
+                0,
+                "error_code of the injected #PF{}",
+                context(o)
+            );
+        }
+        Some("#GP") => assert_eq!(
+            error_code,
+            0,
+            "error_code of the injected #GP{}",
+            context(o)
+        ),
+        _ => {}
+    }
+}

@@ -11,6 +11,7 @@ Usage: cargo run [-- OPTIONS] [-- EXTRA EMULATOR ARGS]
        cargo run -- iso [--append \"<kernel cmdline>\"]
        cargo run -- bench [--help | OPTIONS]   (bring-up benchmark, docs/performance.md)
        cargo run -- soak [--help | OPTIONS]    (reliability soak, docs/reliability.md)
+       cargo run -- mutants [--help | OPTIONS] (mutation testing with cargo-mutants, docs/testing.md)
 
 Builds the hypervisor image, boots it, streams the serial log and exits with the verdict.
 
@@ -52,6 +53,8 @@ pub enum Cli {
     BenchHelp,
     Soak(crate::soak::SoakSpec),
     SoakHelp,
+    Mutants(crate::mutants::MutantsSpec),
+    MutantsHelp,
     Help,
 }
 
@@ -75,6 +78,11 @@ where
         return crate::soak::parse_args(&args[1..])
             .map(|spec| spec.map_or(Cli::SoakHelp, Cli::Soak))
             .map_err(|e| format!("{e} (see `cargo run -- soak --help`)"));
+    }
+    if args.first().map(String::as_str) == Some("mutants") {
+        return crate::mutants::parse_args(&args[1..])
+            .map(|spec| spec.map_or(Cli::MutantsHelp, Cli::Mutants))
+            .map_err(|e| format!("{e} (see `cargo run -- mutants --help`)"));
     }
     let mut args = Args::new(args);
     let iso = args.peek() == Some("iso");
@@ -338,6 +346,25 @@ mod tests {
         assert!(parse_args(["iso", "--", "-x"]).is_err());
         // `iso` is a subcommand only in first position.
         assert!(parse_args(["--quiet", "iso"]).is_err());
+    }
+
+    #[test]
+    fn mutants_subcommand() {
+        match parse_args(["mutants", "--package", "smp", "--budget-minutes", "5"]).unwrap() {
+            Cli::Mutants(spec) => {
+                assert_eq!(spec.packages, ["smp"]);
+                assert_eq!(spec.budget, Duration::from_secs(300));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse_args(["mutants", "--help"]).unwrap(),
+            Cli::MutantsHelp
+        ));
+        let e = parse_args(["mutants", "--package", "x"]).unwrap_err();
+        assert!(e.contains("cargo run -- mutants --help"), "{e}");
+        // A subcommand only in first position.
+        assert!(parse_args(["--quiet", "mutants"]).is_err());
     }
 
     #[test]

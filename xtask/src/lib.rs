@@ -12,6 +12,7 @@ pub mod elf;
 pub mod host;
 pub mod image;
 pub mod iso;
+pub mod mutants;
 pub mod qemu;
 pub mod runner;
 pub mod serial;

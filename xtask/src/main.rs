@@ -40,6 +40,11 @@ fn main() -> ExitCode {
             0
         }
         Ok(Cli::Soak(spec)) => xtask::soak::run_soak(&spec),
+        Ok(Cli::MutantsHelp) => {
+            print!("{}", xtask::mutants::USAGE);
+            0
+        }
+        Ok(Cli::Mutants(spec)) => xtask::mutants::run_mutants(&spec),
         Ok(Cli::Run(spec)) => match xtask::run(&spec) {
             Ok(outcome) => {
                 eprint!("{}", outcome.report());

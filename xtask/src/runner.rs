@@ -206,9 +206,16 @@ pub fn check_options(spec: &RunSpec, backend: Backend) -> Result<(), RunError> {
     Ok(())
 }
 
-/// The status of a finished run.
-pub fn decide_status(summary: Option<&Summary>, timed_out: bool, triple_fault: bool) -> Status {
+/// The status of a finished run. `summaries` is how many summary lines the log has: the contract says
+/// exactly one, so a second one fails the run whatever the first says.
+pub fn decide_status(
+    summary: Option<&Summary>,
+    summaries: usize,
+    timed_out: bool,
+    triple_fault: bool,
+) -> Status {
     match summary {
+        Some(_) if summaries > 1 => Status::Fail,
         Some(s) => match s.verdict() {
             Some(Verdict::Ok) => Status::Ok,
             Some(Verdict::Degraded) => Status::Degraded,
@@ -439,8 +446,12 @@ fn finish(
     mut notes: Vec<String>,
 ) -> Outcome {
     let triple = ended.triple_fault;
-    let status = decide_status(ended.summary.as_ref(), ended.timed_out, triple);
     let lines = ended.texts();
+    let summaries = lines
+        .iter()
+        .filter(|l| Summary::parse_line(l).is_some())
+        .count();
+    let status = decide_status(ended.summary.as_ref(), summaries, ended.timed_out, triple);
     if lines
         .iter()
         .any(|l| l.contains(crate::iso::BOOT_FAILED_MARKER))
@@ -809,24 +820,36 @@ mod tests {
     #[test]
     fn status_decision_and_exit_codes() {
         assert_eq!(
-            decide_status(Some(&summary("ok")), false, false),
+            decide_status(Some(&summary("ok")), 1, false, false),
             Status::Ok
         );
         assert_eq!(
-            decide_status(Some(&summary("fail")), false, true),
+            decide_status(Some(&summary("fail")), 1, false, true),
             Status::Fail
         );
         assert_eq!(
-            decide_status(Some(&summary("degraded")), true, false),
+            decide_status(Some(&summary("degraded")), 1, true, false),
             Status::Degraded
         );
         assert_eq!(
-            decide_status(Some(&summary("what")), false, false),
+            decide_status(Some(&summary("what")), 1, false, false),
             Status::Fail
         );
-        assert_eq!(decide_status(None, true, false), Status::Timeout);
-        assert_eq!(decide_status(None, false, true), Status::TripleFault);
-        assert_eq!(decide_status(None, false, false), Status::NoSummary);
+        // A second summary line fails the run, whatever the first says.
+        for v in ["ok", "degraded"] {
+            assert_eq!(
+                decide_status(Some(&summary(v)), 2, false, false),
+                Status::Fail,
+                "{v}"
+            );
+        }
+        assert_eq!(
+            decide_status(Some(&summary("ok")), 0, false, false),
+            Status::Ok
+        );
+        assert_eq!(decide_status(None, 0, true, false), Status::Timeout);
+        assert_eq!(decide_status(None, 0, false, true), Status::TripleFault);
+        assert_eq!(decide_status(None, 0, false, false), Status::NoSummary);
         // A run that ended without a summary points at log_defer=off, unless it is already on the command line.
         for status in [Status::Timeout, Status::TripleFault, Status::NoSummary] {
             let note = deferred_lines_note(status, "vmx=off on_done=exit").unwrap();
@@ -887,9 +910,37 @@ mod tests {
         assert!(w.summary.is_none());
         assert_eq!(w.exit_code, Some(0));
         assert_eq!(
-            decide_status(w.summary.as_ref(), w.timed_out, false),
+            decide_status(w.summary.as_ref(), 0, w.timed_out, false),
             Status::NoSummary
         );
+    }
+
+    #[test]
+    fn a_second_summary_line_fails_the_run() {
+        let one = "[    0.000100] cpu0  INFO  hypervisor: summary: cpus=1 verdict=ok reason=none";
+        let run = |script: String| {
+            let mut cmd = std::process::Command::new("sh");
+            cmd.arg("-c").arg(script);
+            let limits = Limits {
+                timeout: None,
+                grace: Duration::from_secs(5),
+                echo: false,
+            };
+            let ended = session::run_piped(cmd, "sh", limits).unwrap();
+            finish(
+                Backend::Qemu,
+                ended,
+                String::new(),
+                String::new(),
+                None,
+                vec![],
+            )
+        };
+        let o = run(format!("echo '{one}'; exit 0"));
+        assert_eq!(o.status, Status::Ok, "{}", o.report());
+        let o = run(format!("echo '{one}'; echo '{one}'; exit 0"));
+        assert_eq!(o.status, Status::Fail, "{}", o.report());
+        assert_eq!(o.summary.and_then(|s| s.verdict()), Some(Verdict::Ok));
     }
 
     #[test]

@@ -6,8 +6,8 @@
 use super::{pipeline, report, smp, vmx};
 use crate::arch::cpuid::{CpuInfo, YesNo};
 use crate::config::{self, Config, Fault, FaultTarget};
-use crate::exit::{self, OnDone, Reason, Verdict};
-use crate::{arch, interrupts, logger, memory, percpu, time};
+use crate::exit::{self, OnDone, Reason};
+use crate::{arch, interrupts, logger, memory, percpu, time, verdict};
 use boot::{BootInfo, IdentityMapped};
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -100,22 +100,8 @@ extern "C" fn bsp_main() -> ! {
     logger::defer_routine_lines(false);
     let vmx = vmx::judge(pipeline::last_vmx_done_us());
     report::report_phases();
-    let (verdict, reason) = if !smp.acpi_ok {
-        (Verdict::Degraded, Reason::AcpiError)
-    } else if smp.failed > 0 {
-        (Verdict::Degraded, Reason::ApTimeout)
-    } else {
-        (Verdict::Ok, Reason::None)
-    };
     // The worse of the SMP and VMX outcomes decides; a core that faulted makes the run fail.
-    let (verdict, reason) = match vmx {
-        Some((v, r)) if v == Verdict::Fail || verdict == Verdict::Ok => (v, r),
-        _ => (verdict, reason),
-    };
-    let (verdict, reason) = match exit::ap_fatal() {
-        Some(r) => (Verdict::Fail, r),
-        None => (verdict, reason),
-    };
+    let (verdict, reason) = verdict::combine(smp.acpi_ok, smp.failed, vmx, exit::ap_fatal());
     if exit::on_done() == OnDone::Exit && vmx::enabled() {
         vmx::teardown_all(TEARDOWN_TIMEOUT_US);
     }

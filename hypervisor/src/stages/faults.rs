@@ -38,6 +38,14 @@ fn raise(fault: Fault, cpu: u32) {
             panic!("deliberate panic (fault= on the command line)")
         }
         Fault::StackOverflow => overflow(1),
+        Fault::VmxLockedOff => {
+            let (found, written) = crate::arch::msr::lock_feature_control_with_vmx_off();
+            if written {
+                log::warn!(target: "boot", "feature_control=0x{found:x}->0x1 locked with VMX off on cpu={cpu}");
+            } else {
+                log::warn!(target: "boot", "feature_control=0x{found:x} left alone on cpu={cpu}: already locked, or no such MSR");
+            }
+        }
         Fault::ApHang | Fault::NoMemory => {}
     }
 }

@@ -5,7 +5,7 @@
 use crate::exit::{self, Reason, SummaryKey, TALLY};
 use crate::percpu::{self, Pcb};
 use crate::vmx::{HardwareCpu, Region, RegionPair, VmxCore, VmxError};
-use crate::{arch, config, interrupts, memory, time};
+use crate::{arch, config, interrupts, memory, time, verdict};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use smp::LocalApic;
 
@@ -129,20 +129,13 @@ pub fn judge(last_done_us: u64) -> Option<(exit::Verdict, Reason)> {
     }
     let in_root = TALLY.vmx_root.load(Ordering::Acquire);
     log::info!(target: "vmx", "stage done vmx_root={in_root} online={online}");
-    if selftest_fail > 0 {
-        return Some((exit::Verdict::Fail, Reason::SelftestFailed));
-    }
-    if in_root == online {
-        return None;
-    }
-    let reason = if STAGE.unsupported.load(Ordering::Acquire) > 0 {
-        Reason::VmxUnsupported
-    } else if STAGE.firmware_disabled.load(Ordering::Acquire) > 0 {
-        Reason::VmxDisabledByFirmware
-    } else {
-        Reason::VmxFailed
-    };
-    Some((exit::Verdict::Degraded, reason))
+    verdict::judge_vmx(verdict::VmxCounts {
+        online,
+        vmx_root: in_root,
+        unsupported: STAGE.unsupported.load(Ordering::Acquire),
+        firmware_disabled: STAGE.firmware_disabled.load(Ordering::Acquire),
+        selftest_fail,
+    })
 }
 
 /// Leaves VMX operation on the calling core if it is in it, and logs it.

@@ -541,6 +541,32 @@ mod tests {
     }
 
     #[test]
+    fn verdicts_are_parsed_exactly() {
+        for (text, want) in [
+            ("ok", Some(Verdict::Ok)),
+            ("fail", Some(Verdict::Fail)),
+            ("degraded", Some(Verdict::Degraded)),
+            ("okay", None),
+            ("ok,", None),
+            ("OK", None),
+            ("o", None),
+            ("", None),
+            ("failed", None),
+            ("degraded2", None),
+        ] {
+            assert_eq!(Verdict::parse(text), want, "{text:?}");
+            let s = Summary::parse_line(&format!(
+                "[    0.000001] cpu0  INFO  hypervisor: summary: cpus=1 verdict={text} reason=none"
+            ))
+            .unwrap();
+            assert_eq!(s.verdict(), want, "{text:?}");
+        }
+        for v in [Verdict::Ok, Verdict::Fail, Verdict::Degraded] {
+            assert_eq!(Verdict::parse(&v.to_string()), Some(v));
+        }
+    }
+
+    #[test]
     fn key_value_splitting() {
         assert_eq!(
             key_values("a=1 word b=\"x y\" c= d=4"),

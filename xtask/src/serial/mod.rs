@@ -353,6 +353,9 @@ mod tests {
             "[    0.000001] cpu0  LOUD  boot: x",
             "[    0.000001] cpu0  INFO  no colon here",
             "[    0.000001] cpu0  INFO  : empty module",
+            "[    0.000001] cpu0  INFO  my module: a space in the module name",
+            "[    0.000001] cpu0  INFO   boot: a space before the module name",
+            "[    0.000001] cpu0  INFO  boot : a space after the module name",
             "[    0.000001] cpu0 INFO  boot: x",
             "[    0.000001] cpu0  INFO boot: x",
             "[99999999999999999999.000001] cpu0  INFO  boot: x",
@@ -383,6 +386,8 @@ mod tests {
             "[    1.000000] cpu13 WARN  smp::bringup: late",
             "[12345.000007] cpu127 INFO  smp: pcb cpu=127",
             "[    0.000001] cpu2  INFO  hypervisor:",
+            // Digits and underscores are part of a module name.
+            "[    0.000001] cpu0  INFO  acpi_tables2: x",
         ] {
             assert!(LogLine::parse_strict(good).is_ok(), "{good}");
         }
@@ -399,6 +404,8 @@ mod tests {
             ("[    0.013243] cpu0  INFO boot: x", "level not one of"),
             ("[    0.013243] cpu0  LOUD  boot: x", "level not one of"),
             ("[    0.013243] cpu0  INFO  Boot: x", "module is not"),
+            ("[    0.013243] cpu0  INFO  my module: x", "module is not"),
+            ("[    0.013243] cpu0  INFO  boot-x: x", "module is not"),
             ("[    0.013243] cpu0  INFO  no colon", "no 'module: '"),
             (
                 "[    0.013243] cpu0  INFO  boot: x\u{7}",
@@ -409,7 +416,23 @@ mod tests {
                 "two lines run together",
             ),
             ("[    0.013243]cpu0  INFO  boot: x", "no space after"),
+            // A sign parses as a number (`"+1".parse::<u64>()`), but the contract has digits only.
+            (
+                "[ +123.013243] cpu0  INFO  boot: x",
+                "timestamp not numeric",
+            ),
+            (
+                "[    0.+13243] cpu0  INFO  boot: x",
+                "timestamp not numeric",
+            ),
+            (
+                "[     .013243] cpu0  INFO  boot: x",
+                "timestamp not numeric",
+            ),
             ("[    0.013243] cpux  INFO  boot: x", "cpu field without"),
+            // The line ends inside the cpu column's padding, or right after it.
+            ("[    0.013243] cpu0 ", "cpu field not padded"),
+            ("[    0.013243] cpu0  ", "level not one of"),
         ] {
             let e = LogLine::parse_strict(bad).unwrap_err();
             assert!(e.why.starts_with(why), "{bad:?}: {e}");
