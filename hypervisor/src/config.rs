@@ -66,9 +66,12 @@ pub enum Fault {
     /// The frame allocator starts empty, as if the loader's memory map listed no usable RAM above 1 MiB
     /// (BSP only: the BSP's own stack is the first allocation).
     NoMemory,
+    /// A #UD on the target core right after its VMX stage (in VMX root under Bochs): the fatal paths must take
+    /// every core out of VMX root before the run ends.
+    InvalidOpcodeAfterVmx,
 }
 
-const FAULT_WORDS: [(&str, Fault); 9] = [
+const FAULT_WORDS: [(&str, Fault); 10] = [
     ("ud", Fault::InvalidOpcode),
     ("pf", Fault::PageFault),
     ("gp", Fault::GeneralProtection),
@@ -78,6 +81,7 @@ const FAULT_WORDS: [(&str, Fault); 9] = [
     ("ap_hang", Fault::ApHang),
     ("panic_during_bringup", Fault::PanicDuringBringup),
     ("no_memory", Fault::NoMemory),
+    ("ud_after_vmx", Fault::InvalidOpcodeAfterVmx),
 ];
 
 impl Fault {
@@ -431,6 +435,13 @@ mod tests {
             })
         );
         assert_eq!(target("fault_cpu=2"), None);
+        assert_eq!(
+            target("fault=ud_after_vmx fault_cpu=2"),
+            Some(FaultTarget {
+                fault: Fault::InvalidOpcodeAfterVmx,
+                cpu: 2
+            })
+        );
         assert_eq!(
             Config::parse_all("fault=pf fault_cpu=2").0.fault_on(2),
             Some(Fault::PageFault)

@@ -12,9 +12,14 @@ use x86_64::structures::gdt::GlobalDescriptorTable;
 use x86_64::structures::tss::TaskStateSegment;
 use x86_64::VirtAddr;
 
-/// Status bits of a PCB's status word. (Whether the core is in VMX operation is its `vmx` state's to say.)
+/// Status bits of a PCB's status word, readable by any core (and by an NMI handler) without a lock.
 pub mod status {
     pub const ONLINE: u32 = 1 << 0;
+    /// The core is in VMX root operation. Set by the core only after its `vmx` state is recorded, cleared
+    /// after VMXOFF; the teardown reads it instead of locking another core's `vmx`.
+    pub const VMX_ROOT: u32 = 1 << 1;
+    /// The core is in its VMX stage (it may be between VMXON and recording its state).
+    pub const VMX_STAGE: u32 = 1 << 2;
     pub const FAILED: u32 = 1 << 3;
 }
 
@@ -49,7 +54,8 @@ pub struct Pcb {
     pub stack: (u64, u64),
     pub guard_page: u64,
     pub status: AtomicU32,
-    /// This core's VMX state and regions (None until the VMX stage made them); only this core changes it.
+    /// This core's VMX state and regions (None until the VMX stage made them); only this core locks it (other
+    /// cores read `status::VMX_ROOT`).
     pub vmx: spin::Mutex<Option<crate::vmx::VmxCore>>,
     /// When this core finished the VMX stage (microseconds since boot, 0 = not reached).
     pub vmx_done_us: AtomicU64,
