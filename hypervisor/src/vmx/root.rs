@@ -123,8 +123,10 @@ pub fn enter_vmx_root(
 
     // SAFETY: CPL 0 (kernel). The VMXON region was validated (aligned, within the address width, big enough),
     // holds the revision identifier, and `Region::new`'s contract reserves it for VMX for the rest of the run.
-    // Feature control is locked with VMX enabled and CR0/CR4 satisfy the fixed bits with VMXE set, so VMXON
-    // cannot fault.
+    // Feature control is locked with VMX enabled and CR0/CR4 satisfy the fixed bits with VMXE set, so none of
+    // VMXON's #GP(0) conditions the kernel can see holds (SDM 31.3 "VMXON"). It can still fault on ones it cannot
+    // see (A20M mode, SMX operation entered by firmware with bit 1 of IA32_FEATURE_CONTROL clear): that #GP
+    // (or a #UD) is then reported as a fatal exception on this core.
     unsafe { cpu.vmxon(vmxon_phys) }
         .map_err(|fail| VmxError::from_vmfail(VmxInstruction::Vmxon, fail))?;
 
