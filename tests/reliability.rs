@@ -649,3 +649,41 @@ fn bochs_fault_after_vmx_on_the_bsp_takes_every_core_out_of_vmx_root() {
     check_exception_line(&o, 0, "#UD", "6");
     assert_every_root_core_left(&o);
 }
+
+// ------------------------------------------------------------------------------------------------
+// An exception on an AP in its early window (in Rust, before its PCB's GDT and TSS are loaded):
+// reported by that core, which is counted as failed; the other cores come up.
+
+#[test]
+fn exception_in_the_early_ap_window_is_reported() {
+    let o = boot(&qemu_smp(4, "fault=early_ap_ud fault_cpu=2"));
+    assert_well_formed(&o);
+    assert_status(&o, Status::Fail);
+    assert_verdict(&o, "fail");
+    assert_eq!(
+        o.summary_value("reason"),
+        Some("exception"),
+        "{}",
+        context(&o)
+    );
+    assert_eq!(counts(&o), (4, 3, 1, 0), "{}", context(&o));
+    check_exception_line(&o, 2, "#UD", "6");
+    let stopped = line(
+        &o,
+        "hypervisor",
+        "cpu=2 stopped before its PCB was installed: exception",
+    );
+    assert_eq!(stopped.cpu, Some(2), "{}", context(&o));
+    assert_eq!(stopped.level, Some(Level::Error), "{}", context(&o));
+    let failed = line(&o, "smp", "answered but did not come online");
+    assert_eq!(failed.field("cpu"), Some("2"), "{}", context(&o));
+    for c in [0, 1, 3] {
+        pcb(&o, c);
+    }
+    assert!(
+        pcb_lines(&o).iter().all(|p| p.cpu != 2),
+        "cpu2 never built its PCB{}",
+        context(&o)
+    );
+    assert_qemu_exit(&o, 35);
+}

@@ -69,9 +69,11 @@ pub enum Fault {
     /// A #UD on the target core right after its VMX stage (in VMX root under Bochs): the fatal paths must take
     /// every core out of VMX root before the run ends.
     InvalidOpcodeAfterVmx,
+    /// A #UD on the target AP in its early window: in Rust, before its PCB's GDT and TSS are loaded.
+    EarlyApInvalidOpcode,
 }
 
-const FAULT_WORDS: [(&str, Fault); 10] = [
+const FAULT_WORDS: [(&str, Fault); 11] = [
     ("ud", Fault::InvalidOpcode),
     ("pf", Fault::PageFault),
     ("gp", Fault::GeneralProtection),
@@ -82,6 +84,7 @@ const FAULT_WORDS: [(&str, Fault); 10] = [
     ("panic_during_bringup", Fault::PanicDuringBringup),
     ("no_memory", Fault::NoMemory),
     ("ud_after_vmx", Fault::InvalidOpcodeAfterVmx),
+    ("early_ap_ud", Fault::EarlyApInvalidOpcode),
 ];
 
 impl Fault {

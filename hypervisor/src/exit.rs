@@ -268,8 +268,33 @@ pub fn fatal(reason: Reason) -> ! {
             log::error!(target: "hypervisor", "cpu={} stopped: {} (the run will end with verdict=fail)", pcb.index, reason.name());
             arch::halt_forever()
         }
-        _ => finish(Verdict::Fail, reason),
+        Some(_) => finish(Verdict::Fail, reason),
+        None => match crate::percpu::early_ap_index() {
+            Some(index) => early_ap_fatal(index, reason),
+            None => finish(Verdict::Fail, reason),
+        },
     }
+}
+
+/// What the SMP stage does when an AP fails before its PCB exists (marks the AP's slot failed, so the BSP
+/// does not wait for its PCB); registered by the stage.
+static EARLY_AP_HOOK: spin::Once<fn(u32)> = spin::Once::new();
+
+/// Registers the early-AP failure hook (the first registration counts).
+pub fn set_early_ap_failure_hook(hook: fn(u32)) {
+    EARLY_AP_HOOK.call_once(|| hook);
+}
+
+/// A fatal failure on AP `index` before its PCB was installed: the core stops, the SMP stage counts it as
+/// failed (not online), and the BSP ends the run with `verdict=fail` and this reason.
+fn early_ap_fatal(index: u32, reason: Reason) -> ! {
+    let code = REASONS.iter().position(|r| *r == reason).unwrap_or(0) as u8 + 1;
+    let _ = AP_FATAL.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+    log::error!(target: "hypervisor", "cpu={index} stopped before its PCB was installed: {} (the run will end with verdict=fail)", reason.name());
+    if let Some(hook) = EARLY_AP_HOOK.get() {
+        hook(index);
+    }
+    arch::halt_forever()
 }
 
 /// The first fatal failure an AP reported, if any.

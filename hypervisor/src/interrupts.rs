@@ -173,6 +173,15 @@ mod hw {
     unsafe impl Sync for Idt {}
 
     static IDT: Idt = Idt(UnsafeCell::new([0; 512]));
+    /// The same gates without IST stacks, for an AP before its PCB (whose TSS holds the IST stacks) exists.
+    static EARLY_IDT: Idt = Idt(UnsafeCell::new([0; 512]));
+
+    /// The GDT an AP runs on from [`load_early_on_ap`] until its PCB's GDT: null, 64-bit code at 0x08 (the IDT
+    /// gates' CS, as in the BSP's boot GDT and every PCB's GDT), flat data at 0x10. The accessed bits are preset,
+    /// so the CPU never writes to it (SDM vol. 3A 3.4.5 "Segment Descriptors").
+    static EARLY_GDT: [u64; 3] = [0, 0x00AF_9B00_0000_FFFF, 0x00CF_9300_0000_FFFF];
+    const EARLY_CODE: u16 = 0x08;
+    const EARLY_DATA: u16 = 0x10;
 
     /// Fills the shared IDT. Runs once, on the BSP, before anything can fault.
     pub fn init() {
@@ -182,8 +191,13 @@ mod hw {
             use x86_64::instructions::segmentation::{Segment, CS};
             CS::get_reg().0
         };
-        // SAFETY: single-threaded early boot on the BSP; nothing has loaded the IDT yet.
-        let idt = unsafe { &mut *IDT.0.get() };
+        // The APs' early GDT has its 64-bit code segment at the same selector.
+        assert_eq!(
+            cs, EARLY_CODE,
+            "the IDT gates' CS is the early GDT's code selector"
+        );
+        // SAFETY: single-threaded early boot on the BSP; nothing has loaded either IDT yet.
+        let (idt, early) = unsafe { (&mut *IDT.0.get(), &mut *EARLY_IDT.0.get()) };
         for (vector, &handler) in stubs.iter().enumerate() {
             let ist = match vector {
                 8 => percpu::IST_DOUBLE_FAULT,
@@ -194,11 +208,43 @@ mod hw {
             // 64-bit interrupt gate (SDM vol. 3A 7.14.1): offset 15:0, selector, IST, type 0xE, present.
             let low = (handler & 0xFFFF)
                 | (u64::from(cs) << 16)
-                | (u64::from(ist) << 32)
                 | (0x8E << 40)
                 | ((handler >> 16) & 0xFFFF) << 48;
-            idt[vector * 2] = low;
+            idt[vector * 2] = low | (u64::from(ist) << 32);
             idt[vector * 2 + 1] = handler >> 32;
+            early[vector * 2] = low;
+            early[vector * 2 + 1] = handler >> 32;
+        }
+    }
+
+    /// On an AP straight from the trampoline (whose GDT has a 32-bit code segment at 0x08 and whose TR is the
+    /// null TSS): loads the early GDT, reloads CS, SS, DS and ES from it, and loads the IDT without IST stacks,
+    /// so an exception before the AP's PCB is installed is reported instead of triple-faulting (SDM vol. 3A
+    /// 7.14.1 "64-Bit Mode IDT": the gate's selector must name a 64-bit code segment; 7.14.5 "Interrupt Stack
+    /// Table": an IST index reads the TSS). Exceptions then run on the AP's own (guarded) stack; `load` replaces
+    /// this IDT once the PCB's GDT and TSS are loaded.
+    pub fn load_early_on_ap() {
+        use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
+        use x86_64::structures::gdt::SegmentSelector;
+        use x86_64::PrivilegeLevel::Ring0;
+        let gdt = DescriptorTablePointer {
+            limit: (3 * 8 - 1) as u16,
+            base: VirtAddr::new(EARLY_GDT.as_ptr() as u64),
+        };
+        let idt = DescriptorTablePointer {
+            limit: (512 * 8 - 1) as u16,
+            base: VirtAddr::new(EARLY_IDT.0.get() as u64),
+        };
+        // SAFETY: the early GDT is 'static with a flat 64-bit code and a flat data descriptor (accessed bits set,
+        // so never written); the selectors name them; the early IDT was filled by `init` (the BSP ran it before
+        // any AP was started) with gates to valid handlers through CS 0x08.
+        unsafe {
+            x86_64::instructions::tables::lgdt(&gdt);
+            CS::set_reg(SegmentSelector::new(EARLY_CODE / 8, Ring0));
+            SS::set_reg(SegmentSelector::new(EARLY_DATA / 8, Ring0));
+            DS::set_reg(SegmentSelector::new(EARLY_DATA / 8, Ring0));
+            ES::set_reg(SegmentSelector::new(EARLY_DATA / 8, Ring0));
+            lidt(&idt);
         }
     }
 
@@ -262,7 +308,7 @@ mod hw {
 }
 
 #[cfg(target_os = "none")]
-pub use hw::{init, load};
+pub use hw::{init, load, load_early_on_ap};
 
 #[cfg(test)]
 mod tests {

@@ -19,10 +19,18 @@ pub fn inject_if_targeted(cpu: u32) {
             Fault::ApHang
             | Fault::PanicDuringBringup
             | Fault::NoMemory
-            | Fault::InvalidOpcodeAfterVmx,
+            | Fault::InvalidOpcodeAfterVmx
+            | Fault::EarlyApInvalidOpcode,
         )
         | None => {}
         Some(fault) => raise(fault, cpu),
+    }
+}
+
+/// Raises `early_ap_ud` if it targets AP `cpu` (called in the AP's early window, before its PCB).
+pub fn inject_early_ap_if_targeted(cpu: u32) {
+    if cpu != 0 && armed_for(cpu) == Some(Fault::EarlyApInvalidOpcode) {
+        raise(Fault::EarlyApInvalidOpcode, cpu);
     }
 }
 
@@ -43,7 +51,9 @@ fn raise(fault: Fault, cpu: u32) {
     // Each arm raises the exception it names; the handler reports it and stops the core (or ends the run), so
     // execution never continues past the faulting instruction.
     match fault {
-        Fault::InvalidOpcode | Fault::InvalidOpcodeAfterVmx => exception::raise_invalid_opcode(),
+        Fault::InvalidOpcode | Fault::InvalidOpcodeAfterVmx | Fault::EarlyApInvalidOpcode => {
+            exception::raise_invalid_opcode()
+        }
         Fault::PageFault => exception::raise_page_fault(),
         Fault::GeneralProtection => exception::raise_general_protection(),
         Fault::DivideError => exception::raise_divide_error(),

@@ -180,6 +180,7 @@ fn start_aps(
         };
     }
     let slots: &'static [ApSlot] = SLOTS.call_once(|| slots.leak());
+    exit::set_early_ap_failure_hook(early_ap_failed);
 
     let page = match trampoline::install(info, ap::ap_entry, slots) {
         Ok(installed) => installed,
@@ -272,5 +273,13 @@ fn start_aps(
     SmpOutcome {
         failed,
         acpi_ok: true,
+    }
+}
+
+/// An AP that failed before its PCB existed (`exit`'s early-AP hook): its slot is failed at once, so the BSP
+/// stops waiting for it and counts it as failed.
+fn early_ap_failed(index: u32) {
+    if let Some(slot) = slots().iter().find(|s| s.index == index) {
+        slot.transition(slot_state::STARTED, slot_state::FAILED);
     }
 }
