@@ -39,6 +39,14 @@ pub struct FixupEntry {
     pub resume_rip: u64,
 }
 
+/// Whether an exception with `vector` may be a fault of a fixed-up instruction: the VMX instructions under
+/// fix-up raise only #UD (6) and #GP (13) (SDM 31.3). An NMI (2), a machine check (18) or any other vector whose
+/// saved RIP happens to be such an instruction (an NMI is taken before it executes) is not that instruction's
+/// fault and is handled as usual.
+pub const fn fixup_applies(vector: u64) -> bool {
+    matches!(vector, 6 | 13)
+}
+
 pub fn find_fixup(table: &[FixupEntry], rip: u64) -> Option<u64> {
     table
         .iter()
@@ -269,7 +277,9 @@ mod hw {
 
     #[no_mangle]
     extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
-        if let Some(resume) = find_fixup(fixup_table(), frame.rip) {
+        if let Some(resume) =
+            find_fixup(fixup_table(), frame.rip).filter(|_| fixup_applies(frame.vector))
+        {
             frame.rip = resume;
             frame.rax = frame.vector;
             return;
@@ -320,6 +330,15 @@ mod tests {
         assert_eq!(core::mem::size_of::<TrapFrame>(), 22 * 8);
         assert_eq!(core::mem::offset_of!(TrapFrame, vector), 15 * 8);
         assert_eq!(core::mem::offset_of!(TrapFrame, rip), 17 * 8);
+    }
+
+    #[test]
+    fn only_ud_and_gp_are_fixed_up() {
+        assert!(fixup_applies(6) && fixup_applies(13));
+        // NMI, #DF, #MC, #PF and the rest are never a VMX instruction's expected fault.
+        for vector in (0..32).filter(|v| *v != 6 && *v != 13) {
+            assert!(!fixup_applies(vector), "vector {vector}");
+        }
     }
 
     #[test]
