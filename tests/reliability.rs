@@ -573,3 +573,132 @@ fn short_soak() {
         failed.join("\n")
     );
 }
+
+// ------------------------------------------------------------------------------------------------
+// A fatal error after the VMX stage: every way out of the run leaves VMX root on every core first
+// (INIT is blocked in VMX root, SDM vol. 3C 24.8, so a reset could hang on a real board).
+
+/// Every core that logged `vmx: root` logs `vmx: left` itself before the summary, and the BSP's
+/// `vmx: teardown: <n> of <n> cores out of VMX operation` line counts them.
+fn assert_every_root_core_left(o: &Outcome) {
+    let mut roots: Vec<u32> = root_lines(o).iter().map(|r| r.apic_id).collect();
+    roots.sort_unstable();
+    assert!(!roots.is_empty(), "no core entered VMX root{}", context(o));
+    let lines = o.lines();
+    let summary_at = lines
+        .iter()
+        .position(|l| l.message.starts_with("summary: "))
+        .unwrap_or_else(|| panic!("no summary line{}", context(o)));
+    let left: Vec<&LogLine> = lines[..summary_at]
+        .iter()
+        .filter(|l| l.module == "vmx" && l.message.starts_with("left apic_id="))
+        .collect();
+    let mut left_ids: Vec<u32> = left
+        .iter()
+        .map(|l| num_field(o, l, "apic_id") as u32)
+        .collect();
+    left_ids.sort_unstable();
+    assert_eq!(
+        left_ids,
+        roots,
+        "every core in VMX root must leave it before the summary{}",
+        context(o)
+    );
+    let pcbs = pcb_lines(o);
+    for l in &left {
+        let id = num_field(o, l, "apic_id") as u32;
+        let cpu = pcbs.iter().find(|p| p.apic_id == id).map(|p| p.cpu);
+        assert_eq!(
+            l.cpu,
+            cpu,
+            "`vmx: {}` from its own core{}",
+            l.message,
+            context(o)
+        );
+    }
+    let n = roots.len();
+    let teardown = line(o, "vmx", "teardown: ");
+    assert_eq!(
+        teardown.message,
+        format!("teardown: {n} of {n} cores out of VMX operation"),
+        "{}",
+        context(o)
+    );
+    assert!(
+        o.lines_with("vmx", "leave failed").is_empty(),
+        "a core did not leave VMX operation cleanly{}",
+        context(o)
+    );
+}
+
+#[test]
+fn bochs_fault_after_vmx_on_an_ap_takes_every_core_out_of_vmx_root() {
+    let o = boot(&bochs_smp(4, "fault=ud_after_vmx fault_cpu=2"));
+    assert_well_formed(&o);
+    assert_status(&o, Status::Fail);
+    assert_eq!(
+        o.summary_value("reason"),
+        Some("exception"),
+        "{}",
+        context(&o)
+    );
+    // cpu2 entered VMX root before its #UD: it is counted there, and it leaves from its halt.
+    assert_eq!(counts(&o), (4, 3, 1, 4), "{}", context(&o));
+    check_exception_line(&o, 2, "#UD", "6");
+    assert_every_root_core_left(&o);
+}
+
+#[test]
+fn bochs_fault_after_vmx_on_the_bsp_takes_every_core_out_of_vmx_root() {
+    // The BSP's fatal path runs in its #UD handler; APs may still be in their VMX stage then (one
+    // that has not entered VMX root yet stays out of it).
+    let o = boot(&bochs_smp(4, "fault=ud_after_vmx"));
+    assert_well_formed(&o);
+    assert_status(&o, Status::Fail);
+    assert_eq!(
+        o.summary_value("reason"),
+        Some("exception"),
+        "{}",
+        context(&o)
+    );
+    check_exception_line(&o, 0, "#UD", "6");
+    assert_every_root_core_left(&o);
+}
+
+// ------------------------------------------------------------------------------------------------
+// An exception on an AP in its early window (in Rust, before its PCB's GDT and TSS are loaded):
+// reported by that core, which is counted as failed; the other cores come up.
+
+#[test]
+fn exception_in_the_early_ap_window_is_reported() {
+    let o = boot(&qemu_smp(4, "fault=early_ap_ud fault_cpu=2"));
+    assert_well_formed(&o);
+    assert_status(&o, Status::Fail);
+    assert_verdict(&o, "fail");
+    assert_eq!(
+        o.summary_value("reason"),
+        Some("exception"),
+        "{}",
+        context(&o)
+    );
+    assert_eq!(counts(&o), (4, 3, 1, 0), "{}", context(&o));
+    check_exception_line(&o, 2, "#UD", "6");
+    let stopped = line(
+        &o,
+        "hypervisor",
+        "cpu=2 stopped before its PCB was installed: exception",
+    );
+    assert_eq!(stopped.cpu, Some(2), "{}", context(&o));
+    assert_eq!(stopped.level, Some(Level::Error), "{}", context(&o));
+    let failed = line(&o, "smp", "answered but did not come online");
+    assert_eq!(failed.field("cpu"), Some("2"), "{}", context(&o));
+    for c in [0, 1, 3] {
+        pcb(&o, c);
+    }
+    assert!(
+        pcb_lines(&o).iter().all(|p| p.cpu != 2),
+        "cpu2 never built its PCB{}",
+        context(&o)
+    );
+    assert_qemu_exit(&o, 35);
+}

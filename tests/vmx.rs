@@ -103,6 +103,23 @@ fn bochs_tigerlake_reports_revision_4() {
     );
 }
 
+/// `on_done=reboot`: every core leaves VMX root before the summary and the reset (INIT is blocked
+/// in VMX root, SDM vol. 3C 24.8; a warm reset could hang a real board).
+#[test]
+fn bochs_reboot_leaves_vmx_root_on_every_core_first() {
+    let o = boot_bochs(&bochs_spec(4, None, None, "on_done=reboot"));
+    let pcbs = assert_smp_ok(&o, 4, 4);
+    assert_vmx_root_everywhere(&o, &pcbs, None);
+    assert_left_vmx_before_summary(&o, &pcbs);
+    let teardown = line(&o, "vmx", "teardown: ");
+    assert_eq!(
+        teardown.message,
+        "teardown: 4 of 4 cores out of VMX operation",
+        "{}",
+        context(&o)
+    );
+}
+
 /// An AMD model: no VMX (CPUID.1:ECX.VMX = 0). Every core says so at WARN and the run is
 /// `degraded`, not failed; no VMX instruction is executed, so nothing is torn down.
 #[test]

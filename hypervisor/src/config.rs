@@ -69,9 +69,14 @@ pub enum Fault {
     /// Before its VMX stage the core locks IA32_FEATURE_CONTROL with "enable VMX outside SMX" clear, as a
     /// firmware that disables VMX would (only where the MSR arrives unlocked, e.g. under SeaBIOS).
     VmxLockedOff,
+    /// A #UD on the target core right after its VMX stage (in VMX root under Bochs): the fatal paths must take
+    /// every core out of VMX root before the run ends.
+    InvalidOpcodeAfterVmx,
+    /// A #UD on the target AP in its early window: in Rust, before its PCB's GDT and TSS are loaded.
+    EarlyApInvalidOpcode,
 }
 
-const FAULT_WORDS: [(&str, Fault); 10] = [
+const FAULT_WORDS: [(&str, Fault); 12] = [
     ("ud", Fault::InvalidOpcode),
     ("pf", Fault::PageFault),
     ("gp", Fault::GeneralProtection),
@@ -82,6 +87,8 @@ const FAULT_WORDS: [(&str, Fault); 10] = [
     ("panic_during_bringup", Fault::PanicDuringBringup),
     ("no_memory", Fault::NoMemory),
     ("vmx_locked_off", Fault::VmxLockedOff),
+    ("ud_after_vmx", Fault::InvalidOpcodeAfterVmx),
+    ("early_ap_ud", Fault::EarlyApInvalidOpcode),
 ];
 
 impl Fault {
@@ -437,6 +444,13 @@ mod tests {
             })
         );
         assert_eq!(target("fault_cpu=2"), None);
+        assert_eq!(
+            target("fault=ud_after_vmx fault_cpu=2"),
+            Some(FaultTarget {
+                fault: Fault::InvalidOpcodeAfterVmx,
+                cpu: 2
+            })
+        );
         assert_eq!(
             Config::parse_all("fault=pf fault_cpu=2").0.fault_on(2),
             Some(Fault::PageFault)

@@ -2,7 +2,7 @@
 
 use crate::{arch, logger, time};
 use core::fmt::Write;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -154,7 +154,6 @@ pub fn on_done() -> OnDone {
         _ => OnDone::Halt,
     }
 }
-static FINISHED: AtomicBool = AtomicBool::new(false);
 
 pub fn set_on_done(action: OnDone) {
     ON_DONE.store(action as u8, Ordering::Relaxed);
@@ -183,9 +182,38 @@ pub fn format_summary(
     }
 }
 
-/// Ends the run. Only the first caller prints the summary; any other core that gets here just stops.
+/// What a stage must do on every way out of the run, before the summary (the VMX stage: every core leaves VMX
+/// root operation, in which INIT is blocked, so a reset could hang; SDM vol. 3C 24.8 "Restrictions on VMX
+/// operation"). Core services never call a stage: the stage registers itself here.
+static TEARDOWN_HOOK: spin::Once<fn()> = spin::Once::new();
+
+/// Registers the teardown hook (the first registration counts).
+pub fn set_teardown_hook(hook: fn()) {
+    TEARDOWN_HOOK.call_once(|| hook);
+}
+
+/// Where the end of the run stands: [`RUNNING`], [`TEARING_DOWN`] (the hook runs), [`SUMMARY`] (printed).
+static ENDING: AtomicU8 = AtomicU8::new(RUNNING);
+const RUNNING: u8 = 0;
+const TEARING_DOWN: u8 = 1;
+const SUMMARY: u8 = 2;
+
+/// Ends the run: the teardown hook, then the summary. Only the first caller does it; any other core that gets
+/// here just stops. The BSP may get here from an exception handler: if the teardown itself faults (the caller
+/// is then the same core, nested), the summary is printed without finishing the teardown.
 pub fn finish(verdict: Verdict, reason: Reason) -> ! {
-    if FINISHED.swap(true, Ordering::AcqRel) {
+    match ENDING.compare_exchange(RUNNING, TEARING_DOWN, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {
+            if let Some(hook) = TEARDOWN_HOOK.get() {
+                hook();
+            }
+        }
+        Err(TEARING_DOWN) => {
+            log::error!(target: "hypervisor", "the teardown did not complete (a fault during it)")
+        }
+        Err(_) => arch::halt_forever(),
+    }
+    if ENDING.swap(SUMMARY, Ordering::AcqRel) == SUMMARY {
         arch::halt_forever();
     }
     let tally = [
@@ -240,8 +268,33 @@ pub fn fatal(reason: Reason) -> ! {
             log::error!(target: "hypervisor", "cpu={} stopped: {} (the run will end with verdict=fail)", pcb.index, reason.name());
             arch::halt_forever()
         }
-        _ => finish(Verdict::Fail, reason),
+        Some(_) => finish(Verdict::Fail, reason),
+        None => match crate::percpu::early_ap_index() {
+            Some(index) => early_ap_fatal(index, reason),
+            None => finish(Verdict::Fail, reason),
+        },
     }
+}
+
+/// What the SMP stage does when an AP fails before its PCB exists (marks the AP's slot failed, so the BSP
+/// does not wait for its PCB); registered by the stage.
+static EARLY_AP_HOOK: spin::Once<fn(u32)> = spin::Once::new();
+
+/// Registers the early-AP failure hook (the first registration counts).
+pub fn set_early_ap_failure_hook(hook: fn(u32)) {
+    EARLY_AP_HOOK.call_once(|| hook);
+}
+
+/// A fatal failure on AP `index` before its PCB was installed: the core stops, the SMP stage counts it as
+/// failed (not online), and the BSP ends the run with `verdict=fail` and this reason.
+fn early_ap_fatal(index: u32, reason: Reason) -> ! {
+    let code = REASONS.iter().position(|r| *r == reason).unwrap_or(0) as u8 + 1;
+    let _ = AP_FATAL.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+    log::error!(target: "hypervisor", "cpu={index} stopped before its PCB was installed: {} (the run will end with verdict=fail)", reason.name());
+    if let Some(hook) = EARLY_AP_HOOK.get() {
+        hook(index);
+    }
+    arch::halt_forever()
 }
 
 /// The first fatal failure an AP reported, if any.

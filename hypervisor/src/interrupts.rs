@@ -39,6 +39,14 @@ pub struct FixupEntry {
     pub resume_rip: u64,
 }
 
+/// Whether an exception with `vector` may be a fault of a fixed-up instruction: the VMX instructions under
+/// fix-up raise only #UD (6) and #GP (13) (SDM 31.3). An NMI (2), a machine check (18) or any other vector whose
+/// saved RIP happens to be such an instruction (an NMI is taken before it executes) is not that instruction's
+/// fault and is handled as usual.
+pub const fn fixup_applies(vector: u64) -> bool {
+    matches!(vector, 6 | 13)
+}
+
 pub fn find_fixup(table: &[FixupEntry], rip: u64) -> Option<u64> {
     table
         .iter()
@@ -173,6 +181,15 @@ mod hw {
     unsafe impl Sync for Idt {}
 
     static IDT: Idt = Idt(UnsafeCell::new([0; 512]));
+    /// The same gates without IST stacks, for an AP before its PCB (whose TSS holds the IST stacks) exists.
+    static EARLY_IDT: Idt = Idt(UnsafeCell::new([0; 512]));
+
+    /// The GDT an AP runs on from [`load_early_on_ap`] until its PCB's GDT: null, 64-bit code at 0x08 (the IDT
+    /// gates' CS, as in the BSP's boot GDT and every PCB's GDT), flat data at 0x10. The accessed bits are preset,
+    /// so the CPU never writes to it (SDM vol. 3A 3.4.5 "Segment Descriptors").
+    static EARLY_GDT: [u64; 3] = [0, 0x00AF_9B00_0000_FFFF, 0x00CF_9300_0000_FFFF];
+    const EARLY_CODE: u16 = 0x08;
+    const EARLY_DATA: u16 = 0x10;
 
     /// Fills the shared IDT. Runs once, on the BSP, before anything can fault.
     pub fn init() {
@@ -182,8 +199,13 @@ mod hw {
             use x86_64::instructions::segmentation::{Segment, CS};
             CS::get_reg().0
         };
-        // SAFETY: single-threaded early boot on the BSP; nothing has loaded the IDT yet.
-        let idt = unsafe { &mut *IDT.0.get() };
+        // The APs' early GDT has its 64-bit code segment at the same selector.
+        assert_eq!(
+            cs, EARLY_CODE,
+            "the IDT gates' CS is the early GDT's code selector"
+        );
+        // SAFETY: single-threaded early boot on the BSP; nothing has loaded either IDT yet.
+        let (idt, early) = unsafe { (&mut *IDT.0.get(), &mut *EARLY_IDT.0.get()) };
         for (vector, &handler) in stubs.iter().enumerate() {
             let ist = match vector {
                 8 => percpu::IST_DOUBLE_FAULT,
@@ -194,11 +216,43 @@ mod hw {
             // 64-bit interrupt gate (SDM vol. 3A 7.14.1): offset 15:0, selector, IST, type 0xE, present.
             let low = (handler & 0xFFFF)
                 | (u64::from(cs) << 16)
-                | (u64::from(ist) << 32)
                 | (0x8E << 40)
                 | ((handler >> 16) & 0xFFFF) << 48;
-            idt[vector * 2] = low;
+            idt[vector * 2] = low | (u64::from(ist) << 32);
             idt[vector * 2 + 1] = handler >> 32;
+            early[vector * 2] = low;
+            early[vector * 2 + 1] = handler >> 32;
+        }
+    }
+
+    /// On an AP straight from the trampoline (whose GDT has a 32-bit code segment at 0x08 and whose TR is the
+    /// null TSS): loads the early GDT, reloads CS, SS, DS and ES from it, and loads the IDT without IST stacks,
+    /// so an exception before the AP's PCB is installed is reported instead of triple-faulting (SDM vol. 3A
+    /// 7.14.1 "64-Bit Mode IDT": the gate's selector must name a 64-bit code segment; 7.14.5 "Interrupt Stack
+    /// Table": an IST index reads the TSS). Exceptions then run on the AP's own (guarded) stack; `load` replaces
+    /// this IDT once the PCB's GDT and TSS are loaded.
+    pub fn load_early_on_ap() {
+        use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
+        use x86_64::structures::gdt::SegmentSelector;
+        use x86_64::PrivilegeLevel::Ring0;
+        let gdt = DescriptorTablePointer {
+            limit: (3 * 8 - 1) as u16,
+            base: VirtAddr::new(EARLY_GDT.as_ptr() as u64),
+        };
+        let idt = DescriptorTablePointer {
+            limit: (512 * 8 - 1) as u16,
+            base: VirtAddr::new(EARLY_IDT.0.get() as u64),
+        };
+        // SAFETY: the early GDT is 'static with a flat 64-bit code and a flat data descriptor (accessed bits set,
+        // so never written); the selectors name them; the early IDT was filled by `init` (the BSP ran it before
+        // any AP was started) with gates to valid handlers through CS 0x08.
+        unsafe {
+            x86_64::instructions::tables::lgdt(&gdt);
+            CS::set_reg(SegmentSelector::new(EARLY_CODE / 8, Ring0));
+            SS::set_reg(SegmentSelector::new(EARLY_DATA / 8, Ring0));
+            DS::set_reg(SegmentSelector::new(EARLY_DATA / 8, Ring0));
+            ES::set_reg(SegmentSelector::new(EARLY_DATA / 8, Ring0));
+            lidt(&idt);
         }
     }
 
@@ -223,7 +277,9 @@ mod hw {
 
     #[no_mangle]
     extern "C" fn exception_dispatch(frame: &mut TrapFrame) {
-        if let Some(resume) = find_fixup(fixup_table(), frame.rip) {
+        if let Some(resume) =
+            find_fixup(fixup_table(), frame.rip).filter(|_| fixup_applies(frame.vector))
+        {
             frame.rip = resume;
             frame.rax = frame.vector;
             return;
@@ -262,7 +318,7 @@ mod hw {
 }
 
 #[cfg(target_os = "none")]
-pub use hw::{init, load};
+pub use hw::{init, load, load_early_on_ap};
 
 #[cfg(test)]
 mod tests {
@@ -274,6 +330,15 @@ mod tests {
         assert_eq!(core::mem::size_of::<TrapFrame>(), 22 * 8);
         assert_eq!(core::mem::offset_of!(TrapFrame, vector), 15 * 8);
         assert_eq!(core::mem::offset_of!(TrapFrame, rip), 17 * 8);
+    }
+
+    #[test]
+    fn only_ud_and_gp_are_fixed_up() {
+        assert!(fixup_applies(6) && fixup_applies(13));
+        // NMI, #DF, #MC, #PF and the rest are never a VMX instruction's expected fault.
+        for vector in (0..32).filter(|v| *v != 6 && *v != 13) {
+            assert!(!fixup_applies(vector), "vector {vector}");
+        }
     }
 
     #[test]

@@ -12,9 +12,14 @@ use x86_64::structures::gdt::GlobalDescriptorTable;
 use x86_64::structures::tss::TaskStateSegment;
 use x86_64::VirtAddr;
 
-/// Status bits of a PCB's status word. (Whether the core is in VMX operation is its `vmx` state's to say.)
+/// Status bits of a PCB's status word, readable by any core (and by an NMI handler) without a lock.
 pub mod status {
     pub const ONLINE: u32 = 1 << 0;
+    /// The core is in VMX root operation. Set by the core only after its `vmx` state is recorded, cleared
+    /// after VMXOFF; the teardown reads it instead of locking another core's `vmx`.
+    pub const VMX_ROOT: u32 = 1 << 1;
+    /// The core is in its VMX stage (it may be between VMXON and recording its state).
+    pub const VMX_STAGE: u32 = 1 << 2;
     pub const FAILED: u32 = 1 << 3;
 }
 
@@ -49,7 +54,8 @@ pub struct Pcb {
     pub stack: (u64, u64),
     pub guard_page: u64,
     pub status: AtomicU32,
-    /// This core's VMX state and regions (None until the VMX stage made them); only this core changes it.
+    /// This core's VMX state and regions (None until the VMX stage made them); only this core locks it (other
+    /// cores read `status::VMX_ROOT`).
     pub vmx: spin::Mutex<Option<crate::vmx::VmxCore>>,
     /// When this core finished the VMX stage (microseconds since boot, 0 = not reached).
     pub vmx_done_us: AtomicU64,
@@ -219,7 +225,61 @@ pub fn this_cpu() -> Option<&'static Pcb> {
     None
 }
 
-/// This core's logical index; 0 (the BSP) before any PCB exists, which is only true early on the BSP.
+/// IA32_GS_BASE of an AP between its arrival in Rust and [`install`]: this mark (canonical, and never a
+/// PCB address, which is below 4 GiB) plus the AP's logical index in the low 32 bits. The GS selector is 0
+/// meanwhile, so [`this_cpu`] still says "no PCB".
+#[cfg(any(target_os = "none", test))]
+const EARLY_AP_MARK: u64 = 0xFFFF_A9A0_0000_0000;
+
+/// Marks the calling AP as "started, PCB not installed yet, logical index `index`" (see [`early_ap_index`]).
+#[cfg(target_os = "none")]
+pub fn mark_early_ap(index: u32) {
+    crate::arch::msr::GsBase::write(VirtAddr::new(EARLY_AP_MARK | u64::from(index)));
+}
+
+/// The logical index of the calling core if it is an AP that has not installed its PCB yet ([`mark_early_ap`]);
+/// None on a core with a PCB and on the BSP. Reads IA32_GS_BASE, so it is for the rare paths (before a PCB).
+#[cfg(target_os = "none")]
+pub fn early_ap_index() -> Option<u32> {
+    if this_cpu().is_some() {
+        return None;
+    }
+    early_index_from_gs_base(crate::arch::msr::GsBase::read().as_u64())
+}
+
+/// The AP index an IA32_GS_BASE value marks, if it is an early-AP mark.
+#[cfg(any(target_os = "none", test))]
+fn early_index_from_gs_base(base: u64) -> Option<u32> {
+    (base & !0xFFFF_FFFF == EARLY_AP_MARK).then_some(base as u32)
+}
+
+/// Host builds have no APs.
+#[cfg(not(target_os = "none"))]
+pub fn early_ap_index() -> Option<u32> {
+    None
+}
+
+/// This core's logical index; before a PCB exists, an AP's early mark or 0 (early on the BSP).
 pub fn current_index() -> u32 {
-    this_cpu().map_or(0, |p| p.index)
+    this_cpu().map_or_else(|| early_ap_index().unwrap_or(0), |p| p.index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_early_ap_mark_names_only_marked_aps() {
+        assert_eq!(early_index_from_gs_base(EARLY_AP_MARK | 7), Some(7));
+        assert_eq!(
+            early_index_from_gs_base(EARLY_AP_MARK | 0xFFFF_FFFF),
+            Some(u32::MAX)
+        );
+        // The reset value, a PCB address below 4 GiB and a stray kernel-half address are no mark.
+        for base in [0, 0x0012_3000, 0xFFFF_8000_0000_1000] {
+            assert_eq!(early_index_from_gs_base(base), None, "{base:#x}");
+        }
+        // The mark is canonical (bits 63:47 equal), or WRMSR to IA32_GS_BASE would #GP (SDM vol. 4).
+        assert_eq!(EARLY_AP_MARK >> 47, 0x1_FFFF);
+    }
 }

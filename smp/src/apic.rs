@@ -196,6 +196,43 @@ impl fmt::Display for ApicError {
     }
 }
 
+/// The local APIC's Error Status Register bits (SDM vol. 3A 11.5.3 "Error Handling", Figure 11-9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Esr(pub u32);
+
+impl Esr {
+    /// Bit number and name of each defined error.
+    pub const BITS: [(u32, &'static str); 8] = [
+        (0, "send checksum"),
+        (1, "receive checksum"),
+        (2, "send accept"),
+        (3, "receive accept"),
+        (4, "redirectable IPI"),
+        (5, "send illegal vector"),
+        (6, "receive illegal vector"),
+        (7, "illegal register address"),
+    ];
+}
+
+/// `esr=0x<hex> (<name>, <name>, ...)`; bits outside 0..7 are listed as `bit <n>`.
+impl fmt::Display for Esr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "esr=0x{:x} (", self.0)?;
+        let mut first = true;
+        for bit in (0..32).filter(|b| self.0 & (1 << b) != 0) {
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            match Self::BITS.iter().find(|(b, _)| *b == bit) {
+                Some((_, name)) => f.write_str(name)?,
+                None => write!(f, "bit {bit}")?,
+            }
+        }
+        f.write_str(")")
+    }
+}
+
 /// How many times the xAPIC delivery status is polled before giving up.
 pub const ICR_IDLE_POLLS: u32 = 1_000_000;
 

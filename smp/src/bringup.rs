@@ -34,6 +34,11 @@ pub trait Platform {
     fn init_delay_us(&mut self, us: u64) {
         self.delay_us(us);
     }
+    /// The local APIC's errors since the last call: writes the Error Status Register, then reads it (SDM vol. 3A
+    /// 11.5.3 "Error Handling"); 0 = none. Called before the first INIT (to clear) and after every INIT and SIPI.
+    fn ipi_error(&mut self) -> u32 {
+        0
+    }
 }
 
 /// One AP to start.
@@ -256,6 +261,8 @@ pub struct ApReport {
     pub inits: u8,
     /// SIPIs sent to it (0, 1 or 2).
     pub sipis: u8,
+    /// The ESR bits read after its INIT and SIPIs, OR-ed (0: every IPI was accepted); see [`crate::apic::Esr`].
+    pub esr: u32,
 }
 
 /// Result of [`run`].
@@ -375,6 +382,7 @@ pub fn run<P: Platform>(
                 outcome: ApOutcome::TimedOut,
                 inits: 0,
                 sipis: 0,
+                esr: 0,
             },
             first_sipi: None,
             done: false,
@@ -446,9 +454,12 @@ fn kick_and_wait<P: Platform>(
     if todo.is_empty() {
         return;
     }
+    // Stale errors (from before this round) are not any AP's.
+    w.p.ipi_error();
     for &i in &todo {
         w.p.send_init(slots[i].report.apic_id);
         slots[i].report.inits += 1;
+        slots[i].report.esr |= w.p.ipi_error();
     }
     // Fallback start of the timeout for an AP that got no SIPI (it reported started between
     // INIT and SIPI), so that the poll loop below always ends.
@@ -465,6 +476,7 @@ fn kick_and_wait<P: Platform>(
             }
             w.p.send_sipi(s.report.apic_id, page);
             s.report.sipis += 1;
+            s.report.esr |= w.p.ipi_error();
             s.first_sipi.get_or_insert(w.mark());
             sent = true;
         }
@@ -533,6 +545,10 @@ mod tests {
         frozen_clock: bool,
         /// (when, how long) of each INIT delay.
         init_delays: Vec<(u64, u64)>,
+        /// ESR bits the local APIC latches for an IPI to this APIC id (SDM 11.5.3).
+        refuse: BTreeMap<u32, u32>,
+        /// Errors latched since the last ESR write.
+        esr: u32,
     }
 
     impl Fake {
@@ -548,6 +564,8 @@ mod tests {
                 events: vec![],
                 frozen_clock: false,
                 init_delays: vec![],
+                refuse: BTreeMap::new(),
+                esr: 0,
             }
         }
         fn targets(&self) -> Vec<ApTarget> {
@@ -567,8 +585,13 @@ mod tests {
         }
         fn send_init(&mut self, apic_id: u32) {
             self.events.push((self.now, Ev::Init(apic_id)));
+            self.esr |= self.refuse.get(&apic_id).copied().unwrap_or(0);
+        }
+        fn ipi_error(&mut self) -> u32 {
+            core::mem::take(&mut self.esr)
         }
         fn send_sipi(&mut self, apic_id: u32, page: u8) {
+            self.esr |= self.refuse.get(&apic_id).copied().unwrap_or(0);
             self.events.push((self.now, Ev::Sipi(apic_id, page)));
             self.sipi_times.entry(apic_id).or_default().push(self.now);
         }
@@ -596,6 +619,27 @@ mod tests {
             self.init_delays.push((self.now, us));
             self.delay_us(us);
         }
+    }
+
+    #[test]
+    fn an_ipi_the_apic_did_not_accept_is_reported_for_its_ap_only() {
+        let mut fake = Fake::new(&[Ap::AfterFirstSipi(5), Ap::Dead, Ap::AfterFirstSipi(5)]);
+        // A stale error from before bring-up is no AP's; AP apic_id 11's IPIs are not accepted (send accept).
+        fake.esr = 0x80;
+        fake.refuse.insert(11, 0x04);
+        let targets = fake.targets();
+        let report = run(&mut fake, &targets, 8, &BringupConfig::default());
+        let esr: Vec<(u32, u32)> = report.results.iter().map(|r| (r.apic_id, r.esr)).collect();
+        assert_eq!(esr, [(10, 0), (11, 0x04), (12, 0)]);
+        assert_eq!(
+            format!("{}", crate::apic::Esr(0x04)),
+            "esr=0x4 (send accept)"
+        );
+        assert_eq!(
+            format!("{}", crate::apic::Esr(0x1FF)),
+            "esr=0x1ff (send checksum, receive checksum, send accept, receive accept, redirectable IPI, \
+             send illegal vector, receive illegal vector, illegal register address, bit 8)"
+        );
     }
 
     #[test]

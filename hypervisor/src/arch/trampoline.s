@@ -108,7 +108,7 @@ tp_lm64:
     call *%rax                                         # ap_entry(slot), never returns
     jmp 8b
 
-# Parameter block, filled by the BSP (offsets are exported as trampoline_param_offsets in bringup.rs).
+# Parameter block, filled by the BSP (offsets are exported as trampoline_offsets below, read by trampoline.rs).
     .balign 8
 tp_gdt:
     .quad 0

@@ -76,23 +76,32 @@ pub extern "C" fn ap_entry(slot: &'static ApSlot) -> ! {
         // The BSP already counted this AP as not answering: stay out of the run.
         arch::halt_forever();
     }
-    interrupts::load();
+    // The early window, until the PCB's GDT and TSS are loaded: a 64-bit code segment at the IDT gates' CS
+    // and gates without IST stacks, so an exception here is reported, and a mark that names this core.
+    interrupts::load_early_on_ap();
+    percpu::mark_early_ap(slot.index);
     let stack = (slot.guard_page, slot.stack_bottom, slot.stack_top);
     let x2apic = arch::lapic::enable_on_this_cpu();
+    super::faults::inject_early_ap_if_targeted(slot.index);
     let Some(pcb) = percpu::build_and_install(slot.index, slot.apic_id, x2apic, stack) else {
         slot.transition(slot_state::STARTED, slot_state::FAILED);
         arch::halt_forever();
     };
+    // The PCB's GDT and TSS are loaded: the IDT with the IST stacks.
+    interrupts::load();
     // Online is stamped before the PCB line is printed: under emulation a log line costs more than building
     // the PCB, and the cores queue for the serial port (the BSP waits for every line before its summary).
     slot.online_us.store(time::now_us(), Ordering::Relaxed);
+    // Counted online before the slot says so: the BSP, once it sees the slot online, waits for this core's
+    // pipeline (a core preempted between the two could otherwise finish after the summary).
+    exit::TALLY.online.fetch_add(1, Ordering::AcqRel);
     // The BSP may have given up on this AP meanwhile (it swaps STARTED for FAILED): then stay out.
     if !slot.transition(slot_state::STARTED, slot_state::ONLINE) {
+        exit::TALLY.online.fetch_sub(1, Ordering::AcqRel);
         log::warn!(target: "smp", "cpu={} came online after the BSP counted it as failed: halting", slot.index);
         pcb.set_status(percpu::status::FAILED);
         arch::halt_forever();
     }
-    exit::TALLY.online.fetch_add(1, Ordering::AcqRel);
     super::pipeline::run_core(pcb, None);
     // HLT with interrupts off: only an NMI (teardown) or INIT wakes the core again.
     arch::halt_forever()

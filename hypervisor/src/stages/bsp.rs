@@ -13,8 +13,6 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 /// How long the BSP waits for every core to finish its per-core work (PCB line, VMX stage with self-test).
 const CORE_WORK_TIMEOUT_US: u64 = 10_000_000;
-/// How long the BSP waits for the cores to leave VMX operation.
-const TEARDOWN_TIMEOUT_US: u64 = 1_000_000;
 
 static BOOT_INFO: spin::Once<BootInfo> = spin::Once::new();
 
@@ -102,9 +100,7 @@ extern "C" fn bsp_main() -> ! {
     report::report_phases();
     // The worse of the SMP and VMX outcomes decides; a core that faulted makes the run fail.
     let (verdict, reason) = verdict::combine(smp.acpi_ok, smp.failed, vmx, exit::ap_fatal());
-    if exit::on_done() == OnDone::Exit && vmx::enabled() {
-        vmx::teardown_all(TEARDOWN_TIMEOUT_US);
-    }
+    // `exit::finish` runs the VMX teardown (every core leaves VMX root) before the summary.
     exit::finish(verdict, reason)
 }
 

@@ -11,12 +11,33 @@ pub fn armed_for(cpu: u32) -> Option<Fault> {
     config::get().fault_on(cpu)
 }
 
-/// Raises the armed fault now if it targets `cpu` and is one that happens "now" (not `ap_hang` or
-/// `panic_during_bringup`, which their stages raise at the right moment).
+/// Raises the armed fault now if it targets `cpu` and is one that happens "now" (not `ap_hang`,
+/// `panic_during_bringup` or `ud_after_vmx`, which their stages raise at the right moment).
 pub fn inject_if_targeted(cpu: u32) {
     match armed_for(cpu) {
-        Some(Fault::ApHang | Fault::PanicDuringBringup | Fault::NoMemory) | None => {}
+        Some(
+            Fault::ApHang
+            | Fault::PanicDuringBringup
+            | Fault::NoMemory
+            | Fault::InvalidOpcodeAfterVmx
+            | Fault::EarlyApInvalidOpcode,
+        )
+        | None => {}
         Some(fault) => raise(fault, cpu),
+    }
+}
+
+/// Raises `early_ap_ud` if it targets AP `cpu` (called in the AP's early window, before its PCB).
+pub fn inject_early_ap_if_targeted(cpu: u32) {
+    if cpu != 0 && armed_for(cpu) == Some(Fault::EarlyApInvalidOpcode) {
+        raise(Fault::EarlyApInvalidOpcode, cpu);
+    }
+}
+
+/// Raises `ud_after_vmx` if it targets `cpu` (called by the pipeline right after the core's VMX stage).
+pub fn inject_after_vmx_if_targeted(cpu: u32) {
+    if armed_for(cpu) == Some(Fault::InvalidOpcodeAfterVmx) {
+        raise(Fault::InvalidOpcodeAfterVmx, cpu);
     }
 }
 
@@ -30,7 +51,9 @@ fn raise(fault: Fault, cpu: u32) {
     // Each arm raises the exception it names; the handler reports it and stops the core (or ends the run), so
     // execution never continues past the faulting instruction.
     match fault {
-        Fault::InvalidOpcode => exception::raise_invalid_opcode(),
+        Fault::InvalidOpcode | Fault::InvalidOpcodeAfterVmx | Fault::EarlyApInvalidOpcode => {
+            exception::raise_invalid_opcode()
+        }
         Fault::PageFault => exception::raise_page_fault(),
         Fault::GeneralProtection => exception::raise_general_protection(),
         Fault::DivideError => exception::raise_divide_error(),

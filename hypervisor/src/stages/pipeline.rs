@@ -28,6 +28,7 @@ pub fn run_core(pcb: &'static Pcb, start_others: Option<&mut dyn FnMut()>) {
     if let Some(done_us) = vmx::run_on_this_cpu(pcb) {
         pcb.vmx_done_us.store(done_us, Ordering::Release);
     }
+    faults::inject_after_vmx_if_targeted(pcb.index);
     CORES_DONE.fetch_add(1, Ordering::AcqRel);
 }
 

@@ -73,6 +73,9 @@ impl Platform for Hardware<'_> {
         crate::logger::write_queued_until(deadline);
         time::delay_us(deadline.saturating_sub(time::now_us()));
     }
+    fn ipi_error(&mut self) -> u32 {
+        self.apic.error_status()
+    }
     fn send_init(&mut self, apic_id: u32) {
         if let Err(e) = self
             .apic
@@ -195,6 +198,7 @@ fn start_aps(
         };
     }
     let slots: &'static [ApSlot] = SLOTS.call_once(|| slots.leak());
+    exit::set_early_ap_failure_hook(early_ap_failed);
 
     let page = match trampoline::install(info, ap::ap_entry, slots, x2apic) {
         Ok(installed) => installed,
@@ -232,6 +236,16 @@ fn start_aps(
         .collect();
     let report = smp::bringup::run(&mut hw, &targets, vector, config);
     super::faults::panic_during_bringup_if_armed();
+    // An IPI the local APIC did not accept (ESR after its INIT or SIPIs, SDM vol. 3A 11.5.3).
+    for r in report.results.iter().filter(|r| r.esr != 0) {
+        log::warn!(
+            target: "smp",
+            "cpu={} apic_id={} IPI not accepted: {}",
+            r.logical,
+            r.apic_id,
+            smp::apic::Esr(r.esr)
+        );
+    }
     // Started APs still have to build their PCB; under emulation many cores share a few host threads.
     let deadline = time::now_us() + PCB_BUILD_TIMEOUT_US.max(config.ap_timeout_us);
     while slots.iter().any(|s| s.state() == slot_state::STARTED) && time::now_us() < deadline {
@@ -299,5 +313,13 @@ fn start_aps(
     SmpOutcome {
         failed,
         acpi_ok: true,
+    }
+}
+
+/// An AP that failed before its PCB existed (`exit`'s early-AP hook): its slot is failed at once, so the BSP
+/// stops waiting for it and counts it as failed.
+fn early_ap_failed(index: u32) {
+    if let Some(slot) = slots().iter().find(|s| s.index == index) {
+        slot.transition(slot_state::STARTED, slot_state::FAILED);
     }
 }

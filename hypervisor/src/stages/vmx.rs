@@ -19,8 +19,6 @@ struct VmxTally {
     other_failures: AtomicU32,
     selftest_pass: AtomicU32,
     selftest_fail: AtomicU32,
-    /// Cores that left VMX operation during the teardown.
-    left: AtomicU32,
     /// Set when the teardown starts: an NMI then means "leave VMX and stop".
     stopping: AtomicBool,
 }
@@ -31,7 +29,6 @@ static STAGE: VmxTally = VmxTally {
     other_failures: AtomicU32::new(0),
     selftest_pass: AtomicU32::new(0),
     selftest_fail: AtomicU32::new(0),
-    left: AtomicU32::new(0),
     stopping: AtomicBool::new(false),
 };
 
@@ -41,11 +38,27 @@ pub fn enabled() -> bool {
 }
 
 /// Runs the stage on the calling core. Every outcome is logged and counted; nothing here ends the run.
-/// Returns when the stage finished (microseconds since boot, taken before its log lines), None if VMX is off.
+/// Returns when the stage finished (microseconds since boot, taken before its log lines), None if VMX is off
+/// or the run is already ending (the teardown started: the core does not enter VMX operation).
 pub fn run_on_this_cpu(pcb: &'static Pcb) -> Option<u64> {
     if !enabled() {
         return None;
     }
+    exit::set_teardown_hook(on_exit);
+    // SeqCst pairs with `teardown_all`: either it sees this core in the stage and waits for it, or the core
+    // sees the teardown and stays out of VMX operation.
+    pcb.status
+        .fetch_or(percpu::status::VMX_STAGE, Ordering::SeqCst);
+    let done = if STAGE.stopping.load(Ordering::SeqCst) {
+        None
+    } else {
+        Some(stage_on_this_cpu(pcb))
+    };
+    pcb.clear_status(percpu::status::VMX_STAGE);
+    done
+}
+
+fn stage_on_this_cpu(pcb: &'static Pcb) -> u64 {
     let apic_id = pcb.apic_id;
     // The IDT with the fix-up table is loaded on this core, so expected faults in the self-test are caught.
     let mut cpu = HardwareCpu::this_core().with_fault_fixup();
@@ -53,7 +66,7 @@ pub fn run_on_this_cpu(pcb: &'static Pcb) -> Option<u64> {
     else {
         log::error!(target: "vmx", "failed apic_id={apic_id} error=\"no memory for the VMXON and VMCS regions\"");
         STAGE.other_failures.fetch_add(1, Ordering::AcqRel);
-        return Some(time::now_us());
+        return time::now_us();
     };
     let mut core = VmxCore::new(RegionPair {
         vmxon: Region::from_frame(vmxon),
@@ -83,7 +96,6 @@ pub fn run_on_this_cpu(pcb: &'static Pcb) -> Option<u64> {
     let done_us = time::now_us();
     match entered {
         Ok(report) => {
-            TALLY.vmx_root.fetch_add(1, Ordering::AcqRel);
             log::info!(target: "vmx", "root apic_id={apic_id} {report}");
             // Entering again must be a no-op (the core's state says it is in root), never a second VMXON.
             match core.enter(&mut cpu) {
@@ -109,8 +121,19 @@ pub fn run_on_this_cpu(pcb: &'static Pcb) -> Option<u64> {
             }
         }
     }
+    let in_root = core.in_root();
     *pcb.vmx.lock() = Some(core);
-    Some(done_us)
+    if in_root {
+        // Only now, with the state recorded, may the teardown see this core in VMX root (SeqCst pairs with
+        // `teardown_all`'s `stopping` store: if it started meanwhile, this core leaves again itself).
+        pcb.status
+            .fetch_or(percpu::status::VMX_ROOT, Ordering::SeqCst);
+        TALLY.vmx_root.fetch_add(1, Ordering::AcqRel);
+        if STAGE.stopping.load(Ordering::SeqCst) {
+            leave_on_this_cpu(pcb);
+        }
+    }
+    done_us
 }
 
 /// On the BSP, once every online core finished its per-core work: the verdict's VMX part. `last_done_us` is
@@ -138,67 +161,101 @@ pub fn judge(last_done_us: u64) -> Option<(exit::Verdict, Reason)> {
     })
 }
 
-/// Leaves VMX operation on the calling core if it is in it, and logs it.
+/// How long the teardown waits for the cores to leave VMX operation.
+pub const TEARDOWN_TIMEOUT_US: u64 = 1_000_000;
+
+/// Leaves VMX operation on the calling core if it is in it, and logs it. Runs in the NMI handler too, so it
+/// only tries the core's `vmx` lock: if the interrupted code holds it (it was recording or changing the
+/// state), the state cannot be trusted and the core stays in VMX operation, said in an ERROR line.
 fn leave_on_this_cpu(pcb: &Pcb) {
-    let mut slot = pcb.vmx.lock();
+    if !pcb.has_status(percpu::status::VMX_ROOT) {
+        return;
+    }
+    let Some(mut slot) = pcb.vmx.try_lock() else {
+        log::error!(target: "vmx", "leave failed apic_id={} error=\"VMX state busy: interrupted while it was being changed\"", pcb.apic_id);
+        return;
+    };
     let Some(core) = slot.as_mut().filter(|c| c.in_root()) else {
         return;
     };
     let mut cpu = HardwareCpu::this_core();
     match core.leave(&mut cpu) {
         Ok(()) => {
+            pcb.clear_status(percpu::status::VMX_ROOT);
             log::info!(target: "vmx", "left apic_id={} (VMCLEAR, VMXOFF, CR4.VMXE cleared)", pcb.apic_id)
         }
         Err(e) => log::error!(target: "vmx", "leave failed apic_id={} error=\"{e}\"", pcb.apic_id),
     }
-    STAGE.left.fetch_add(1, Ordering::AcqRel);
 }
 
-/// Whether `pcb`'s core is in VMX root operation.
-fn in_root(pcb: &Pcb) -> bool {
-    pcb.vmx.lock().as_ref().is_some_and(VmxCore::in_root)
-}
-
-/// The NMI hook (registered by [`teardown_all`]): during teardown an NMI means "leave VMX and stop".
-/// Returns false otherwise.
+/// The NMI hook (registered by [`teardown_all`]): during teardown an NMI means "leave VMX and stop". A core
+/// still in its VMX stage, not yet recorded in VMX root, goes on (it leaves again itself at the end of the
+/// stage). Returns false outside the teardown.
 fn on_nmi() -> bool {
-    if !STAGE.stopping.load(Ordering::Acquire) {
+    if !STAGE.stopping.load(Ordering::SeqCst) {
         return false;
     }
-    if let Some(pcb) = percpu::this_cpu() {
-        leave_on_this_cpu(pcb);
+    let Some(pcb) = percpu::this_cpu() else {
+        arch::halt_forever()
+    };
+    if pcb.has_status(percpu::status::VMX_STAGE) && !pcb.has_status(percpu::status::VMX_ROOT) {
+        return true;
     }
+    leave_on_this_cpu(pcb);
     arch::halt_forever()
 }
 
-/// On the BSP before the run exits: every core in VMX root leaves it (APs are woken with an NMI).
+/// The exit hook (registered by the stage on its first core): every way out of the run (the summary after
+/// any verdict, a fatal error on the BSP, `on_done=halt|exit|reboot`) first takes every core out of VMX
+/// root operation, as Linux's emergency disable does before a reboot.
+fn on_exit() {
+    teardown_all(TEARDOWN_TIMEOUT_US);
+}
+
+/// On the BSP before the run ends: every core in VMX root leaves it (the others are sent an NMI); a core still
+/// in its VMX stage is waited for (it leaves itself). Takes no other core's lock (it reads each core's status
+/// word), so it may run in an exception handler. Bounded by `timeout_us`; a core that did not leave is a WARN.
 pub fn teardown_all(timeout_us: u64) {
-    let me = percpu::this_cpu();
-    let cores: alloc::vec::Vec<&'static Pcb> = percpu::ALL.lock().clone();
-    let others: alloc::vec::Vec<_> = cores
-        .iter()
-        .filter(|p| me.is_none_or(|m| m.index != p.index) && in_root(p))
-        .collect();
+    use percpu::status::{VMX_ROOT, VMX_STAGE};
     interrupts::set_nmi_hook(on_nmi);
-    STAGE.stopping.store(true, Ordering::Release);
+    STAGE.stopping.store(true, Ordering::SeqCst);
+    let me = percpu::this_cpu();
+    let cores: alloc::vec::Vec<&'static Pcb> = match percpu::ALL.try_lock() {
+        Some(all) => all.clone(),
+        None => {
+            log::error!(target: "vmx", "teardown: the core list is busy; only this core leaves VMX operation");
+            me.into_iter().collect()
+        }
+    };
+    let is_me = |p: &Pcb| me.is_some_and(|m| m.index == p.index);
+    // Another core is pending while it is in VMX root or in its VMX stage; this core while in VMX root.
+    let pending = |p: &Pcb| {
+        let bits = p.status.load(Ordering::SeqCst);
+        bits & VMX_ROOT != 0 || (!is_me(p) && bits & VMX_STAGE != 0)
+    };
+    let want = cores.iter().filter(|p| pending(p)).count();
+    if want == 0 {
+        return;
+    }
     let lapic = arch::lapic::local();
-    for pcb in &others {
+    for pcb in cores.iter().filter(|p| !is_me(p) && pending(p)) {
         let icr = smp::apic::Icr::new(0, smp::apic::DeliveryMode::Nmi, true, false, pcb.apic_id);
         if let Err(e) = lapic.send_ipi(icr) {
             log::warn!(target: "vmx", "NMI to apic_id={} failed: {e}", pcb.apic_id);
         }
     }
-    let me_in_root = me.is_some_and(in_root);
-    if let Some(me) = me.filter(|_| me_in_root) {
+    if let Some(me) = me {
         leave_on_this_cpu(me);
     }
-    let want = others.len() as u32 + u32::from(me_in_root);
+    let still = || cores.iter().filter(|p| pending(p)).count();
     let deadline = time::now_us() + timeout_us;
-    while STAGE.left.load(Ordering::Acquire) < want && time::now_us() < deadline {
+    while still() > 0 && time::now_us() < deadline {
         arch::pause();
     }
-    let left = STAGE.left.load(Ordering::Acquire);
+    let left = want.saturating_sub(still());
     if left < want {
         log::warn!(target: "vmx", "teardown: only {left} of {want} cores confirmed leaving VMX operation");
+    } else {
+        log::info!(target: "vmx", "teardown: {left} of {want} cores out of VMX operation");
     }
 }

@@ -229,6 +229,10 @@ pub enum VmxError {
     VmStatusUndefined { instr: VmxInstruction },
     /// After VMCLEAR + VMPTRLD, VMPTRST did not return the VMCS's address.
     VmcsNotCurrent { expected: u64, found: u64 },
+    /// VMXON raised #UD or #GP(0) although every condition the kernel can check held (SDM 31.3 "VMXON": e.g.
+    /// A20M mode, or SMX operation with bit 1 of IA32_FEATURE_CONTROL clear); caught by the fix-up. `smxe` is
+    /// CR4.SMXE at the time (set when the policy uses bit 1, "VMX inside SMX").
+    VmxonFaulted { exception: Exception, smxe: bool },
 }
 
 impl VmxError {
@@ -316,6 +320,14 @@ impl fmt::Display for VmxError {
             Self::VmcsNotCurrent { expected, found } => write!(
                 f,
                 "VMPTRST returned 0x{found:x} after VMPTRLD of 0x{expected:x}: the VMCS is not current"
+            ),
+            Self::VmxonFaulted { exception, smxe: true } => write!(
+                f,
+                "VMXON raised {exception} with CR4.SMXE set: inside SMX operation (VMX inside SMX refused)"
+            ),
+            Self::VmxonFaulted { exception, smxe: false } => write!(
+                f,
+                "VMXON raised {exception} although feature control and CR0/CR4 allow it (A20M mode, SMX operation or a firmware quirk)"
             ),
         }
     }

@@ -124,6 +124,8 @@ pub struct FakeCpu {
     pub fault_fixup: bool,
     pub quirk: Option<Quirk>,
     injected: Vec<(Instr, VmFail)>,
+    /// Faults to raise on the next execution of an instruction (after the SDM's own fault checks).
+    injected_faults: Vec<(Instr, Exception)>,
     /// VMPTRST returns this instead of the current-VMCS pointer.
     pub vmptrst_lies: Option<u64>,
     memory: HashMap<u64, *mut u8>,
@@ -177,6 +179,7 @@ impl FakeCpu {
             fault_fixup: false,
             quirk: None,
             injected: Vec::new(),
+            injected_faults: Vec::new(),
             vmptrst_lies: None,
             memory: HashMap::new(),
             executed: Vec::new(),
@@ -221,6 +224,12 @@ impl FakeCpu {
     /// The next execution of `instr` fails with `fail` and changes nothing.
     pub fn inject(&mut self, instr: Instr, fail: VmFail) {
         self.injected.push((instr, fail));
+    }
+
+    /// The next execution of `instr` raises `exception` (as A20M or SMX operation make VMXON #GP) and changes
+    /// nothing.
+    pub fn inject_fault(&mut self, instr: Instr, exception: Exception) {
+        self.injected_faults.push((instr, exception));
     }
 
     /// Backs the physical page at `phys` with `page`.
@@ -328,6 +337,13 @@ impl FakeCpu {
             || feature_control & VMX_OUTSIDE_SMX == 0
         {
             return InstrOutcome::Fault(Exception::GP);
+        }
+        if let Some(i) = self
+            .injected_faults
+            .iter()
+            .position(|(i, _)| *i == Instr::Vmxon)
+        {
+            return InstrOutcome::Fault(self.injected_faults.remove(i).1);
         }
         if let Some(injected) = self.take_injected(Instr::Vmxon) {
             return injected;

@@ -7,8 +7,8 @@ use super::basic::{RegionPair, VmxBasic};
 use super::caps::Caps;
 use super::errors::VmxInstruction;
 use super::feature_control::{enable_feature_control, FeatureControlReport};
-use super::fixed_bits::{prepare_control_registers, CR4_VMXE};
-use super::{VmxCpu, VmxError, IA32_VMX_BASIC};
+use super::fixed_bits::{prepare_control_registers, CR4_SMXE, CR4_VMXE};
+use super::{InstrOutcome, VmxCpu, VmxError, IA32_VMX_BASIC};
 
 /// Everything the per-core log line needs, from one successful [`enter_vmx_root`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,10 +123,12 @@ pub fn enter_vmx_root(
 
     // SAFETY: CPL 0 (kernel). The VMXON region was validated (aligned, within the address width, big enough),
     // holds the revision identifier, and `Region::new`'s contract reserves it for VMX for the rest of the run.
-    // Feature control is locked with VMX enabled and CR0/CR4 satisfy the fixed bits with VMXE set, so VMXON
-    // cannot fault.
-    unsafe { cpu.vmxon(vmxon_phys) }
-        .map_err(|fail| VmxError::from_vmfail(VmxInstruction::Vmxon, fail))?;
+    // Feature control is locked with VMX enabled and CR0/CR4 satisfy the fixed bits with VMXE set, so none of
+    // VMXON's #GP(0) conditions the kernel can see holds (SDM 31.3 "VMXON"). It can still fault on ones it cannot
+    // see (A20M mode, SMX operation entered by firmware with bit 1 of IA32_FEATURE_CONTROL clear): that #GP
+    // (or a #UD) is caught by the fix-up and becomes `VmxError::VmxonFaulted` on this core.
+    // SAFETY: as above.
+    unsafe { vmxon_under_fixup(cpu, vmxon_phys) }?;
 
     if let Err(error) = make_current(cpu, vmcs_phys) {
         abandon_root(cpu, vmcs_phys);
@@ -169,6 +171,30 @@ fn make_current(cpu: &mut impl VmxCpu, vmcs_phys: u64) -> Result<(), VmxError> {
 }
 
 /// Best-effort exit after a failure past VMXON: VMCLEAR, VMXOFF, and clear CR4.VMXE if VMXOFF worked.
+/// VMXON, under the kernel's fix-up when the core has it: #UD and #GP become [`VmxError::VmxonFaulted`] and
+/// CR4.VMXE is cleared again (VMXON leaves the core outside VMX operation when it faults). Any other vector
+/// cannot be VMXON's (the IDT dispatcher applies the fix-up to #UD and #GP only), so it is not expected here.
+///
+/// # Safety
+/// As [`VmxCpu::vmxon`].
+unsafe fn vmxon_under_fixup(cpu: &mut impl VmxCpu, phys: u64) -> Result<(), VmxError> {
+    if !cpu.can_catch_faults() {
+        // SAFETY: forwarded to the caller's guarantee.
+        return unsafe { cpu.vmxon(phys) }
+            .map_err(|fail| VmxError::from_vmfail(VmxInstruction::Vmxon, fail));
+    }
+    // SAFETY: forwarded to the caller's guarantee.
+    match unsafe { cpu.vmxon_probe(phys) } {
+        InstrOutcome::Succeeded => Ok(()),
+        InstrOutcome::VmFail(fail) => Err(VmxError::from_vmfail(VmxInstruction::Vmxon, fail)),
+        InstrOutcome::Fault(exception) => {
+            let smxe = cpu.read_cr4() & CR4_SMXE != 0;
+            clear_vmxe(cpu);
+            Err(VmxError::VmxonFaulted { exception, smxe })
+        }
+    }
+}
+
 fn abandon_root(cpu: &mut impl VmxCpu, vmcs_phys: u64) {
     // SAFETY: in VMX root operation; the VMCS region is reserved for VMX. A failure here changes nothing.
     let _ = unsafe { cpu.vmclear(vmcs_phys) };
@@ -209,7 +235,54 @@ mod tests {
     use super::*;
     use crate::vmx::fake::{FakeCpu, Instr, TestRegions};
     use crate::vmx::fixed_bits::CR0_NE;
-    use crate::vmx::{InstructionError, RegionError, RegionKind, VmFail};
+    use crate::vmx::{Exception, InstructionError, RegionError, RegionKind, VmFail};
+
+    #[test]
+    fn a_faulting_vmxon_is_a_typed_error_under_the_fixup() {
+        for exception in [Exception::GP, Exception::UD] {
+            let mut cpu = FakeCpu::bochs_haswell();
+            cpu.fault_fixup = true;
+            let regions = TestRegions::new(&mut cpu);
+            cpu.inject_fault(Instr::Vmxon, exception);
+            let mut state = VmxState::new();
+            let error = enter_vmx_root(&mut cpu, &mut state, &regions.pair).unwrap_err();
+            assert_eq!(
+                error,
+                VmxError::VmxonFaulted {
+                    exception,
+                    smxe: false
+                }
+            );
+            assert_eq!(state, VmxState::NotEntered);
+            assert_eq!(cpu.read_cr4() & CR4_VMXE, 0, "CR4.VMXE is cleared again");
+            assert!(!cpu.in_root());
+            assert!(format!("{error}").starts_with(&format!("VMXON raised {exception} although")));
+        }
+    }
+
+    #[test]
+    fn a_vmxon_fault_with_smxe_set_is_reported_as_inside_smx() {
+        let mut cpu = FakeCpu::bochs_haswell();
+        cpu.fault_fixup = true;
+        let regions = TestRegions::new(&mut cpu);
+        // An SMX-capable CPU with feature control unlocked: the policy sets bit 1 and CR4.SMXE.
+        // IA32_VMX_CR4_FIXED1 (0x489) must allow CR4.SMXE (Bochs' haswell does not).
+        cpu.smx = true;
+        cpu.set_feature_control(0);
+        let fixed1 = cpu.read_msr(0x489);
+        cpu.set_msr(0x489, fixed1 | CR4_SMXE);
+        cpu.inject_fault(Instr::Vmxon, Exception::GP);
+        let mut state = VmxState::new();
+        let error = enter_vmx_root(&mut cpu, &mut state, &regions.pair).unwrap_err();
+        assert_eq!(
+            error,
+            VmxError::VmxonFaulted {
+                exception: Exception::GP,
+                smxe: true
+            }
+        );
+        assert!(format!("{error}").contains("inside SMX operation"));
+    }
 
     #[test]
     fn enters_root_on_bochs_haswell() {
