@@ -10,8 +10,7 @@ use std::time::Instant;
 use crate::elf::{Elf, PT_LOAD};
 use crate::RunError;
 
-/// The image's target triple.
-pub const IMAGE_TARGET: &str = "x86_64-unknown-none";
+pub use crate::toolchain::{cargo_program, IMAGE_TARGET};
 
 /// The repository root (the runner package's manifest directory).
 pub fn repo_root() -> PathBuf {
@@ -50,11 +49,6 @@ pub fn build_args() -> Vec<String> {
     .collect()
 }
 
-/// The cargo program: `$CARGO` if set (it is under `cargo run` and `cargo test`), else `cargo`.
-pub fn cargo_program() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
-}
-
 static BUILT: Mutex<Option<Result<PathBuf, RunError>>> = Mutex::new(None);
 
 /// Builds the image once per process (later calls return the first result) and returns its path.
@@ -67,7 +61,7 @@ pub fn build_image(show_output: bool) -> Result<PathBuf, RunError> {
         return result.clone();
     }
     // A toolchain without the image's target fails with "can't find crate for `core`": add it first.
-    let result = crate::toolchain::ensure_image_target()
+    let result = crate::toolchain::ensure_image_target(&repo_root())
         .and_then(|()| build_image_uncached(show_output).map_err(RunError::Build));
     *built = Some(result.clone());
     result

@@ -25,7 +25,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use image::{build_garbled_handoff_image, build_image, image_path};
-pub use runner::{kernel_cmdline, resolve_backend, run, smp_cpu_count, smp_max_cpus};
+pub use qemu::{smp_cpu_count, smp_max_cpus};
+pub use runner::{kernel_cmdline, resolve_backend, run};
 pub use serial::{Level, LogLine, Summary, Verdict};
 
 /// Which emulator boots the image.

@@ -106,7 +106,7 @@ impl QemuVersion {
 impl QemuPlan {
     /// The default TCG accelerator for this plan's CPU count (see [`TCG_SINGLE_ABOVE`]).
     pub fn tcg_accel(&self) -> &'static str {
-        match crate::smp_cpu_count(&self.smp) {
+        match smp_cpu_count(&self.smp) {
             Ok(cpus) if cpus > TCG_SINGLE_ABOVE => "tcg,thread=single",
             _ => "tcg",
         }
@@ -114,7 +114,7 @@ impl QemuPlan {
 
     /// The most CPUs the plan's `-smp` can hold (`maxcpus=`, else the CPUs it starts).
     pub fn max_cpus(&self) -> Option<u32> {
-        crate::runner::smp_max_cpus(&self.smp).ok()
+        smp_max_cpus(&self.smp).ok()
     }
 
     /// True when the CPUs run in x2APIC mode: TCG with more than [`XAPIC_MAX_CPUS`] CPUs.
@@ -166,7 +166,7 @@ impl QemuPlan {
     /// GRUB ISO boots keep the PIC: SeaBIOS's timer tick, which GRUB's menu timeout counts, comes through it.
     pub fn machine_arg(&self) -> String {
         let pvh = matches!(self.media, Media::Kernel { .. });
-        let many = matches!(crate::smp_cpu_count(&self.smp), Ok(n) if n > TCG_SINGLE_ABOVE);
+        let many = matches!(smp_cpu_count(&self.smp), Ok(n) if n > TCG_SINGLE_ABOVE);
         if pvh && many && !self.kvm {
             format!("{},pic=off", self.machine.as_str())
         } else {
@@ -267,9 +267,77 @@ pub fn shell_quote(args: &[String]) -> String {
         .join(" ")
 }
 
+/// The number of CPUs a QEMU `-smp` spec starts: its leading number or `cpus=`, else the product of
+/// the topology (`sockets`, `dies`, `clusters`, `cores`, `threads`).
+pub fn smp_cpu_count(spec: &str) -> Result<u32, String> {
+    let bad = || format!("cannot read a CPU count from --smp {spec:?}");
+    let mut cpus: Option<u32> = None;
+    let mut topology: Option<u32> = None;
+    for (i, item) in spec.split(',').enumerate() {
+        let item = item.trim();
+        let (key, value) = match item.split_once('=') {
+            Some((k, v)) => (k, v),
+            None if i == 0 => ("cpus", item),
+            None => return Err(bad()),
+        };
+        let n: u32 = value.parse().map_err(|_| bad())?;
+        match key {
+            "cpus" => cpus = Some(n),
+            "sockets" | "dies" | "clusters" | "cores" | "threads" => {
+                topology = Some(topology.unwrap_or(1).checked_mul(n).ok_or_else(bad)?)
+            }
+            "maxcpus" | "books" | "drawers" => {}
+            _ => return Err(bad()),
+        }
+    }
+    match cpus.or(topology) {
+        Some(0) | None => Err(bad()),
+        Some(n) => Ok(n),
+    }
+}
+
+/// The most CPUs a QEMU `-smp` spec can hold: its `maxcpus=`, else the CPUs it starts ([`smp_cpu_count`]).
+pub fn smp_max_cpus(spec: &str) -> Result<u32, String> {
+    let started = smp_cpu_count(spec)?;
+    let max = spec
+        .split(',')
+        .filter_map(|item| item.trim().strip_prefix("maxcpus="))
+        .next_back()
+        .map(|v| {
+            v.parse::<u32>()
+                .map_err(|_| format!("cannot read maxcpus from --smp {spec:?}"))
+        })
+        .transpose()?;
+    Ok(max.unwrap_or(started).max(started))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smp_counts() {
+        assert_eq!(smp_cpu_count("4"), Ok(4));
+        assert_eq!(smp_cpu_count("6,sockets=2,cores=3"), Ok(6));
+        assert_eq!(smp_cpu_count("sockets=2,cores=3,threads=2"), Ok(12));
+        assert_eq!(smp_cpu_count("cpus=3,maxcpus=8"), Ok(3));
+        assert_eq!(smp_cpu_count("2,maxcpus=4"), Ok(2));
+        assert!(smp_cpu_count("").is_err());
+        assert!(smp_cpu_count("0").is_err());
+        assert!(smp_cpu_count("x").is_err());
+        assert!(smp_cpu_count("maxcpus=4").is_err());
+        assert!(smp_cpu_count("2,bogus=1").is_err());
+    }
+
+    #[test]
+    fn smp_max_counts() {
+        assert_eq!(smp_max_cpus("4"), Ok(4));
+        assert_eq!(smp_max_cpus("4,maxcpus=300"), Ok(300));
+        assert_eq!(smp_max_cpus("cpus=3,maxcpus=2"), Ok(3));
+        assert_eq!(smp_max_cpus("300,sockets=2,cores=150"), Ok(300));
+        assert!(smp_max_cpus("4,maxcpus=x").is_err());
+        assert!(smp_max_cpus("x").is_err());
+    }
 
     fn plan() -> QemuPlan {
         QemuPlan {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::host::{self, HostProbe, Need};
-use crate::qemu::{self, Media, QemuPlan};
+use crate::qemu::{self, smp_cpu_count, smp_max_cpus, Media, QemuPlan};
 use crate::serial::{Summary, Verdict};
 use crate::session::{self, Ended, Limits, RunDir};
 use crate::{bochs, image, Backend, BochsRom, Boot, Outcome, RunError, RunSpec, Status};
@@ -23,50 +23,6 @@ pub fn kernel_cmdline(append: &str, default_on_done: &str) -> String {
         line.push_str(default_on_done);
     }
     line
-}
-
-/// The number of CPUs a QEMU `-smp` spec starts: its leading number or `cpus=`, else the product of
-/// the topology (`sockets`, `dies`, `clusters`, `cores`, `threads`).
-pub fn smp_cpu_count(spec: &str) -> Result<u32, String> {
-    let bad = || format!("cannot read a CPU count from --smp {spec:?}");
-    let mut cpus: Option<u32> = None;
-    let mut topology: Option<u32> = None;
-    for (i, item) in spec.split(',').enumerate() {
-        let item = item.trim();
-        let (key, value) = match item.split_once('=') {
-            Some((k, v)) => (k, v),
-            None if i == 0 => ("cpus", item),
-            None => return Err(bad()),
-        };
-        let n: u32 = value.parse().map_err(|_| bad())?;
-        match key {
-            "cpus" => cpus = Some(n),
-            "sockets" | "dies" | "clusters" | "cores" | "threads" => {
-                topology = Some(topology.unwrap_or(1).checked_mul(n).ok_or_else(bad)?)
-            }
-            "maxcpus" | "books" | "drawers" => {}
-            _ => return Err(bad()),
-        }
-    }
-    match cpus.or(topology) {
-        Some(0) | None => Err(bad()),
-        Some(n) => Ok(n),
-    }
-}
-
-/// The most CPUs a QEMU `-smp` spec can hold: its `maxcpus=`, else the CPUs it starts ([`smp_cpu_count`]).
-pub fn smp_max_cpus(spec: &str) -> Result<u32, String> {
-    let started = smp_cpu_count(spec)?;
-    let max = spec
-        .split(',')
-        .filter_map(|item| item.trim().strip_prefix("maxcpus="))
-        .next_back()
-        .map(|v| {
-            v.parse::<u32>()
-                .map_err(|_| format!("cannot read maxcpus from --smp {spec:?}"))
-        })
-        .transpose()?;
-    Ok(max.unwrap_or(started).max(started))
 }
 
 /// QEMU exited by itself, with an error status, before writing anything to the serial port, and said why on
@@ -612,30 +568,6 @@ mod tests {
             kernel_cmdline("xon_done=halt", "halt"),
             "xon_done=halt on_done=halt"
         );
-    }
-
-    #[test]
-    fn smp_counts() {
-        assert_eq!(smp_cpu_count("4"), Ok(4));
-        assert_eq!(smp_cpu_count("6,sockets=2,cores=3"), Ok(6));
-        assert_eq!(smp_cpu_count("sockets=2,cores=3,threads=2"), Ok(12));
-        assert_eq!(smp_cpu_count("cpus=3,maxcpus=8"), Ok(3));
-        assert_eq!(smp_cpu_count("2,maxcpus=4"), Ok(2));
-        assert!(smp_cpu_count("").is_err());
-        assert!(smp_cpu_count("0").is_err());
-        assert!(smp_cpu_count("x").is_err());
-        assert!(smp_cpu_count("maxcpus=4").is_err());
-        assert!(smp_cpu_count("2,bogus=1").is_err());
-    }
-
-    #[test]
-    fn smp_max_counts() {
-        assert_eq!(smp_max_cpus("4"), Ok(4));
-        assert_eq!(smp_max_cpus("4,maxcpus=300"), Ok(300));
-        assert_eq!(smp_max_cpus("cpus=3,maxcpus=2"), Ok(3));
-        assert_eq!(smp_max_cpus("300,sockets=2,cores=150"), Ok(300));
-        assert!(smp_max_cpus("4,maxcpus=x").is_err());
-        assert!(smp_max_cpus("x").is_err());
     }
 
     fn ended(lines: &[&str], exit: Option<i32>, stderr: &str) -> Ended {

@@ -7,8 +7,15 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::image::{cargo_program, repo_root, IMAGE_TARGET};
 use crate::RunError;
+
+/// The image's target triple.
+pub const IMAGE_TARGET: &str = "x86_64-unknown-none";
+
+/// The cargo program: `$CARGO` if set (it is under `cargo run` and `cargo test`), else `cargo`.
+pub fn cargo_program() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+}
 
 /// What the build machine has of the image's target.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,10 +93,10 @@ pub fn rustc_program() -> PathBuf {
     PathBuf::from("rustc")
 }
 
-fn rustc_print(rustc: &Path, args: &[&str]) -> Result<String, RunError> {
+fn rustc_print(rustc: &Path, args: &[&str], dir: &Path) -> Result<String, RunError> {
     let out = Command::new(rustc)
         .args(args)
-        .current_dir(repo_root())
+        .current_dir(dir)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| RunError::ToolMissing(format!("cannot run {}: {e}", rustc.display())))?;
@@ -117,10 +124,10 @@ pub fn has_core(libdir: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Looks at the toolchain cargo will build the image with.
-pub fn probe() -> Result<Probe, RunError> {
+/// Looks at the toolchain cargo will build the image with, from `dir` (where `rust-toolchain.toml` applies).
+pub fn probe(dir: &Path) -> Result<Probe, RunError> {
     let rustc = rustc_program();
-    let sysroot = PathBuf::from(rustc_print(&rustc, &["--print", "sysroot"])?);
+    let sysroot = PathBuf::from(rustc_print(&rustc, &["--print", "sysroot"], dir)?);
     let libdir = sysroot
         .join("lib")
         .join("rustlib")
@@ -133,9 +140,10 @@ pub fn probe() -> Result<Probe, RunError> {
     })
 }
 
-/// Makes sure the image's target is installed, adding it with rustup when it is missing.
-pub fn ensure_image_target() -> Result<(), RunError> {
-    let first = probe()?;
+/// Makes sure the image's target is installed, adding it with rustup when it is missing; `dir` is the
+/// repository root, so that rustup and rustc see its `rust-toolchain.toml`.
+pub fn ensure_image_target(dir: &Path) -> Result<(), RunError> {
+    let first = probe(dir)?;
     match plan(&first) {
         Setup::Ready => Ok(()),
         Setup::Missing(message) => Err(RunError::ToolMissing(message)),
@@ -147,7 +155,7 @@ pub fn ensure_image_target() -> Result<(), RunError> {
             );
             let status = Command::new(&rustup)
                 .args(&args)
-                .current_dir(repo_root())
+                .current_dir(dir)
                 .stdin(Stdio::null())
                 .stdout(Stdio::inherit())
                 .stderr(Stdio::inherit())
@@ -159,7 +167,7 @@ pub fn ensure_image_target() -> Result<(), RunError> {
                     first.sysroot.display()
                 )));
             }
-            if probe()?.target_installed {
+            if probe(dir)?.target_installed {
                 Ok(())
             } else {
                 Err(RunError::ToolMissing(format!(
@@ -250,7 +258,7 @@ mod tests {
 
     #[test]
     fn core_is_looked_for_in_the_target_libdir() {
-        let dir = std::env::temp_dir().join(crate::image::unique_name("toolchain-test"));
+        let dir = std::env::temp_dir().join(format!("toolchain-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         assert!(!has_core(&dir));
         std::fs::write(dir.join("liballoc-0123.rlib"), b"").unwrap();
