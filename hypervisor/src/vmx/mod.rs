@@ -50,6 +50,21 @@ pub const IA32_VMX_CR0_FIXED1: u32 = 0x487;
 pub const IA32_VMX_CR4_FIXED0: u32 = 0x488;
 /// IA32_VMX_CR4_FIXED1.
 pub const IA32_VMX_CR4_FIXED1: u32 = 0x489;
+
+// The other capability MSRs (SDM vol. 3D appendix A; which exist depends on IA32_VMX_BASIC and the controls,
+// see `vmcs::caps`).
+pub const IA32_VMX_PINBASED_CTLS: u32 = 0x481;
+pub const IA32_VMX_PROCBASED_CTLS: u32 = 0x482;
+pub const IA32_VMX_EXIT_CTLS: u32 = 0x483;
+pub const IA32_VMX_ENTRY_CTLS: u32 = 0x484;
+pub const IA32_VMX_MISC: u32 = 0x485;
+pub const IA32_VMX_VMCS_ENUM: u32 = 0x48A;
+pub const IA32_VMX_PROCBASED_CTLS2: u32 = 0x48B;
+pub const IA32_VMX_EPT_VPID_CAP: u32 = 0x48C;
+pub const IA32_VMX_TRUE_PINBASED_CTLS: u32 = 0x48D;
+pub const IA32_VMX_TRUE_PROCBASED_CTLS: u32 = 0x48E;
+pub const IA32_VMX_TRUE_EXIT_CTLS: u32 = 0x48F;
+pub const IA32_VMX_TRUE_ENTRY_CTLS: u32 = 0x490;
 /// VMCS field encoding of the VM-instruction error field (SDM vol. 3D appendix B.3.3, 32-bit read-only data).
 pub const VMCS_VM_INSTRUCTION_ERROR: u64 = 0x4400;
 
