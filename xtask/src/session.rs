@@ -128,16 +128,23 @@ pub fn check_qemu_version(plan: &qemu::QemuPlan) -> Result<(), RunError> {
     }
 }
 
-/// Runs `cmd` with stdin closed, its stdout as the serial port and its stderr collected as the emulator's
-/// output.
-pub fn run_piped(mut cmd: Command, program: &str, limits: Limits) -> Result<Ended, RunError> {
+/// Starts `cmd` with stdin closed and stdout and stderr piped; returns the child and when it started (the
+/// origin of every line's time stamp).
+fn spawn_piped(mut cmd: Command, program: &str) -> Result<(Child, Instant), RunError> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let start = Instant::now();
-    let mut child = cmd
+    let child = cmd
         .spawn()
         .map_err(|e| RunError::Spawn(format!("{program}: {e}")))?;
+    Ok((child, start))
+}
+
+/// Runs `cmd` with stdin closed, its stdout as the serial port and its stderr collected as the emulator's
+/// output.
+pub fn run_piped(cmd: Command, program: &str, limits: Limits) -> Result<Ended, RunError> {
+    let (mut child, start) = spawn_piped(cmd, program)?;
     let (tx, rx) = mpsc::channel();
     let reader = spawn_line_reader(child.stdout.take().expect("piped"), start, tx);
     let err = spawn_collector(child.stderr.take().expect("piped"));
@@ -159,17 +166,11 @@ pub fn bochs_error(e: std::io::Error) -> RunError {
 /// Boots Bochs as `cmd` (from [`bochs::command`] with `cfg`): COM1 goes to `cfg.serial_log`, which is
 /// followed; Bochs' log file, stdout and stderr are its own output.
 pub fn run_bochs(
-    mut cmd: Command,
+    cmd: Command,
     cfg: &bochs::BochsConfig,
     limits: Limits,
 ) -> Result<Ended, RunError> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let start = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| RunError::Spawn(format!("bochs: {e}")))?;
+    let (mut child, start) = spawn_piped(cmd, "bochs")?;
     let (tx, rx) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
     let tail = spawn_file_tail(cfg.serial_log.clone(), start, Arc::clone(&stop), tx);
