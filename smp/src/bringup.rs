@@ -96,7 +96,7 @@ pub struct BringupConfig {
     pub init_delay_given: bool,
     /// `sipi_delay_us=`: wait after each SIPI (SDM: 200 us).
     pub sipi_delay_us: u64,
-    /// `ap_timeout_us=`: how long an AP may take after its first SIPI.
+    /// `ap_timeout_us=`: how long an AP may take after its first SIPI ([`AP_TIMEOUT_DEFAULT_US`]).
     pub ap_timeout_us: u64,
     /// `smp=<n>`: at most `n` processors, BSP included (`None`: no command-line limit).
     pub max_cpus: Option<usize>,
@@ -109,11 +109,16 @@ impl Default for BringupConfig {
             init_delay_us: INIT_DELAY_LEGACY_US,
             init_delay_given: false,
             sipi_delay_us: 200,
-            ap_timeout_us: 100_000,
+            ap_timeout_us: AP_TIMEOUT_DEFAULT_US,
             max_cpus: None,
         }
     }
 }
+
+/// How long an AP may take to answer its first SIPI by default: 1 s. Hardware answers in microseconds; under
+/// an emulator hundreds of vCPUs share a few host threads, and one of 255 under single-threaded TCG once
+/// took over 100 ms (the old default). Linux waits 10 s for an AP's call-in, Xen 5 s.
+pub const AP_TIMEOUT_DEFAULT_US: u64 = 1_000_000;
 
 /// The INIT-to-SIPI wait of the MP specification and SDM vol. 3A 9.4.4.1 (10 ms).
 pub const INIT_DELAY_LEGACY_US: u64 = 10_000;
