@@ -29,12 +29,14 @@ enum Key {
     Vmx,
     Selftest,
     AcpiChecksum,
+    Guest,
+    GuestLoops,
 }
 
-const LAST_KEYS: usize = 8;
+const LAST_KEYS: usize = 10;
 
 /// Every key some stage reads.
-const KEYS: [(&str, Kind); 13] = [
+const KEYS: [(&str, Kind); 15] = [
     ("log", Kind::Last(Key::Log)),
     ("on_done", Kind::Last(Key::OnDone)),
     ("log_defer", Kind::Last(Key::LogDefer)),
@@ -43,12 +45,17 @@ const KEYS: [(&str, Kind); 13] = [
     ("vmx", Kind::Last(Key::Vmx)),
     ("selftest", Kind::Last(Key::Selftest)),
     ("acpi_checksum", Kind::Last(Key::AcpiChecksum)),
+    ("guest", Kind::Last(Key::Guest)),
+    ("guest_loops", Kind::Last(Key::GuestLoops)),
     ("smp", Kind::Bringup),
     ("ap_start", Kind::Bringup),
     ("init_delay_us", Kind::Bringup),
     ("sipi_delay_us", Kind::Bringup),
     ("ap_timeout_us", Kind::Bringup),
 ];
+
+/// The most timed round trips `guest_loops=` asks for (a benchmark, not a soak).
+pub const MAX_GUEST_LOOPS: u64 = 1_000_000;
 
 /// Deliberate failures, so tests can prove that every failure path is reported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,9 +81,14 @@ pub enum Fault {
     InvalidOpcodeAfterVmx,
     /// A #UD on the target AP in its early window: in Rust, before its PCB's GDT and TSS are loaded.
     EarlyApInvalidOpcode,
+    /// The target core's test guest executes an I/O instruction (an exit the program never makes).
+    GuestIo,
+    /// The target core's test guest loads CR3 with a guest-physical address outside its EPT map (an EPT
+    /// violation where the core uses EPT).
+    GuestEpt,
 }
 
-const FAULT_WORDS: [(&str, Fault); 12] = [
+const FAULT_WORDS: [(&str, Fault); 14] = [
     ("ud", Fault::InvalidOpcode),
     ("pf", Fault::PageFault),
     ("gp", Fault::GeneralProtection),
@@ -89,6 +101,8 @@ const FAULT_WORDS: [(&str, Fault); 12] = [
     ("vmx_locked_off", Fault::VmxLockedOff),
     ("ud_after_vmx", Fault::InvalidOpcodeAfterVmx),
     ("early_ap_ud", Fault::EarlyApInvalidOpcode),
+    ("guest_io", Fault::GuestIo),
+    ("guest_ept", Fault::GuestEpt),
 ];
 
 impl Fault {
@@ -132,6 +146,10 @@ pub struct Config {
     pub selftest: bool,
     /// `acpi_checksum=warn|strict` (default warn): what an ACPI table with a bad checksum gets.
     pub acpi_checksum: ChecksumPolicy,
+    /// `guest=on|off` (default on): each core in VMX root launches the test guest.
+    pub guest: bool,
+    /// `guest_loops=<n>` (default 0, at most [`MAX_GUEST_LOOPS`]): timed CPUID round trips in the test guest.
+    pub guest_loops: u64,
     /// `smp=`, `ap_start=`, `init_delay_us=`, `sipi_delay_us=`, `ap_timeout_us=`.
     pub bringup: BringupConfig,
 }
@@ -146,6 +164,8 @@ impl Default for Config {
             vmx: true,
             selftest: false,
             acpi_checksum: ChecksumPolicy::Warn,
+            guest: true,
+            guest_loops: 0,
             bringup: BringupConfig::default(),
         }
     }
@@ -164,6 +184,8 @@ pub enum Warning<'a> {
     Vmx(&'a str),
     Selftest(&'a str),
     AcpiChecksum(&'a str),
+    Guest(&'a str),
+    GuestLoops(&'a str),
     Bringup(ConfigError<'a>),
 }
 
@@ -171,7 +193,7 @@ impl Warning<'_> {
     /// The log target of the warning's line.
     pub fn target(&self) -> &'static str {
         match self {
-            Self::Vmx(_) | Self::Selftest(_) => "vmx",
+            Self::Vmx(_) | Self::Selftest(_) | Self::Guest(_) | Self::GuestLoops(_) => "vmx",
             Self::AcpiChecksum(_) => "acpi",
             Self::Bringup(_) => "smp",
             _ => "boot",
@@ -206,6 +228,13 @@ impl fmt::Display for Warning<'_> {
             Self::Vmx(v) => write!(f, "vmx={v} is not on|off; VMX stays on"),
             Self::Selftest(v) => write!(f, "selftest={v} is unknown (only selftest=vmx exists)"),
             Self::AcpiChecksum(v) => write!(f, "acpi_checksum={v} is not warn|strict; using warn"),
+            Self::Guest(v) => write!(f, "guest={v} is not on|off; the guest stays on"),
+            Self::GuestLoops(v) => {
+                write!(
+                    f,
+                    "guest_loops={v} is not a number up to {MAX_GUEST_LOOPS}; using 0"
+                )
+            }
             Self::Bringup(e) => write!(f, "{e}; using the default for it"),
         }
     }
@@ -246,7 +275,8 @@ fn parse_switch(value: &str) -> Option<bool> {
 
 impl Config {
     /// Parses a whole command line into the settings, handing each word not taken to `warn`, in a fixed order:
-    /// log, on_done, log_defer, unknown keys in line order, fault, vmx, selftest, acpi_checksum, bad bring-up
+    /// log, on_done, log_defer, unknown keys in line order, fault, vmx, selftest, acpi_checksum, guest,
+    /// guest_loops, bad bring-up
     /// words in line order. Allocates nothing (it runs before the heap exists), so the line is read in three passes.
     pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Self {
         let mut cfg = Config::default();
@@ -309,6 +339,18 @@ impl Config {
             match ChecksumPolicy::parse(v) {
                 Some(policy) => cfg.acpi_checksum = policy,
                 None => warn(Warning::AcpiChecksum(v)),
+            }
+        }
+        if let Some(v) = get(Key::Guest) {
+            match parse_switch(v) {
+                Some(on) => cfg.guest = on,
+                None => warn(Warning::Guest(v)),
+            }
+        }
+        if let Some(v) = get(Key::GuestLoops) {
+            match v.parse::<u64>() {
+                Ok(n) if n <= MAX_GUEST_LOOPS => cfg.guest_loops = n,
+                _ => warn(Warning::GuestLoops(v)),
             }
         }
         let mut scratch = BringupConfig::default();
@@ -481,6 +523,32 @@ mod tests {
         assert_eq!(
             messages("fault=explode"),
             ["boot: fault=explode is not a known fault (docs/serial-log.md); ignored"]
+        );
+    }
+
+    #[test]
+    fn guest_words() {
+        let c = Config::default();
+        assert!(c.guest && c.guest_loops == 0);
+        let (c, w) = Config::parse_all("guest=off guest_loops=1000");
+        assert!(!c.guest && c.guest_loops == 1000 && w.is_empty());
+        let (c, w) = Config::parse_all("guest=maybe guest_loops=1000001");
+        assert!(c.guest && c.guest_loops == 0);
+        assert_eq!(w, [Warning::Guest("maybe"), Warning::GuestLoops("1000001")]);
+        assert_eq!(
+            messages("guest=no guest_loops=-1"),
+            [
+                "vmx: guest=no is not on|off; the guest stays on",
+                "vmx: guest_loops=-1 is not a number up to 1000000; using 0"
+            ]
+        );
+        let (c, _) = Config::parse_all("fault=guest_ept fault_cpu=2");
+        assert_eq!(
+            c.fault,
+            Some(FaultTarget {
+                fault: Fault::GuestEpt,
+                cpu: 2
+            })
         );
     }
 

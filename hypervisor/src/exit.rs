@@ -45,6 +45,7 @@ pub enum Reason {
     VmxDisabledByFirmware,
     VmxFailed,
     SelftestFailed,
+    GuestFailed,
 }
 
 impl Reason {
@@ -62,6 +63,7 @@ impl Reason {
             Reason::VmxDisabledByFirmware => "vmx_disabled_by_firmware",
             Reason::VmxFailed => "vmx_failed",
             Reason::SelftestFailed => "selftest_failed",
+            Reason::GuestFailed => "guest_failed",
         }
     }
 }
@@ -90,16 +92,18 @@ pub enum SummaryKey {
     VmxUs,
     SelftestPass,
     SelftestFail,
+    Guests,
 }
 
 impl SummaryKey {
-    pub const ALL: [SummaryKey; 6] = [
+    pub const ALL: [SummaryKey; 7] = [
         SummaryKey::AcpiUs,
         SummaryKey::FirstSipiUs,
         SummaryKey::OnlineUs,
         SummaryKey::VmxUs,
         SummaryKey::SelftestPass,
         SummaryKey::SelftestFail,
+        SummaryKey::Guests,
     ];
 
     pub fn name(self) -> &'static str {
@@ -110,6 +114,7 @@ impl SummaryKey {
             SummaryKey::VmxUs => "t_vmx_us",
             SummaryKey::SelftestPass => "selftest_pass",
             SummaryKey::SelftestFail => "selftest_fail",
+            SummaryKey::Guests => "guests",
         }
     }
 }
@@ -237,7 +242,7 @@ pub fn finish(verdict: Verdict, reason: Reason) -> ! {
 
 /// The first fatal reason reported by an AP (0 = none), as `Reason as u8 + 1`.
 static AP_FATAL: AtomicU8 = AtomicU8::new(0);
-const REASONS: [Reason; 12] = [
+const REASONS: [Reason; 13] = [
     Reason::None,
     Reason::Exception,
     Reason::StackOverflow,
@@ -250,6 +255,7 @@ const REASONS: [Reason; 12] = [
     Reason::VmxDisabledByFirmware,
     Reason::VmxFailed,
     Reason::SelftestFailed,
+    Reason::GuestFailed,
 ];
 
 /// A fatal failure. On the BSP it ends the run at once. On an AP it takes only that core out: the core is
@@ -361,7 +367,7 @@ mod tests {
             Verdict::Ok,
             1834,
             Reason::None,
-            &[None, None, None, None, Some(9), None],
+            &[None, None, None, None, Some(9), None, None],
         );
         assert_eq!(
             s,
@@ -378,12 +384,20 @@ mod tests {
             Verdict::Ok,
             7,
             Reason::None,
-            &[Some(1), Some(2), Some(3), Some(4), Some(5), Some(6)],
+            &[
+                Some(1),
+                Some(2),
+                Some(3),
+                Some(4),
+                Some(5),
+                Some(6),
+                Some(7),
+            ],
         );
         assert_eq!(
             s,
             "summary: cpus=1 online=1 failed=0 vmx_root=0 verdict=ok boot_us=7 reason=none \
-             t_acpi_us=1 t_first_sipi_us=2 t_online_us=3 t_vmx_us=4 selftest_pass=5 selftest_fail=6"
+             t_acpi_us=1 t_first_sipi_us=2 t_online_us=3 t_vmx_us=4 selftest_pass=5 selftest_fail=6 guests=7"
         );
         for (i, key) in SummaryKey::ALL.iter().enumerate() {
             assert_eq!(*key as usize, i, "{key:?}");

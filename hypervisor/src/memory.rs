@@ -147,6 +147,27 @@ impl OwnedFrame {
     }
 }
 
+/// Zeroed contiguous frames for one owner, identity-mapped write-back, never freed: memory the owner gives to
+/// a guest (its code, stack and page tables) and to the processor (EPT tables). Only [`alloc_owned_block`]
+/// makes one; it is written only through its bounds-checked methods while no guest runs on it.
+#[derive(Debug)]
+pub struct OwnedBlock {
+    phys: u64,
+    bytes: u64,
+}
+
+impl OwnedBlock {
+    /// Its physical address, which is also its virtual address (identity map).
+    pub fn phys(&self) -> u64 {
+        self.phys
+    }
+
+    /// Whether `[phys, phys + len)` lies inside the block.
+    pub fn contains(&self, phys: u64, len: u64) -> bool {
+        phys >= self.phys && len <= self.bytes && phys - self.phys <= self.bytes - len
+    }
+}
+
 #[cfg(target_os = "none")]
 pub use hw::*;
 
@@ -247,6 +268,39 @@ mod hw {
             return None;
         }
         Some((guard, guard + PAGE_SIZE, guard + (pages + 1) * PAGE_SIZE))
+    }
+
+    /// `pages` zeroed frames aligned to `align` for their owner alone (see [`OwnedBlock`]).
+    pub fn alloc_owned_block(pages: u64, align: u64) -> Option<OwnedBlock> {
+        alloc_zeroed(pages, align).map(|phys| OwnedBlock {
+            phys,
+            bytes: pages * PAGE_SIZE,
+        })
+    }
+
+    impl OwnedBlock {
+        /// Writes `value` at the 8-byte aligned physical address `phys` inside the block; false (nothing
+        /// written) if it is outside or misaligned.
+        pub fn write_u64(&mut self, phys: u64, value: u64) -> bool {
+            if !phys.is_multiple_of(8) || !self.contains(phys, 8) {
+                return false;
+            }
+            // SAFETY: inside the block (checked), which this value owns alone (`alloc_owned_block`), aligned,
+            // identity-mapped; `&mut self` excludes other writers through this handle.
+            unsafe { (phys as *mut u64).write_volatile(value) };
+            true
+        }
+
+        /// Copies `bytes` to `phys` inside the block; false (nothing written) if it does not fit.
+        pub fn write_bytes(&mut self, phys: u64, bytes: &[u8]) -> bool {
+            if !self.contains(phys, bytes.len() as u64) {
+                return false;
+            }
+            // SAFETY: as `write_u64`; the source is a live slice that cannot overlap the block (the block was
+            // taken from the free frames and is referenced only through this handle).
+            unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), phys as *mut u8, bytes.len()) };
+            true
+        }
     }
 
     /// One zeroed frame for its owner alone (see [`OwnedFrame`]).

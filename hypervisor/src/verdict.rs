@@ -17,17 +17,23 @@ pub struct VmxCounts {
     pub firmware_disabled: u32,
     /// Failed self-test cases, over all cores.
     pub selftest_fail: u32,
+    /// Cores whose test guest passed; None with `guest=off`.
+    pub guests: Option<u32>,
 }
 
-/// The VMX stage's part of the verdict: `None` when every online core is in VMX root and no self-test case
-/// failed. A failed self-test case fails the run; otherwise a core outside VMX root degrades it, with the
-/// first reason that applies: unsupported, then disabled by firmware, then failed.
+/// The VMX stage's part of the verdict: `None` when every online core is in VMX root, ran its test guest
+/// (unless `guest=off`) and no self-test case failed. A failed self-test case fails the run; otherwise a core
+/// outside VMX root degrades it, with the first reason that applies: unsupported, then disabled by firmware,
+/// then failed; and with every core in root, a core whose guest did not pass degrades it (`guest_failed`).
 pub fn judge_vmx(c: VmxCounts) -> Option<(Verdict, Reason)> {
     if c.selftest_fail > 0 {
         return Some((Verdict::Fail, Reason::SelftestFailed));
     }
     if c.vmx_root == c.online {
-        return None;
+        return match c.guests {
+            Some(passed) if passed < c.vmx_root => Some((Verdict::Degraded, Reason::GuestFailed)),
+            _ => None,
+        };
     }
     let reason = if c.unsupported > 0 {
         Reason::VmxUnsupported
@@ -90,6 +96,42 @@ mod tests {
             ..counts(4, 4)
         };
         assert_eq!(judge_vmx(c), None);
+    }
+
+    #[test]
+    fn a_core_in_root_whose_guest_did_not_pass_degrades_the_run() {
+        let all = |guests| VmxCounts {
+            guests,
+            ..counts(4, 4)
+        };
+        assert_eq!(judge_vmx(all(Some(4))), None);
+        assert_eq!(judge_vmx(all(None)), None, "guest=off judges as before");
+        assert_eq!(
+            judge_vmx(all(Some(3))),
+            Some((Verdict::Degraded, Reason::GuestFailed))
+        );
+        assert_eq!(
+            judge_vmx(all(Some(0))),
+            Some((Verdict::Degraded, Reason::GuestFailed))
+        );
+        // A core outside root keeps its own reason.
+        let partial = VmxCounts {
+            guests: Some(2),
+            ..counts(4, 3)
+        };
+        assert_eq!(
+            judge_vmx(partial),
+            Some((Verdict::Degraded, Reason::VmxFailed))
+        );
+        // A failed self-test still fails the run.
+        let selftest = VmxCounts {
+            selftest_fail: 1,
+            ..all(Some(4))
+        };
+        assert_eq!(
+            judge_vmx(selftest),
+            Some((Verdict::Fail, Reason::SelftestFailed))
+        );
     }
 
     #[test]

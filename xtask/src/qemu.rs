@@ -60,9 +60,9 @@ pub const NEW_QEMU_HINT: &str = "install qemu-system-x86 from bookworm-backports
 /// The CPU model of an x2APIC plan (TCG).
 pub const X2APIC_CPU: &str = "qemu64,+x2apic";
 
-/// Guest memory an x2APIC plan gets at least: 512 MiB plus 512 KiB per CPU. The kernel needs about 132 KiB per
-/// core (hypervisor/src/stages/pipeline.rs `BYTES_PER_CORE`: stacks, PCB, VMX regions, heap share), so this is
-/// about four times that, and 1024 CPUs get 1 GiB.
+/// Guest memory an x2APIC plan gets at least: 512 MiB plus 512 KiB per CPU. The kernel needs about 196 KiB per
+/// core (hypervisor/src/stages/pipeline.rs `BYTES_PER_CORE`: stacks, PCB, VMX regions, the test guest, heap share), so this is
+/// over twice that, and 1024 CPUs get 1 GiB.
 pub fn x2apic_min_memory_mib(cpus: u32) -> u32 {
     512 + cpus.div_ceil(2)
 }

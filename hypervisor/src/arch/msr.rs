@@ -2,7 +2,7 @@
 //! architectural MSRs the x86_64 crate already types (IA32_GS_BASE, IA32_EFER), used through its registers.
 //! Intel SDM vol. 4, ch. 2 lists the MSRs.
 
-pub use x86_64::registers::model_specific::{Efer, EferFlags, GsBase};
+pub use x86_64::registers::model_specific::{Efer, EferFlags, FsBase, GsBase};
 
 /// IA32_APIC_BASE (SDM vol. 3A 11.4.4).
 pub const IA32_APIC_BASE: u32 = 0x1B;

@@ -20,7 +20,9 @@ pub fn inject_if_targeted(cpu: u32) {
             | Fault::PanicDuringBringup
             | Fault::NoMemory
             | Fault::InvalidOpcodeAfterVmx
-            | Fault::EarlyApInvalidOpcode,
+            | Fault::EarlyApInvalidOpcode
+            | Fault::GuestIo
+            | Fault::GuestEpt,
         )
         | None => {}
         Some(fault) => raise(fault, cpu),
@@ -69,8 +71,22 @@ fn raise(fault: Fault, cpu: u32) {
                 log::warn!(target: "boot", "feature_control=0x{found:x} left alone on cpu={cpu}: already locked, or no such MSR");
             }
         }
-        Fault::ApHang | Fault::NoMemory => {}
+        Fault::ApHang | Fault::NoMemory | Fault::GuestIo | Fault::GuestEpt => {}
     }
+}
+
+/// The test guest's program on `cpu`: a deliberate guest fault if one targets it (announced here).
+pub fn guest_program_for(cpu: u32) -> crate::vmx::guest::GuestProgram {
+    use crate::vmx::guest::GuestProgram;
+    let program = match armed_for(cpu) {
+        Some(Fault::GuestIo) => GuestProgram::IoExit,
+        Some(Fault::GuestEpt) => GuestProgram::EptViolation,
+        _ => return GuestProgram::Normal,
+    };
+    if let Some(fault) = armed_for(cpu) {
+        announce(fault, cpu);
+    }
+    program
 }
 
 /// Panics if `panic_during_bringup` is armed (called by the BSP right after the SIPIs went out).

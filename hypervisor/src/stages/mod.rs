@@ -1,9 +1,9 @@
 //! The stages, in the order the boot runs them:
 //!
 //! ```text
-//! bsp ──> pipeline::run_core (BSP) ──> pcb line ─> faults ─> [smp: start the APs] ─> vmx ─> done
+//! bsp ──> pipeline::run_core (BSP) ──> pcb line ─> faults ─> [smp: start the APs] ─> vmx (root ─> guest) ─> done
 //!                                                               │
-//!                                  ap::ap_entry (each AP) ──> pipeline::run_core ──> pcb line ─> faults ─> vmx ─> done
+//!                                  ap::ap_entry (each AP) ──> pipeline::run_core ──> pcb line ─> faults ─> vmx (root ─> guest) ─> done
 //! bsp ──> report (phase lines) ──> exit::finish (summary)
 //! ```
 //!
@@ -18,6 +18,8 @@ pub mod ap;
 pub mod bsp;
 #[cfg(target_os = "none")]
 pub mod faults;
+#[cfg(target_os = "none")]
+pub mod guest;
 #[cfg(target_os = "none")]
 pub mod pipeline;
 pub mod report;

@@ -2,7 +2,7 @@
 //! this order. A new per-core step (a guest on every core, say) is one more line in [`run_core`].
 #![deny(unsafe_code)]
 
-use super::{faults, vmx};
+use super::{faults, guest, vmx};
 use crate::percpu::{self, Pcb};
 use crate::{arch, logger, time};
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -23,6 +23,9 @@ pub fn run_core(pcb: &'static Pcb, start_others: Option<&mut dyn FnMut()>) {
     pcb_line(pcb);
     faults::inject_if_targeted(pcb.index);
     if let Some(start) = start_others {
+        if vmx::enabled() {
+            guest::prepare_on_bsp(pcb);
+        }
         start();
     }
     if let Some(done_us) = vmx::run_on_this_cpu(pcb) {

@@ -9,8 +9,9 @@ use crate::{arch, config, interrupts, memory, time, verdict};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use smp::LocalApic;
 
-/// What each core needs from the frame allocator for this stage: its VMXON region and its VMCS.
-pub const BYTES_PER_CORE: u64 = 2 * memory::PAGE_SIZE;
+/// What each core needs from the frame allocator for this stage: its VMXON region and its VMCS, and the test
+/// guest's pages.
+pub const BYTES_PER_CORE: u64 = 2 * memory::PAGE_SIZE + super::guest::BYTES_PER_CORE;
 
 /// The stage's counts over all cores (the cores in VMX root are `exit::TALLY.vmx_root`).
 struct VmxTally {
@@ -107,6 +108,9 @@ fn stage_on_this_cpu(pcb: &'static Pcb) -> u64 {
                 }
                 Err(e) => log::error!(target: "vmx", "apic_id={apic_id} second entry failed: {e}"),
             }
+            if super::guest::enabled() {
+                super::guest::run_on_this_cpu(pcb, &cpu);
+            }
         }
         Err(VmxError::Unsupported) => {
             log::warn!(target: "vmx", "unsupported apic_id={apic_id} (CPUID.1:ECX.VMX[bit 5] = 0)");
@@ -151,6 +155,8 @@ pub fn judge(last_done_us: u64) -> Option<(exit::Verdict, Reason)> {
         exit::set_summary_value(SummaryKey::SelftestFail, u64::from(selftest_fail));
     }
     let in_root = TALLY.vmx_root.load(Ordering::Acquire);
+    let guests = super::guest::enabled().then(|| super::guest::PASSED.load(Ordering::Acquire));
+    exit::set_summary_value(SummaryKey::Guests, u64::from(guests.unwrap_or(0)));
     log::info!(target: "vmx", "stage done vmx_root={in_root} online={online}");
     verdict::judge_vmx(verdict::VmxCounts {
         online,
@@ -158,6 +164,7 @@ pub fn judge(last_done_us: u64) -> Option<(exit::Verdict, Reason)> {
         unsupported: STAGE.unsupported.load(Ordering::Acquire),
         firmware_disabled: STAGE.firmware_disabled.load(Ordering::Acquire),
         selftest_fail,
+        guests,
     })
 }
 

@@ -13,11 +13,16 @@ pub mod caps;
 pub mod errors;
 pub mod feature_control;
 pub mod fixed_bits;
+pub mod guest;
 pub mod instructions;
+#[cfg(target_os = "none")]
+pub mod launch;
 pub mod per_core;
 pub mod root;
 pub mod selftest;
 pub mod status;
+#[cfg(target_os = "none")]
+pub mod vm_entry;
 pub mod vmcs;
 
 #[cfg(test)]

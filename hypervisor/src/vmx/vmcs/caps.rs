@@ -199,6 +199,16 @@ impl EptVpidCap {
     pub const fn invept(self) -> bool {
         self.bit(20)
     }
+    /// Bit 25: single-context INVEPT (type 1).
+    pub const fn invept_single_context(self) -> bool {
+        self.bit(25)
+    }
+
+    /// Bit 26: all-context INVEPT (type 2).
+    pub const fn invept_all_context(self) -> bool {
+        self.bit(26)
+    }
+
     /// Bit 21: accessed and dirty flags for EPT (EPTP bit 6 may be 1).
     pub const fn accessed_dirty(self) -> bool {
         self.bit(21)
