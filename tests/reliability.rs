@@ -138,6 +138,72 @@ fn bochs_ap_that_never_answers_leaves_the_others_in_vmx_root() {
 }
 
 // ------------------------------------------------------------------------------------------------
+// A test guest that goes wrong on one core (Bochs, VMX on, 4 cores).
+
+/// Core `cpu`'s guest ended with an ERROR line whose cause starts with `cause`; every other core's
+/// guest passed; all four cores are in VMX root and leave it; `degraded reason=guest_failed guests=3`.
+fn check_guest_fault(o: &Outcome, cpu: u32, cause: &str) {
+    assert_well_formed(o);
+    assert_status(o, Status::Degraded);
+    assert_verdict(o, "degraded");
+    assert_eq!(
+        o.summary_value("reason"),
+        Some("guest_failed"),
+        "{}",
+        context(o)
+    );
+    assert_eq!(counts(o), (4, 4, 0, 4), "{}", context(o));
+    assert_eq!(summary_num(o, "guests"), 3, "{}", context(o));
+    let guests = guest_lines(o);
+    assert_eq!(guests.len(), 4, "one guest line per core{}", context(o));
+    for g in &guests {
+        if g.logged_by == Some(cpu) {
+            assert!(!g.ok, "cpu{cpu}'s guest must fail{}", context(o));
+            let error = g.error.as_deref().unwrap_or("");
+            assert!(
+                error.starts_with(cause),
+                "cpu{cpu}: {error:?} should start with {cause:?}{}",
+                context(o)
+            );
+        } else {
+            assert!(
+                g.ok,
+                "apic_id={} failed: {:?}{}",
+                g.apic_id,
+                g.error,
+                context(o)
+            );
+            assert_eq!(
+                (g.cpuid, g.hlt, g.vmcall, g.other),
+                (2, 1, 2, 0),
+                "{}",
+                context(o)
+            );
+        }
+    }
+    let failed = o.lines_with("vmx", "result=fail");
+    assert_eq!(failed.len(), 1, "{}", context(o));
+    assert_eq!(failed[0].level, Some(Level::Error), "{}", context(o));
+    line(o, "vmx", "teardown: 4 of 4 cores out of VMX operation");
+}
+
+#[test]
+fn bochs_guest_with_an_unexpected_exit_fails_on_its_core_only() {
+    let o = boot(&bochs_smp(4, "fault=guest_io fault_cpu=1"));
+    check_guest_fault(
+        &o,
+        1,
+        "unexpected VM exit: reason 30 (I/O instruction) qualification 0x800000",
+    );
+}
+
+#[test]
+fn bochs_guest_with_an_ept_violation_fails_on_its_core_only() {
+    let o = boot(&bochs_smp(4, "fault=guest_ept fault_cpu=2"));
+    check_guest_fault(&o, 2, "EPT violation at guest-physical 0x0");
+}
+
+// ------------------------------------------------------------------------------------------------
 // An exception, a panic, a stack overflow on one AP: only that core stops; the run fails.
 
 /// Checks a run where logical CPU `cpu` faulted with `reason` after coming online.

@@ -44,8 +44,13 @@ struct CpuFacts {
 }
 
 /// `n` cores of `model` all in VMX root with `revision`, IA32_FEATURE_CONTROL found locked by the
-/// Bochs BIOS as 0x5 and left alone, and all of them out of VMX operation before the summary.
+/// Bochs BIOS as 0x5 and left alone, each core's test guest run to the end (with EPT where `ept`), and
+/// all of them out of VMX operation before the summary.
 fn bochs_vmx_everywhere(n: u32, model: Option<&str>, revision: &str) -> Outcome {
+    bochs_guests_everywhere(n, model, revision, true)
+}
+
+fn bochs_guests_everywhere(n: u32, model: Option<&str>, revision: &str, ept: bool) -> Outcome {
     let o = boot_bochs(&bochs_spec(n, model, None, ""));
     assert_features(&o, "yes", "GenuineIntel");
     let pcbs = assert_smp_ok(&o, n, n as usize);
@@ -59,6 +64,7 @@ fn bochs_vmx_everywhere(n: u32, model: Option<&str>, revision: &str) -> Outcome 
             context(&o)
         );
     }
+    assert_guest_ok_everywhere(&o, &pcbs, ept);
     assert_left_vmx_before_summary(&o, &pcbs);
     o
 }
@@ -87,6 +93,48 @@ fn bochs_vmx_root_8_cpus() {
 #[test]
 fn bochs_vmx_root_15_cpus() {
     bochs_vmx_everywhere(15, None, "0x2b");
+}
+
+/// More of Bochs' Intel models, each with every core's guest run: Sandy Bridge, Skylake-X and Ice Lake
+/// (revision 0x4) with EPT, and Penryn without EPT (hence without unrestricted guest, which needs EPT):
+/// its guest runs on its own page tables with CR3-load exiting forced on, the documented fallback.
+#[test]
+fn bochs_guests_on_sandy_bridge() {
+    bochs_guests_everywhere(2, Some("corei7_sandy_bridge_2600k"), "0x2b", true);
+}
+
+#[test]
+fn bochs_guests_on_skylake_x() {
+    bochs_guests_everywhere(2, Some("corei7_skylake_x"), "0x2b", true);
+}
+
+#[test]
+fn bochs_guests_on_icelake_u() {
+    bochs_guests_everywhere(2, Some("corei7_icelake_u"), "0x4", true);
+}
+
+#[test]
+fn bochs_guests_on_penryn_without_ept() {
+    bochs_guests_everywhere(4, Some("core2_penryn_t9600"), "0x2b", false);
+}
+
+#[test]
+fn bochs_guests_on_arrandale() {
+    bochs_guests_everywhere(2, Some("corei5_arrandale_m520"), "0x2b", true);
+}
+
+/// `guest=off`: every core in VMX root, no guest launched, `guests=0`, verdict ok as before the guest.
+#[test]
+fn bochs_guest_off_launches_nothing() {
+    let o = boot_bochs(&bochs_spec(2, None, None, "guest=off"));
+    let pcbs = assert_smp_ok(&o, 2, 2);
+    assert_vmx_root_everywhere(&o, &pcbs, Some("0x2b"));
+    assert!(
+        guest_lines(&o).is_empty(),
+        "a guest ran with guest=off{}",
+        context(&o)
+    );
+    assert_eq!(summary_num(&o, "guests"), 0, "{}", context(&o));
 }
 
 /// Another Intel model with another VMCS revision id (IA32_VMX_BASIC[30:0] = 0x4 on Bochs'

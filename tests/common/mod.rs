@@ -273,7 +273,7 @@ pub fn summary_num(o: &Outcome, key: &str) -> u64 {
 }
 
 /// The typed lines of the log parser (`xtask::serial`): `smp: pcb`, `acpi: madt: apic_id=`, `vmx: root`.
-pub use xtask::serial::{MadtEntry, Pcb, VmxRoot};
+pub use xtask::serial::{MadtEntry, Pcb, VmxGuest, VmxRoot};
 
 /// Every line of kind `T`, typed, in log order; a line of that kind that does not follow the contract fails
 /// the test with the parser's reason.
@@ -720,4 +720,63 @@ pub fn assert_exception_values(o: &Outcome, fault: &LogLine) {
         ),
         _ => {}
     }
+}
+
+/// Every `vmx: guest` line, in log order.
+pub fn guest_lines(o: &Outcome) -> Vec<VmxGuest> {
+    typed(o)
+}
+
+/// Every core of `pcbs` ran the test guest to the end of its program: one `vmx: guest` line per core,
+/// from that core, `result=ok` with exactly the program's exits (2 CPUID, 1 HLT, 2 VMCALL), EPT used as
+/// `ept` says, the guest's pages counted, and `guests=<n>` in the summary. Returns the lines.
+pub fn assert_guest_ok_everywhere(o: &Outcome, pcbs: &[Pcb], ept: bool) -> Vec<VmxGuest> {
+    assert_one_per_core(o, pcbs, "vmx", "guest apic_id=");
+    let guests = guest_lines(o);
+    for g in &guests {
+        let cpu = cpu_of(o, pcbs, g.apic_id);
+        assert_eq!(
+            g.logged_by,
+            Some(cpu),
+            "guest line of apic_id={}{}",
+            g.apic_id,
+            context(o)
+        );
+        assert!(
+            g.ok,
+            "apic_id={}: guest failed: {:?}{}",
+            g.apic_id,
+            g.error,
+            context(o)
+        );
+        assert_eq!(
+            (g.cpuid, g.hlt, g.vmcall, g.other),
+            (2, 1, 2, 0),
+            "apic_id={}: the program's exits{}",
+            g.apic_id,
+            context(o)
+        );
+        assert_eq!(
+            g.ept,
+            Some(ept),
+            "apic_id={}: ept={}{}",
+            g.apic_id,
+            ept,
+            context(o)
+        );
+        assert!(
+            g.bytes >= 10 * 4096,
+            "apic_id={}: the guest's pages{}",
+            g.apic_id,
+            context(o)
+        );
+    }
+    assert_eq!(
+        summary_num(o, "guests"),
+        pcbs.len() as u64,
+        "guests={}{}",
+        pcbs.len(),
+        context(o)
+    );
+    guests
 }

@@ -87,6 +87,11 @@ impl<'a> Fields<'a> {
         LineError::new(why, &format!("{}: {}", self.line.module, self.line.message))
     }
 
+    /// The value of `key`, if the line has it.
+    fn get(&self, key: &str) -> Option<&'a str> {
+        self.pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
     fn text(&self, key: &str) -> Result<&'a str, LineError> {
         self.pairs
             .iter()
@@ -351,6 +356,74 @@ impl Documented for VmxRoot {
     }
 }
 
+/// `vmx: guest apic_id=<id> result=ok|fail exits=<n> cpuid=<n> hlt=<n> vmcall=<n> other=<n>
+/// [loops=<n> round_trip_cycles=<n>] [ept=yes|no vpid=yes|no ...] bytes=<n> [error="<cause>"]`: one core's test
+/// guest. The feature words are absent when the controls could not be chosen; `error` only with `fail`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmxGuest {
+    /// The `cpu<N>` column: the core that logged the line.
+    pub logged_by: Option<u32>,
+    pub apic_id: u32,
+    pub ok: bool,
+    pub exits: u64,
+    pub cpuid: u64,
+    pub hlt: u64,
+    pub vmcall: u64,
+    pub other: u64,
+    /// `round_trip_cycles=` with its `loops=`.
+    pub round_trip: Option<(u64, u64)>,
+    /// `ept=`, when the features are printed.
+    pub ept: Option<bool>,
+    pub bytes: u64,
+    pub error: Option<String>,
+}
+
+impl Documented for VmxGuest {
+    const MODULE: &'static str = "vmx";
+    const PREFIX: &'static str = "guest apic_id=";
+
+    fn from_line(line: &LogLine) -> Result<VmxGuest, LineError> {
+        let f = Fields::of(line);
+        let ok = f.one_of("result", &["ok", "fail"])? == "ok";
+        let counts = ["exits", "cpuid", "hlt", "vmcall", "other"]
+            .map(|k| f.num(k))
+            .into_iter()
+            .collect::<Result<Vec<u64>, _>>()?;
+        if counts[0] != counts[1..].iter().sum::<u64>() {
+            return Err(f.error(format!(
+                "exits={} is not the sum of the per-reason counts",
+                counts[0]
+            )));
+        }
+        let round_trip = match f.get("round_trip_cycles") {
+            Some(_) => Some((f.num("loops")?, f.num("round_trip_cycles")?)),
+            None => None,
+        };
+        let ept = match f.get("ept") {
+            Some(_) => Some(f.one_of("ept", &["yes", "no"])? == "yes"),
+            None => None,
+        };
+        let error = f.get("error").map(str::to_string);
+        if ok == error.is_some() {
+            return Err(f.error("error= goes with result=fail, and only there".to_string()));
+        }
+        Ok(VmxGuest {
+            logged_by: line.cpu,
+            apic_id: f.small("apic_id")?,
+            ok,
+            exits: counts[0],
+            cpuid: counts[1],
+            hlt: counts[2],
+            vmcall: counts[3],
+            other: counts[4],
+            round_trip,
+            ept,
+            bytes: f.num("bytes")?,
+            error,
+        })
+    }
+}
+
 /// `hypervisor: phases entry_us=0 acpi_us=<n> first_sipi_us=<n> online_us=<n> vmx_us=<n|-> summary_us=<n>`:
 /// microseconds since the BSP's entry; `None` where the line says `-` (the phase did not happen).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -513,6 +586,49 @@ mod tests {
 
     fn parse<T: Documented>(text: &str) -> Result<T, LineError> {
         line(text).parse_as::<T>().expect("a line of this kind")
+    }
+
+    #[test]
+    fn guest_lines() {
+        let ok: VmxGuest = parse(
+            "[    0.041938] cpu1  INFO  vmx: guest apic_id=1 result=ok exits=1005 cpuid=1002 hlt=1 vmcall=2 \
+             other=0 loops=1000 round_trip_cycles=268 ept=yes vpid=yes unrestricted=no msr_bitmaps=no efer=yes \
+             pat=yes ack_intr=no true_ctls=yes bytes=40960",
+        )
+        .unwrap();
+        assert_eq!(ok.logged_by, Some(1));
+        assert_eq!(
+            (ok.apic_id, ok.ok, ok.exits, ok.cpuid),
+            (1, true, 1005, 1002)
+        );
+        assert_eq!(
+            (ok.round_trip, ok.ept, ok.bytes),
+            (Some((1000, 268)), Some(true), 40960)
+        );
+        let fail: VmxGuest = parse(
+            "[    0.303809] cpu1  ERROR vmx: guest apic_id=1 result=fail exits=1 cpuid=0 hlt=0 vmcall=0 other=1 \
+             ept=no vpid=no bytes=40960 error=\"unexpected VM exit: reason 30 (I/O instruction) rip=0x1c005f\"",
+        )
+        .unwrap();
+        assert!(!fail.ok);
+        assert_eq!(fail.ept, Some(false));
+        assert!(fail
+            .error
+            .unwrap()
+            .starts_with("unexpected VM exit: reason 30"));
+        for bad in [
+            // The total is not the sum.
+            "cpu0  INFO  vmx: guest apic_id=0 result=ok exits=4 cpuid=2 hlt=1 vmcall=2 other=0 bytes=1",
+            "cpu0  INFO  vmx: guest apic_id=0 result=maybe exits=0 cpuid=0 hlt=0 vmcall=0 other=0 bytes=1",
+            "cpu0  INFO  vmx: guest apic_id=0 result=fail exits=0 cpuid=0 hlt=0 vmcall=0 other=0 bytes=1",
+            "cpu0  INFO  vmx: guest apic_id=0 result=ok exits=0 cpuid=0 hlt=0 vmcall=0 other=0 bytes=1 error=\"x\"",
+            "cpu0  INFO  vmx: guest apic_id=0 result=ok exits=5 cpuid=2 hlt=1 vmcall=2 other=0",
+        ] {
+            assert!(parse::<VmxGuest>(&format!("[    0.000001] {bad}")).is_err(), "{bad}");
+        }
+        // The same frame with a line that keeps the contract parses.
+        let good = "cpu0  INFO  vmx: guest apic_id=0 result=ok exits=5 cpuid=2 hlt=1 vmcall=2 other=0 bytes=1";
+        assert!(parse::<VmxGuest>(&format!("[    0.000001] {good}")).is_ok());
     }
 
     #[test]

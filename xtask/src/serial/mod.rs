@@ -2,7 +2,7 @@
 //!
 //! This module reads a line's frame (`[SSSSS.UUUUUU] cpu<N> <LEVEL> <module>: <message>`, or a `boot32: `
 //! line) into a [`LogLine`]; [`lines`] reads the documented messages (summary, `smp: pcb`, `acpi: madt:`,
-//! `vmx: root`, `hypervisor: phases`, `smp: timing`, `memory: footprint`) into typed values. The runner, the
+//! `vmx: root`, `vmx: guest`, `hypervisor: phases`, `smp: timing`, `memory: footprint`) into typed values. The runner, the
 //! soak, the benchmark and the integration tests all read the log through these two, so a change to a line's
 //! format changes this module and its tests.
 //!
@@ -14,7 +14,7 @@ use std::fmt;
 
 pub use lines::{
     key_values, Documented, Footprint, MadtEntry, Pcb, Phases, Spread, Summary, Timing, Verdict,
-    VmxRoot,
+    VmxGuest, VmxRoot,
 };
 
 /// A `log` crate level as printed in the level column.

@@ -153,7 +153,7 @@ impl fmt::Display for GuestFailure {
             Self::UnknownVmcall { rax, rip } => write!(f, "unknown VMCALL rax={rax} rip=0x{rip:x}"),
             Self::WrongSignature { seen } => write!(
                 f,
-                "the guest saw signature {:?}, not {:?}",
+                "the guest saw signature '{}', not '{}'",
                 core::str::from_utf8(&seen).unwrap_or("(not text)"),
                 core::str::from_utf8(&SIGNATURE).unwrap_or("")
             ),
@@ -538,7 +538,7 @@ mod tests {
             matches!(err, Err(GuestFailure::WrongSignature { .. })),
             "{err:?}"
         );
-        assert!(err.unwrap_err().to_string().contains("\"rustHvTestVM\""));
+        assert!(err.unwrap_err().to_string().contains("'rustHvTestVM'"));
     }
 
     #[test]
