@@ -289,10 +289,21 @@ const SELFTEST_CASES: [&str; 19] = [
     "capability MSRs are consistent",
 ];
 
-/// Checks the self-test report of every core: all cases in the documented order, logged by that
-/// core, each `pass` or a `skip` that `allowed_skip(case, reason)` accepts; the per-core count line
-/// agrees; the summary's `selftest_pass` is the sum and `selftest_fail=0`. Returns the summed
-/// number of skips.
+/// The VM-entry failure cases (docs/vmx.md, "Entry failures in the self-test"), run on the core's real
+/// VMCS after VMX root and before its good guest, in order; not in the per-core count line.
+const ENTRY_CASES: [&str; 5] = [
+    "VMRESUME on a clear VMCS",
+    "VMLAUNCH with a required pin-based control clear",
+    "VMLAUNCH with HOST_CR4.VMXE clear",
+    "VMLAUNCH with guest RFLAGS bit 1 clear",
+    "VMLAUNCH on a launched VMCS",
+];
+
+/// Checks the self-test report of every core: all cases in the documented order (the VMXON cases,
+/// then the entry-failure cases), logged by that core, each `pass` or a `skip` that
+/// `allowed_skip(case, reason)` accepts (an entry-failure case must pass); the per-core count line
+/// agrees with the VMXON cases; the summary's `selftest_pass` is the sum of all and `selftest_fail=0`;
+/// and each core's good guest still ran afterwards. Returns the summed number of skips.
 fn assert_selftest_passes(
     o: &Outcome,
     pcbs: &[Pcb],
@@ -310,15 +321,27 @@ fn assert_selftest_passes(
             .iter()
             .map(|l| l.field("case").unwrap_or(""))
             .collect();
+        let expected: Vec<&str> = SELFTEST_CASES.iter().chain(&ENTRY_CASES).copied().collect();
         assert_eq!(
             names,
-            SELFTEST_CASES,
+            expected,
             "apic_id={}: the self-test cases, in order{}",
             p.apic_id,
             context(o)
         );
+        for c in &cases[SELFTEST_CASES.len()..] {
+            assert_eq!(
+                c.field("result"),
+                Some("pass"),
+                "apic_id={}: entry-failure case {:?}{}",
+                p.apic_id,
+                c.field("case"),
+                context(o)
+            );
+            assert_eq!(c.cpu, Some(p.cpu), "{}", context(o));
+        }
         let (mut pass, mut skip) = (0, 0);
-        for c in &cases {
+        for c in &cases[..SELFTEST_CASES.len()] {
             assert_eq!(
                 c.cpu,
                 Some(p.cpu),
@@ -361,9 +384,10 @@ fn assert_selftest_passes(
             p.apic_id,
             context(o)
         );
-        total_pass += pass;
+        total_pass += pass + ENTRY_CASES.len() as u64;
         total_skip += skip;
     }
+    assert_guest_ok_everywhere(o, pcbs, true);
     assert_eq!(summary_num(o, "selftest_fail"), 0, "{}", context(o));
     assert_eq!(
         summary_num(o, "selftest_pass"),
@@ -391,7 +415,12 @@ fn bochs_selftest_4_cpus() {
         "cases 1 and 2 skip on each of the 4 cores{}",
         context(&o)
     );
-    assert_eq!(summary_num(&o, "selftest_pass"), 4 * 17, "{}", context(&o));
+    assert_eq!(
+        summary_num(&o, "selftest_pass"),
+        4 * (17 + 5),
+        "{}",
+        context(&o)
+    );
     assert_vmx_root_everywhere(&o, &pcbs, Some("0x2b"));
     assert_left_vmx_before_summary(&o, &pcbs);
 }
@@ -410,7 +439,7 @@ fn bochs_selftest_seabios_runs_the_unlocked_case() {
     let pcbs = assert_smp_ok(&o, 1, 1);
     let skipped = assert_selftest_passes(&o, &pcbs, |_, _| false);
     assert_eq!(skipped, 0, "{}", context(&o));
-    assert_eq!(summary_num(&o, "selftest_pass"), 19, "{}", context(&o));
+    assert_eq!(summary_num(&o, "selftest_pass"), 19 + 5, "{}", context(&o));
     for case in &SELFTEST_CASES[..2] {
         let line = line(&o, "vmx", case);
         assert_eq!(line.field("result"), Some("pass"), "{case}{}", context(&o));

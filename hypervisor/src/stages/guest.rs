@@ -32,8 +32,9 @@ pub fn prepare_on_bsp(pcb: &Pcb) {
     }
 }
 
-/// Runs the test guest on this core (in VMX root, its VMCS current) and reports it.
-pub fn run_on_this_cpu(pcb: &Pcb, cpu: &HardwareCpu) {
+/// Runs the test guest on this core (in VMX root, its VMCS current) and reports it, with the self-test's
+/// entry-failure cases first under `selftest=vmx`. Returns the cases (passed, failed) for the self-test count.
+pub fn run_on_this_cpu(pcb: &Pcb, cpu: &HardwareCpu) -> (u32, u32) {
     let input = CoreInput {
         index: pcb.index,
         apic_id: pcb.apic_id,
@@ -43,11 +44,22 @@ pub fn run_on_this_cpu(pcb: &Pcb, cpu: &HardwareCpu) {
         stack_top: pcb.stack.1,
         loops: config::get().guest_loops,
         program: faults::guest_program_for(pcb.index),
+        selftest: config::get().selftest,
     };
     let before = memory::allocated_bytes();
     let outcome = launch::run_test_guest(cpu, &input);
     let bytes = memory::allocated_bytes().saturating_sub(before);
+    let (mut passed, mut failed) = (0, 0);
+    for case in &outcome.cases {
+        log::info!(target: "vmx", "selftest apic_id={} {case}", pcb.apic_id);
+        if case.passed() {
+            passed += 1;
+        } else if !case.skipped() {
+            failed += 1;
+        }
+    }
     report(pcb.apic_id, &outcome, bytes);
+    (passed, failed)
 }
 
 /// `vmx: guest apic_id=<id> result=ok|fail <counts> [round_trip_cycles=<n>] <features> bytes=<n> [error="..."]`

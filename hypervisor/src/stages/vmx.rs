@@ -109,7 +109,9 @@ fn stage_on_this_cpu(pcb: &'static Pcb) -> u64 {
                 Err(e) => log::error!(target: "vmx", "apic_id={apic_id} second entry failed: {e}"),
             }
             if super::guest::enabled() {
-                super::guest::run_on_this_cpu(pcb, &cpu);
+                let (passed, failed) = super::guest::run_on_this_cpu(pcb, &cpu);
+                STAGE.selftest_pass.fetch_add(passed, Ordering::AcqRel);
+                STAGE.selftest_fail.fetch_add(failed, Ordering::AcqRel);
             }
         }
         Err(VmxError::Unsupported) => {

@@ -9,6 +9,7 @@
 
 use core::fmt;
 
+use super::guest::entry_cases::{Breaks, CaseOutcome, EntryCase, Seen, ENTRY_CASES};
 use super::guest::{
     ExitInfo, GuestFailure, GuestLayout, GuestProgram, GuestRegs, GuestRun, Page, Step,
     BLOCK_ALIGN, BLOCK_PAGES,
@@ -50,6 +51,8 @@ pub struct CoreInput {
     /// Timed CPUID round trips the guest makes (`guest_loops=`).
     pub loops: u64,
     pub program: GuestProgram,
+    /// `selftest=vmx`: run the VM-entry failure cases ([`ENTRY_CASES`]) before and during the good launch.
+    pub selftest: bool,
 }
 
 /// Why a core did not run its guest to the end.
@@ -105,6 +108,8 @@ pub struct GuestOutcome {
     pub run: GuestRun,
     pub features: Option<Features>,
     pub result: Result<(), LaunchFailure>,
+    /// The self-test's entry-failure cases that ran, in order.
+    pub cases: alloc::vec::Vec<CaseOutcome>,
 }
 
 /// Launches the test guest on this core, which is in VMX root operation with its VMCS current.
@@ -113,6 +118,7 @@ pub fn run_test_guest(cpu: &impl VmxCpu, input: &CoreInput) -> GuestOutcome {
         run: GuestRun::new(input.apic_id, input.loops),
         features: None,
         result: Ok(()),
+        cases: alloc::vec::Vec::new(),
     };
     outcome.result = launch(cpu, input, &mut outcome);
     outcome
@@ -175,9 +181,84 @@ fn launch(
     }
 
     let tables = DescriptorTables::save();
-    let result = run_until_done(&mut vmcs, &mut outcome.run);
+    let mut tracker = LaunchTracker::new();
+    let mut regs = GuestRegs {
+        rcx: outcome.run.loops,
+        ..GuestRegs::default()
+    };
+    if input.selftest {
+        for case in ENTRY_CASES.iter().filter(|c| !c.after_launch()) {
+            let seen = entry_case(&mut vmcs, &caps, case, &mut tracker, &mut regs);
+            outcome.cases.push(CaseOutcome { case, seen });
+        }
+    }
+    let result = run_until_done(
+        &mut vmcs,
+        &mut outcome.run,
+        &mut tracker,
+        &mut regs,
+        |vmcs, regs| {
+            // After the first exit the VMCS is launched: the last self-test case.
+            let case = ENTRY_CASES.iter().find(|c| c.after_launch());
+            if let (true, Some(case)) = (input.selftest, case) {
+                let entered = vmcs.enter(regs, EntryInstruction::Vmlaunch);
+                let seen = seen_of(vmcs, entered);
+                outcome.cases.push(CaseOutcome { case, seen });
+            }
+        },
+    );
     tables.restore();
     result
+}
+
+/// One field or launch-state case before the good launch: break, enter, record, restore.
+fn entry_case(
+    vmcs: &mut HardwareVmcs,
+    caps: &VmxCapabilities,
+    case: &EntryCase,
+    tracker: &mut LaunchTracker,
+    regs: &mut GuestRegs,
+) -> Seen {
+    let seen = match case.breaks {
+        Breaks::ResumeWhileClear => {
+            let entered = vmcs.enter(regs, EntryInstruction::Vmresume);
+            seen_of(vmcs, entered)
+        }
+        Breaks::Field { field, broken } => {
+            let Ok(good) = vmcs.vmread(field) else {
+                return Seen::NotRun("VMREAD of the field failed");
+            };
+            let Some(bad) = broken(good, caps) else {
+                return Seen::NotRun("the capability MSRs leave nothing to break");
+            };
+            if vmcs.vmwrite(field, bad).is_err() {
+                return Seen::NotRun("VMWRITE of the broken value failed");
+            }
+            let entered = vmcs.enter(regs, EntryInstruction::Vmlaunch);
+            let seen = seen_of(vmcs, entered);
+            if vmcs.vmwrite(field, good).is_err() {
+                return Seen::NotRun("VMWRITE restoring the field failed");
+            }
+            seen
+        }
+        Breaks::LaunchWhileLaunched => Seen::NotRun("runs after the first exit"),
+    };
+    // A case that entered the guest after all launched the VMCS: the good run then resumes it.
+    if let Seen::Exit(reason) = seen {
+        tracker.exited(EntryInstruction::Vmlaunch, ExitReason(reason));
+    }
+    seen
+}
+
+fn seen_of(vmcs: &HardwareVmcs, entered: Result<(), VmFail>) -> Seen {
+    match entered {
+        Ok(()) => Seen::Exit(
+            vmcs.vmread(Field::EXIT_REASON)
+                .map_or(u32::MAX, |r| r as u32),
+        ),
+        Err(VmFail::Valid(error)) => Seen::VmFailValid(error.0),
+        Err(VmFail::Invalid | VmFail::FlagsUndefined) => Seen::VmFailInvalid,
+    }
 }
 
 /// INVEPT after building the EPT (SDM vol. 3C 29.4.3.1: cached translations for an EPTP may exist before
@@ -203,20 +284,27 @@ fn invalidate_ept(
     vmcs.invept(kind, eptp).map_err(LaunchFailure::Invept)
 }
 
-fn run_until_done(vmcs: &mut HardwareVmcs, run: &mut GuestRun) -> Result<(), LaunchFailure> {
-    let mut tracker = LaunchTracker::new();
-    let mut regs = GuestRegs {
-        rcx: run.loops,
-        ..GuestRegs::default()
-    };
+/// VMLAUNCH, then VMRESUME after each handled exit, until the program ends; `after_first_exit` runs once,
+/// when the VMCS has just become launched.
+fn run_until_done(
+    vmcs: &mut HardwareVmcs,
+    run: &mut GuestRun,
+    tracker: &mut LaunchTracker,
+    regs: &mut GuestRegs,
+    mut after_first_exit: impl FnMut(&mut HardwareVmcs, &mut GuestRegs),
+) -> Result<(), LaunchFailure> {
+    let mut first = true;
     loop {
         let instr = tracker.next();
-        vmcs.enter(&mut regs, instr)
+        vmcs.enter(regs, instr)
             .map_err(|fail| LaunchFailure::Entry { instr, fail })?;
         let exit = read_exit(vmcs)?;
         tracker.exited(instr, ExitReason(exit.reason));
+        if core::mem::take(&mut first) && !ExitReason(exit.reason).is_entry_failure() {
+            after_first_exit(vmcs, regs);
+        }
         match run
-            .on_exit(&exit, &mut regs, arch::cpuid::cpuid)
+            .on_exit(&exit, regs, arch::cpuid::cpuid)
             .map_err(LaunchFailure::Guest)?
         {
             Step::Resume { rip } => vmcs.vmwrite(Field::GUEST_RIP, rip)?,

@@ -3,6 +3,7 @@
 //! Plain decisions, tested on the host; `vmx::vm_entry` runs them on the processor.
 #![deny(unsafe_code)]
 
+pub mod entry_cases;
 pub mod exits;
 pub mod layout;
 
