@@ -1,5 +1,6 @@
 //! VMX on every core under QEMU with KVM (`-accel kvm -cpu host`): the same per-core checks as the
-//! Bochs tests in `tests/vmx.rs`, on a real Intel CPU through nested VT-x.
+//! Bochs tests in `tests/vmx.rs`, on a real Intel CPU through nested VT-x, each core's test guest
+//! included (EPT or not, as the host's nested VMX offers).
 //!
 //! Ignored by default: they need an Intel host with nested VT-x. Run them with
 //! `cargo test --test kvm -- --ignored`. On a host without nested VT-x they FAIL and say why (the
@@ -50,6 +51,7 @@ fn kvm_vmx_everywhere(n: u32) {
     let pcbs = assert_smp_ok(&o, n, n as usize);
     // The revision id is the host CPU's: the same on every core, whatever it is.
     assert_vmx_root_everywhere(&o, &pcbs, None);
+    assert_guest_ok_everywhere(&o, &pcbs, None);
     assert_left_vmx_before_summary(&o, &pcbs);
     assert_qemu_exit(&o, 33);
 }

@@ -64,7 +64,7 @@ fn bochs_guests_everywhere(n: u32, model: Option<&str>, revision: &str, ept: boo
             context(&o)
         );
     }
-    assert_guest_ok_everywhere(&o, &pcbs, ept);
+    assert_guest_ok_everywhere(&o, &pcbs, Some(ept));
     assert_left_vmx_before_summary(&o, &pcbs);
     o
 }
@@ -387,7 +387,7 @@ fn assert_selftest_passes(
         total_pass += pass + ENTRY_CASES.len() as u64;
         total_skip += skip;
     }
-    assert_guest_ok_everywhere(o, pcbs, true);
+    assert_guest_ok_everywhere(o, pcbs, Some(true));
     assert_eq!(summary_num(o, "selftest_fail"), 0, "{}", context(o));
     assert_eq!(
         summary_num(o, "selftest_pass"),
