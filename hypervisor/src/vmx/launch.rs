@@ -315,6 +315,7 @@ fn run_until_done(
 
 /// The exit-information fields the exit's handling needs: three VMREADs for the exits the program makes,
 /// more for the ones that end it (the exit path is measured: docs/performance.md).
+#[inline]
 fn read_exit(vmcs: &HardwareVmcs) -> Result<ExitInfo, AccessError> {
     let read = |field: Field| vmcs.vmread(field);
     let reason = read(Field::EXIT_REASON)? as u32;

@@ -5,12 +5,13 @@
 //! VM entry and exit (SDM vol. 3C ch. 27 "VM Entries", ch. 28 "VM Exits", 28.5 "Loading Host State"): a VM
 //! exit loads RSP and RIP from HOST_RSP and HOST_RIP and leaves every general-purpose register with the guest's
 //! value. `hv_vm_enter` therefore saves the callee-saved registers and the [`GuestRegs`] pointer on the core's
-//! own stack, writes HOST_RSP (that stack pointer) and HOST_RIP (`hv_vm_exit`), loads the guest's registers and
-//! executes VMLAUNCH or VMRESUME. Success does not return there: the next VM exit lands at `hv_vm_exit` on that
+//! own stack, writes HOST_RSP (that stack pointer, when it changed since the last entry; HOST_RIP =
+//! `hv_vm_exit` is written with the host state), loads the guest's registers and executes VMLAUNCH or
+//! VMRESUME. Success does not return there: the next VM exit lands at `hv_vm_exit` on that
 //! same stack, which stores the guest's registers through the saved pointer, restores the host's and returns
 //! 0 to the caller of `hv_vm_enter`. VMfailInvalid/VMfailValid fall through and return 4 | CF | ZF << 1. The
 //! per-core exit stack is thus the core's kernel stack (with its guard page) at the depth of the call, as in
-//! KVM's `__vmx_vcpu_run`; HOST_RSP is rewritten on each entry, so any call depth works.
+//! KVM's `__vmx_vcpu_run`; HOST_RSP follows the entry's stack pointer, so any call depth works.
 //!
 //! Status of VMREAD, VMWRITE and INVEPT: SDM vol. 3C 31.2 "Conventions", CF and ZF captured with SETC/SETZ in
 //! the same `asm!` block after presetting both (see `instructions.rs`).
@@ -47,13 +48,15 @@ global_asm!(
     "push r14",
     "push r15",
     "push rdi",
+    // HOST_RSP only when this entry's stack pointer differs from the last one written (HOST_RIP is written
+    // once, with the rest of the host state).
+    "cmp rsp, [rdi + {last_rsp}]",
+    "je 5f",
+    "mov [rdi + {last_rsp}], rsp",
     "mov rax, {host_rsp}",
     "vmwrite rax, rsp",
     "jbe 3f",
-    "lea rdx, [rip + hv_vm_exit]",
-    "mov rax, {host_rip}",
-    "vmwrite rax, rdx",
-    "jbe 3f",
+    "5:",
     // The MOVs below leave the flags of this TEST alone.
     "test rsi, rsi",
     "mov rax, [rdi + {rax}]",
@@ -116,7 +119,7 @@ global_asm!(
     "ret",
     ".popsection",
     host_rsp = const Field::HOST_RSP.encoding(),
-    host_rip = const Field::HOST_RIP.encoding(),
+    last_rsp = const offset_of!(GuestRegs, host_rsp),
     rax = const offset_of!(GuestRegs, rax),
     rbx = const offset_of!(GuestRegs, rbx),
     rcx = const offset_of!(GuestRegs, rcx),
@@ -143,6 +146,8 @@ global_asm!(
     ".global hv_test_guest_io",
     ".global hv_test_guest_ept",
     "hv_test_guest_start:",
+    // R8 = loops; RDI = TSC cycles of `loops` CPUID exits, R11 = of the same loop without the CPUID (the
+    // loop's own cost, which the host subtracts).
     "mov r8, rcx",
     "mov r9, rcx",
     "rdtsc",
@@ -163,6 +168,25 @@ global_asm!(
     "or rax, rdx",
     "sub rax, r10",
     "mov rdi, rax",
+    "mov r9, r8",
+    "rdtsc",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "mov r10, rax",
+    "4:",
+    "test r9, r9",
+    "jz 5f",
+    "mov eax, {leaf_signature}",
+    "xor ecx, ecx",
+    "nop",
+    "dec r9",
+    "jmp 4b",
+    "5:",
+    "rdtsc",
+    "shl rdx, 32",
+    "or rax, rdx",
+    "sub rax, r10",
+    "mov r11, rax",
     "mov eax, {leaf_apic_id}",
     "xor ecx, ecx",
     "cpuid",
@@ -254,6 +278,7 @@ impl HardwareVmcs {
             .map_or(0, |v| v as u32)
     }
 
+    #[inline(always)]
     fn raw_read(&self, encoding: u64) -> Result<u64, (u8, u8)> {
         let value: u64;
         let (cf, zf): (u8, u8);
@@ -281,7 +306,9 @@ impl HardwareVmcs {
     }
 
     /// VMLAUNCH (`Vmlaunch`) or VMRESUME with the guest's registers `regs`; returns at the next VM exit with
-    /// `regs` holding the guest's registers then, or with the VM-instruction failure.
+    /// `regs` holding the guest's registers then, or with the VM-instruction failure. The host state must
+    /// have HOST_RIP = [`vm_exit_entry`] (as [`host_view`] gives it).
+    #[inline]
     pub fn enter(&mut self, regs: &mut GuestRegs, instr: EntryInstruction) -> Result<(), VmFail> {
         let resume = u64::from(instr == EntryInstruction::Vmresume);
         // SAFETY: the constructor's contract: VMX root, a current VMCS whose host state is this core's own and
@@ -325,6 +352,7 @@ impl HardwareVmcs {
 }
 
 impl VmcsAccess for HardwareVmcs {
+    #[inline]
     fn vmread(&self, field: Field) -> Result<u64, AccessError> {
         self.raw_read(u64::from(field.encoding()))
             .map_err(|(cf, zf)| AccessError {
@@ -337,6 +365,7 @@ impl VmcsAccess for HardwareVmcs {
             })
     }
 
+    #[inline]
     fn vmwrite(&mut self, field: Field, value: u64) -> Result<(), AccessError> {
         let (cf, zf): (u8, u8);
         // SAFETY: VMX root operation with a current VMCS (constructor's contract): VMWRITE cannot #UD and only
@@ -354,6 +383,9 @@ impl VmcsAccess for HardwareVmcs {
                 zf = out(reg_byte) zf,
                 options(nostack),
             );
+        }
+        if cf == 0 && zf == 0 {
+            return Ok(());
         }
         vmx_result(cf, zf, || self.error_number()).map_err(|fail| AccessError {
             op: AccessOp::Write,

@@ -45,6 +45,8 @@ pub struct GuestRegs {
     pub r13: u64,
     pub r14: u64,
     pub r15: u64,
+    /// Not a guest register: the HOST_RSP last written, kept here by the assembly entry (0: none yet).
+    pub host_rsp: u64,
 }
 
 /// What the processor recorded for one VM exit (the exit-information fields, SDM vol. 3C 25.9).
@@ -71,9 +73,11 @@ impl ExitInfo {
 pub struct GuestReport {
     pub signature: [u8; 12],
     pub apic_id: u32,
-    /// The timed CPUID round trips and the TSC cycles they took (the guest's RDTSC).
+    /// The timed CPUID round trips and the TSC cycles they took (the guest's RDTSC), and the cycles of the same
+    /// loop with a NOP in place of the CPUID (the loop's own cost).
     pub loops: u64,
     pub cycles: u64,
+    pub baseline_cycles: u64,
 }
 
 /// Why a core's guest did not pass.
@@ -218,6 +222,8 @@ pub struct GuestRun {
     pub loops: u64,
     pub counts: ExitCounts,
     pub report: Option<GuestReport>,
+    /// Exits left before the run is ended as [`GuestFailure::TooManyExits`] (counted down on the exit path).
+    budget: u32,
 }
 
 /// Exits the program makes besides its timed loop: two CPUIDs, two VMCALLs, one HLT, with room to spare.
@@ -235,12 +241,22 @@ impl GuestRun {
                 other: 0,
             },
             report: None,
+            budget: Self::limit(loops),
         }
     }
 
+    const fn limit(loops: u64) -> u32 {
+        let loops = if loops > u32::MAX as u64 {
+            u32::MAX
+        } else {
+            loops as u32
+        };
+        PROGRAM_EXITS.saturating_add(loops)
+    }
+
     /// The bound on the exits of one run.
-    pub fn max_exits(&self) -> u32 {
-        PROGRAM_EXITS.saturating_add(u32::try_from(self.loops).unwrap_or(u32::MAX))
+    pub const fn max_exits(&self) -> u32 {
+        Self::limit(self.loops)
     }
 
     /// The hypervisor's answer to CPUID in the guest; any other leaf is the processor's own (`host`).
@@ -276,6 +292,7 @@ impl GuestRun {
     }
 
     /// Handles one VM exit: updates `regs` (the guest's registers, saved by the exit entry) and the counts.
+    #[inline]
     pub fn on_exit(
         &mut self,
         exit: &ExitInfo,
@@ -295,11 +312,12 @@ impl GuestRun {
                 qualification: exit.qualification,
             });
         }
-        if self.counts.total() >= self.max_exits() {
+        let Some(left) = self.budget.checked_sub(1) else {
             return Err(GuestFailure::TooManyExits {
                 limit: self.max_exits(),
             });
-        }
+        };
+        self.budget = left;
         let rip = exit.guest_rip;
         match reason.basic() {
             ExitReason::CPUID => {
@@ -366,6 +384,7 @@ impl GuestRun {
             apic_id: regs.rsi as u32,
             loops: regs.r8,
             cycles: regs.rdi,
+            baseline_cycles: regs.r11,
         };
         self.report = Some(report);
         if signature != SIGNATURE {
@@ -394,10 +413,12 @@ impl GuestRun {
         Ok(Step::Finished)
     }
 
-    /// TSC cycles per timed round trip, when the guest made any.
+    /// TSC cycles per timed round trip (VM exit, the hypervisor's handling, VM entry, the CPUID's own slot),
+    /// the loop's own cost taken out, when the guest made any.
     pub fn cycles_per_round_trip(&self) -> Option<u64> {
         let report = self.report?;
-        (report.loops > 0).then(|| report.cycles / report.loops)
+        (report.loops > 0)
+            .then(|| report.cycles.saturating_sub(report.baseline_cycles) / report.loops)
     }
 }
 
@@ -457,6 +478,7 @@ mod tests {
         regs.rsi = apic;
         regs.r8 = loops;
         regs.rdi = 1000 * loops;
+        regs.r11 = 10 * loops;
         step(ExitReason::VMCALL, 3, &mut regs, &mut rip)?;
         step(ExitReason::HLT, 1, &mut regs, &mut rip)?;
         regs.rax = VMCALL_DONE;
@@ -491,7 +513,7 @@ mod tests {
         let mut run = GuestRun::new(0x1_0000, 50);
         play(&mut run, |_, _| {}).unwrap();
         assert_eq!(run.counts.cpuid, 52);
-        assert_eq!(run.cycles_per_round_trip(), Some(1000));
+        assert_eq!(run.cycles_per_round_trip(), Some(990));
     }
 
     #[test]
