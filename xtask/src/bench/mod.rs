@@ -18,6 +18,7 @@
 //! asserts timings.
 
 mod csv;
+pub mod exits;
 mod json;
 mod plan;
 mod plot;

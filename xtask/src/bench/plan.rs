@@ -45,6 +45,10 @@ with verdict=ok.
   --memory       guest MiB (default 512)
   --replot       boot nothing: re-render bench-summary.csv, bench-table.md and bench.svg from
                  DIR/bench-runs.csv (e.g. after a change to the plot)
+  --exits N      instead: the VM-exit round trip. Each core's test guest times N CPUID exits
+                 (guest_loops=N) under Bochs, and under KVM where the host has nested VT-x; --cpus
+                 (default 1,4), --runs, --append and --timeout apply. Writes bench-exits.csv and
+                 bench-exits.md
   -- ARGS        appended to the emulator command line (only with a single backend)
 ";
 
@@ -93,6 +97,8 @@ pub struct BenchSpec {
     pub extra_args: Vec<String>,
     /// `--replot`: no boots; re-render the summary, table and plot from `out/bench-runs.csv`.
     pub replot: bool,
+    /// `--exits N`: the VM-exit round-trip benchmark with N timed exits per core instead.
+    pub exits: Option<u64>,
 }
 
 impl Default for BenchSpec {
@@ -109,6 +115,7 @@ impl Default for BenchSpec {
             memory_mib: crate::DEFAULT_MEMORY_MIB,
             extra_args: Vec::new(),
             replot: false,
+            exits: None,
         }
     }
 }
@@ -184,6 +191,13 @@ where
                 )?)
             }
             "--memory" => spec.memory_mib = args.number(&opt, |&m| m > 0, "expected MiB > 0")?,
+            "--exits" => {
+                spec.exits = Some(args.number(
+                    &opt,
+                    |&n: &u64| (1..=1_000_000).contains(&n),
+                    "expected 1 to 1000000 timed exits",
+                )?)
+            }
             other if other.starts_with('-') => {
                 return Err(format!("bench: unknown option {other}"))
             }

@@ -194,7 +194,9 @@ fn host_meta(spec: &BenchSpec, kernel: &Path, kernel_bytes: &[u8]) -> Vec<(Strin
 /// Runs the benchmark and writes its files; returns the process exit status (0: every boot ended
 /// `verdict=ok`; 1: some did not; otherwise the [`RunError`] status).
 pub fn run_bench(spec: &BenchSpec) -> i32 {
-    let result = if spec.replot {
+    let result = if let Some(loops) = spec.exits {
+        super::exits::run_exits(spec, loops).map(|status| status == 0)
+    } else if spec.replot {
         replot(&spec.out)
     } else {
         run_bench_inner(spec)
