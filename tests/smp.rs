@@ -6,7 +6,10 @@
 //!
 //! Every test checks (`assert_smp_ok` in `common`): `cpus=N online=N failed=0 verdict=ok`, one
 //! `smp: pcb` line per CPU logged by that CPU, distinct APIC ids equal to the usable MADT entries,
-//! disjoint stacks with a guard page just below each, and the number of `acpi: madt:` lines.
+//! disjoint stacks with a guard page just below each, and the number of `acpi: madt:` lines. Above the
+//! kernel's per-core threshold (64 CPUs, `log_per_core_max=`) those per-core lines are DEBUG and the BSP
+//! prints compact runs at INFO (docs/serial-log.md, "Per-core lines at scale"): the 255-CPU boot runs at
+//! `log=debug` so that both forms are checked against each other, each core's own line included.
 
 mod common;
 
@@ -33,15 +36,22 @@ fn boot_qemu(spec: &RunSpec, cpus: u32) -> Outcome {
     }
 }
 
-/// `n` CPUs, APIC ids 0..n-1, every one online.
-fn qemu_contiguous(machine: Machine, n: u32, extra_args: &[&str]) {
-    let spec = RunSpec {
+/// `n` CPUs, APIC ids 0..n-1, every one online, each with its own pcb line.
+fn qemu_contiguous(machine: Machine, n: u32, extra_args: &[&str]) -> Outcome {
+    qemu_contiguous_with(machine, n, extra_args, "")
+}
+
+/// [`qemu_contiguous`] with more kernel command-line words.
+fn qemu_contiguous_with(machine: Machine, n: u32, extra_args: &[&str], append: &str) -> Outcome {
+    let mut spec = RunSpec {
         machine: Some(machine),
         extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
         ..qemu_smp(&n.to_string())
     };
+    spec.append = format!("{} {append}", spec.append);
     let o = boot_qemu(&spec, n);
     let pcbs = assert_smp_ok(&o, n, n as usize);
+    assert_own_pcb_lines(&o, &pcbs);
     let ids: Vec<u32> = pcbs.iter().map(|p| p.apic_id).collect();
     assert_eq!(
         ids,
@@ -50,6 +60,7 @@ fn qemu_contiguous(machine: Machine, n: u32, extra_args: &[&str]) {
         context(&o)
     );
     assert_qemu_exit(&o, 33);
+    o
 }
 
 #[test]
@@ -82,16 +93,62 @@ fn qemu_q35_16_cpus() {
     qemu_contiguous(Machine::Q35, 16, &[]);
 }
 
+/// The per-core threshold itself: 64 CPUs still print a line each at INFO, and no compact run.
 #[test]
 fn qemu_q35_64_cpus() {
-    qemu_contiguous(Machine::Q35, 64, &[]);
+    let o = qemu_contiguous(Machine::Q35, 64, &[]);
+    assert!(
+        !xtask::serial::is_compact(&o.lines()),
+        "compact lines at 64 CPUs{}",
+        context(&o)
+    );
 }
 
 /// QEMU 7.2's maximum. Multi-threaded TCG with 255 vCPUs on a 2-core host is too slow; one TCG
-/// thread round-robins them (about 8 s when the host is otherwise idle).
+/// thread round-robins them (about 8 s when the host is otherwise idle). At `log=debug`: every core's own
+/// pcb line and every MADT entry's line (DEBUG above the threshold) must agree with the BSP's compact runs.
 #[test]
 fn qemu_q35_255_cpus_single_threaded_tcg() {
-    qemu_contiguous(Machine::Q35, 255, &["-accel", "tcg,thread=single"]);
+    let o = qemu_contiguous_with(
+        Machine::Q35,
+        255,
+        &["-accel", "tcg,thread=single"],
+        "log=debug",
+    );
+    assert_compact_runs_with_debug_lines(&o, 255);
+}
+
+/// A low `log_per_core_max=`: 8 CPUs in the compact form at INFO, every core checked through the BSP's
+/// runs (the same contract as the per-core lines), and no per-core INFO line but the BSP's own pcb line.
+#[test]
+fn qemu_q35_8_cpus_compact_log() {
+    let spec = RunSpec {
+        append: "vmx=off log_per_core_max=4".into(),
+        ..qemu_smp("8")
+    };
+    let o = boot_qemu(&spec, 8);
+    let pcbs = assert_smp_ok(&o, 8, 8);
+    assert_compact_log(&o);
+    assert_eq!(
+        pcbs[0].logged_by,
+        Some(0),
+        "the BSP's own line{}",
+        context(&o)
+    );
+    assert!(
+        pcbs[1..].iter().all(|p| p.logged_by.is_none()),
+        "{}",
+        context(&o)
+    );
+    let ids: Vec<u32> = pcbs.iter().map(|p| p.apic_id).collect();
+    assert_eq!(ids, (0..8).collect::<Vec<_>>(), "{}", context(&o));
+    assert_eq!(
+        o.lines_with("acpi", "madt: entries ").len(),
+        1,
+        "QEMU's 8 entries are one run{}",
+        context(&o)
+    );
+    assert_qemu_exit(&o, 33);
 }
 
 #[test]
@@ -369,4 +426,38 @@ fn bochs_smp_only_4_cpus() {
 #[test]
 fn bochs_smp_only_15_cpus() {
     bochs_smp_only(15);
+}
+
+/// The compact form with the VMX stage on (Bochs, 4 CPUs, `log_per_core_max=2`): the BSP's `vmx: root cpus=`
+/// runs list every core in VMX root, the per-core `vmx: root apic_id=` lines are not at INFO, and at
+/// `log=debug` both are there and agree (`xtask::serial::vmx_root_apic_ids`).
+#[test]
+fn bochs_4_cpus_compact_log_with_vmx() {
+    for level in ["info", "debug"] {
+        let spec = RunSpec {
+            smp: "4".into(),
+            ..bochs(&format!("log_per_core_max=2 log={level}"))
+        };
+        let o = {
+            let _host = shared_host();
+            boot(&spec)
+        };
+        let pcbs = assert_smp_ok(&o, 4, 4);
+        assert_compact_log(&o);
+        assert_eq!(o.summary_value("vmx_root"), Some("4"), "{}", context(&o));
+        let roots = xtask::serial::vmx_root_apic_ids(&o.lines())
+            .unwrap_or_else(|e| panic!("{e}{}", context(&o)));
+        let mut ids: Vec<u32> = pcbs.iter().map(|p| p.apic_id).collect();
+        ids.sort_unstable();
+        assert_eq!(roots, ids, "every core in VMX root, once{}", context(&o));
+        let each = root_lines(&o);
+        match level {
+            "info" => assert!(each.is_empty(), "{}", context(&o)),
+            _ => {
+                assert_compact_runs_with_debug_lines(&o, 4);
+                assert_own_pcb_lines(&o, &pcbs);
+                assert_eq!(each.len(), 4, "{}", context(&o));
+            }
+        }
+    }
 }

@@ -24,6 +24,7 @@ enum Key {
     Log,
     OnDone,
     LogDefer,
+    LogPerCoreMax,
     Fault,
     FaultCpu,
     Vmx,
@@ -33,13 +34,14 @@ enum Key {
     GuestLoops,
 }
 
-const LAST_KEYS: usize = 10;
+const LAST_KEYS: usize = 11;
 
 /// Every key some stage reads.
-const KEYS: [(&str, Kind); 15] = [
+const KEYS: [(&str, Kind); 16] = [
     ("log", Kind::Last(Key::Log)),
     ("on_done", Kind::Last(Key::OnDone)),
     ("log_defer", Kind::Last(Key::LogDefer)),
+    ("log_per_core_max", Kind::Last(Key::LogPerCoreMax)),
     ("fault", Kind::Last(Key::Fault)),
     ("fault_cpu", Kind::Last(Key::FaultCpu)),
     ("vmx", Kind::Last(Key::Vmx)),
@@ -138,6 +140,10 @@ pub struct Config {
     pub on_done: OnDone,
     /// `log_defer=on|off` (default on): hold routine lines until the BSP waits.
     pub log_defer: bool,
+    /// `log_per_core_max=<n>` (default [`crate::log_scale::DEFAULT_MAX_EACH`]): up to this many cores (or MADT
+    /// processor entries) each per-core line is INFO; above it they are DEBUG and the BSP prints compact
+    /// lines (docs/serial-log.md, "Per-core lines at scale").
+    pub log_per_core_max: u32,
     /// `fault=` with `fault_cpu=`; None when absent, unknown, or `no_memory` aimed at an AP.
     pub fault: Option<FaultTarget>,
     /// `vmx=on|off` (default on).
@@ -160,6 +166,7 @@ impl Default for Config {
             log_level: log::LevelFilter::Info,
             on_done: OnDone::Halt,
             log_defer: true,
+            log_per_core_max: crate::log_scale::DEFAULT_MAX_EACH,
             fault: None,
             vmx: true,
             selftest: false,
@@ -178,6 +185,7 @@ pub enum Warning<'a> {
     Level(&'a str),
     OnDone(&'a str),
     LogDefer(&'a str),
+    LogPerCoreMax(&'a str),
     UnknownKey(&'a str),
     NoMemoryOnAp(u32),
     UnknownFault(&'a str),
@@ -212,6 +220,11 @@ impl fmt::Display for Warning<'_> {
             }
             Self::OnDone(v) => write!(f, "on_done={v} is not one of halt|exit|reboot; using halt"),
             Self::LogDefer(v) => write!(f, "log_defer={v} is not on|off; lines stay deferred"),
+            Self::LogPerCoreMax(v) => write!(
+                f,
+                "log_per_core_max={v} is not a core count; using {}",
+                crate::log_scale::DEFAULT_MAX_EACH
+            ),
             Self::UnknownKey(k) => write!(f, "unknown command-line key '{k}' ignored"),
             Self::NoMemoryOnAp(cpu) => {
                 write!(
@@ -275,8 +288,8 @@ fn parse_switch(value: &str) -> Option<bool> {
 
 impl Config {
     /// Parses a whole command line into the settings, handing each word not taken to `warn`, in a fixed order:
-    /// log, on_done, log_defer, unknown keys in line order, fault, vmx, selftest, acpi_checksum, guest,
-    /// guest_loops, bad bring-up
+    /// log, on_done, log_defer, log_per_core_max, unknown keys in line order, fault, vmx, selftest, acpi_checksum,
+    /// guest, guest_loops, bad bring-up
     /// words in line order. Allocates nothing (it runs before the heap exists), so the line is read in three passes.
     pub fn parse<'a>(cmdline: &'a str, mut warn: impl FnMut(Warning<'a>)) -> Self {
         let mut cfg = Config::default();
@@ -308,6 +321,12 @@ impl Config {
             match parse_switch(v) {
                 Some(on) => cfg.log_defer = on,
                 None => warn(Warning::LogDefer(v)),
+            }
+        }
+        if let Some(v) = get(Key::LogPerCoreMax) {
+            match v.parse() {
+                Ok(n) => cfg.log_per_core_max = n,
+                Err(_) => warn(Warning::LogPerCoreMax(v)),
             }
         }
         for word in cmdline.split_ascii_whitespace() {
@@ -553,6 +572,33 @@ mod tests {
     }
 
     #[test]
+    fn log_per_core_max_is_a_count() {
+        assert_eq!(Config::default().log_per_core_max, 64);
+        let (c, w) = Config::parse_all("log_per_core_max=0");
+        assert_eq!(c.log_per_core_max, 0);
+        assert!(w.is_empty());
+        assert_eq!(
+            Config::parse_all("log_per_core_max=2 log_per_core_max=4096")
+                .0
+                .log_per_core_max,
+            4096
+        );
+        for bad in [
+            "log_per_core_max=-1",
+            "log_per_core_max=many",
+            "log_per_core_max",
+        ] {
+            let (c, w) = Config::parse_all(bad);
+            assert_eq!(c.log_per_core_max, 64, "{bad}");
+            assert_eq!(w.len(), 1, "{bad}");
+        }
+        assert_eq!(
+            messages("log_per_core_max=x"),
+            ["boot: log_per_core_max=x is not a core count; using 64"]
+        );
+    }
+
+    #[test]
     fn acpi_checksum_words() {
         assert_eq!(Config::default().acpi_checksum, ChecksumPolicy::Warn);
         let (c, w) = Config::parse_all("acpi_checksum=strict");
@@ -605,11 +651,14 @@ mod tests {
     #[test]
     fn warnings_come_in_the_documented_order() {
         assert_eq!(
-            messages("smp=0 selftest=x vmx=x fault=x b log_defer=x a on_done=x log=x"),
+            messages(
+                "smp=0 selftest=x vmx=x fault=x b log_defer=x a on_done=x log_per_core_max=x log=x"
+            ),
             [
                 "boot: log=x is not a level (error|warn|info|debug|trace); using info",
                 "boot: on_done=x is not one of halt|exit|reboot; using halt",
                 "boot: log_defer=x is not on|off; lines stay deferred",
+                "boot: log_per_core_max=x is not a core count; using 64",
                 "boot: unknown command-line key 'b' ignored",
                 "boot: unknown command-line key 'a' ignored",
                 "boot: fault=x is not a known fault (docs/serial-log.md); ignored",

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | stages | `stages::{bsp, smp, ap, pipeline, vmx, faults, report}` | everything below |
 //! | configuration | `config` (the command line, parsed once) | `exit` (for `OnDone`), the `smp` crate |
-//! | core services | `exit`, `verdict` (how the outcomes decide the verdict), `interrupts`, `logger`, `memory`, `percpu`, `time` | each other, `arch` |
+//! | core services | `exit`, `verdict` (how the outcomes decide the verdict), `interrupts`, `logger`, `log_scale` (per-core lines at scale), `memory`, `percpu`, `time` | each other, `arch` |
 //! | VMX | `vmx` (decisions against `VmxCpu`; `vmx::instructions` is the real CPU) | `arch` |
 //! | hardware | `arch` (MSRs, CPUID, ports, local APIC, trampoline, exception names) | nothing above |
 //!
@@ -19,6 +19,7 @@ pub mod arch;
 pub mod config;
 pub mod exit;
 pub mod interrupts;
+pub mod log_scale;
 pub mod logger;
 pub mod memory;
 pub mod percpu;

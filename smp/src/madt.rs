@@ -643,12 +643,75 @@ pub fn log_lines(list: &ProcessorList) -> Vec<(LineLevel, String)> {
     out
 }
 
-/// Emits [`log_lines`] through the `log` crate (target `acpi`, so a line reads `acpi: madt: ...`).
-pub fn log_processor_list(list: &ProcessorList) {
+/// The processor entries of `list` as compact lines, in MADT order: one line per run of consecutive entries
+/// with the same entry kind and state whose APIC id and UID both go up by one from entry to entry:
+/// `madt: entries apic_ids=<a>[-<b>] uids=<c>[-<d>] entry=<xapic|x2apic> state=<s>` (`<s>` as in
+/// [`log_lines`]). QEMU's 1024-CPU table takes two lines (ids 0-254 as xAPIC entries, 255-1023 as x2APIC
+/// entries). Malformed entries and the BSP note are not processor entries: they keep their [`log_lines`] line.
+pub fn compact_lines(list: &ProcessorList) -> Vec<String> {
+    let mut entries: Vec<(usize, &Processor, &'static str)> = Vec::new();
+    for p in &list.cpus {
+        if let Some(off) = p.madt_offset {
+            let state = match p.state {
+                ProcessorState::Usable => "usable",
+                ProcessorState::HotPluggable => "hot-pluggable",
+                ProcessorState::Disabled => "disabled",
+            };
+            entries.push((off, p, state));
+        }
+    }
+    for r in &list.rejected {
+        if let Some(p) = &r.processor {
+            entries.push((r.offset, p, r.reason.short_name()));
+        }
+    }
+    entries.sort_by_key(|(off, _, _)| *off);
+    // (first entry, its state, entries in the run)
+    let mut runs: Vec<(&Processor, &'static str, u32)> = Vec::new();
+    for (_, p, state) in entries {
+        match runs.last_mut() {
+            Some((first, first_state, n))
+                if first.kind == p.kind
+                    && *first_state == state
+                    && first.apic_id.checked_add(*n) == Some(p.apic_id)
+                    && first.uid.checked_add(*n) == Some(p.uid) =>
+            {
+                *n += 1
+            }
+            _ => runs.push((p, state, 1)),
+        }
+    }
+    let span = |first: u32, n: u32| {
+        if n == 1 {
+            format!("{first}")
+        } else {
+            format!("{first}-{}", first + (n - 1))
+        }
+    };
+    runs.into_iter()
+        .map(|(p, state, n)| {
+            format!(
+                "madt: entries apic_ids={} uids={} entry={} state={state}",
+                span(p.apic_id, n),
+                span(p.uid, n),
+                p.kind
+            )
+        })
+        .collect()
+}
+
+/// Emits the report of `list` through the `log` crate (target `acpi`, so a line reads `acpi: madt: ...`):
+/// the [`log_lines`], their `Info` lines at `each`; with `compact`, then the [`compact_lines`] at INFO.
+pub fn log_processor_list(list: &ProcessorList, each: log::Level, compact: bool) {
     for (level, text) in log_lines(list) {
         match level {
-            LineLevel::Info => log::info!(target: "acpi", "{text}"),
+            LineLevel::Info => log::log!(target: "acpi", each, "{text}"),
             LineLevel::Warn => log::warn!(target: "acpi", "{text}"),
+        }
+    }
+    if compact {
+        for text in compact_lines(list) {
+            log::info!(target: "acpi", "{text}");
         }
     }
 }
@@ -1122,7 +1185,60 @@ mod tests {
         assert!(lines[..5].iter().all(|(lv, _)| *lv == LineLevel::Info));
         // limit 3 = BSP + the usable AP + the hot-pluggable one.
         assert_eq!(apic_ids(&l), [0, 300, 4]);
-        log_processor_list(&l); // no logger installed: must not panic
+        log_processor_list(&l, log::Level::Info, true); // no logger installed: must not panic
+        assert_eq!(
+            compact_lines(&l),
+            [
+                "madt: entries apic_ids=0 uids=0 entry=xapic state=usable",
+                "madt: entries apic_ids=300 uids=1 entry=x2apic state=hot-pluggable",
+                "madt: entries apic_ids=2 uids=2 entry=xapic state=disabled",
+                "madt: entries apic_ids=0 uids=3 entry=xapic state=duplicate",
+                "madt: entries apic_ids=4 uids=4 entry=xapic state=usable",
+            ]
+        );
+    }
+
+    #[test]
+    fn compact_lines_are_runs_of_kind_state_id_and_uid() {
+        // QEMU's table beyond 255 CPUs: xAPIC entries 0-254, x2APIC entries from 255; 8 of them disabled.
+        let mut b = MadtBuilder::new(5);
+        for id in 0..255 {
+            b = b.xapic(id as u8, id as u8, 1);
+        }
+        for id in 255..300 {
+            b = b.x2apic(id, if id < 292 { 1 } else { 0 }, id);
+        }
+        let l = parse_madt(&b.build(), 0, 4096).unwrap();
+        assert_eq!(
+            compact_lines(&l),
+            [
+                "madt: entries apic_ids=0-254 uids=0-254 entry=xapic state=usable",
+                "madt: entries apic_ids=255-291 uids=255-291 entry=x2apic state=usable",
+                "madt: entries apic_ids=292-299 uids=292-299 entry=x2apic state=disabled",
+            ]
+        );
+        // A hole in the ids, or ids and UIDs that stop going up together, start a new run.
+        let t = MadtBuilder::new(5)
+            .xapic(0, 0, 1)
+            .xapic(1, 1, 1)
+            .xapic(2, 4, 1)
+            .xapic(3, 5, 1)
+            .xapic(5, 6, 1)
+            .build();
+        assert_eq!(
+            compact_lines(&parse_madt(&t, 0, 16).unwrap()),
+            [
+                "madt: entries apic_ids=0-1 uids=0-1 entry=xapic state=usable",
+                "madt: entries apic_ids=4-5 uids=2-3 entry=xapic state=usable",
+                "madt: entries apic_ids=6 uids=5 entry=xapic state=usable",
+            ]
+        );
+        // Every processor entry is in exactly one run: the runs' sizes add up to the per-entry lines.
+        let per_entry = log_lines(&l)
+            .iter()
+            .filter(|(lv, s)| *lv == LineLevel::Info && s.starts_with("madt: apic_id="))
+            .count();
+        assert_eq!(per_entry, 300);
     }
 
     #[test]

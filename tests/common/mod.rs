@@ -282,14 +282,113 @@ pub fn typed<T: Documented>(o: &Outcome) -> Vec<T> {
         .unwrap_or_else(|e| panic!("malformed line: {e}{}", context(o)))
 }
 
-/// Every `smp: pcb` line, in log order.
+/// Every core's `smp: pcb` facts, sorted by index: the per-core lines, or above the kernel's per-core
+/// threshold the BSP's `pcb cpus=` runs with the per-core lines present merged in (`xtask::serial::core_pcbs`:
+/// a core listed twice or a per-core line that disagrees with its run fails the test). A core known only from
+/// a run has `logged_by: None`.
 pub fn pcb_lines(o: &Outcome) -> Vec<Pcb> {
-    typed(o)
+    xtask::serial::core_pcbs(&o.lines())
+        .unwrap_or_else(|e| panic!("malformed pcb lines: {e}{}", context(o)))
 }
 
-/// Every processor line of the MADT report, in table order.
+/// Every processor entry of the MADT report, in table order: the `madt: apic_id=` lines, or the `madt:
+/// entries` runs above the threshold (both must agree where both are logged, `xtask::serial::madt_entries`).
 pub fn madt_lines(o: &Outcome) -> Vec<MadtEntry> {
-    typed(o)
+    xtask::serial::madt_entries(&o.lines())
+        .unwrap_or_else(|e| panic!("malformed madt lines: {e}{}", context(o)))
+}
+
+/// Every core printed its own `smp: pcb` line (as at `log=debug`, or at or below the per-core threshold):
+/// none is known only from the BSP's compact runs.
+pub fn assert_own_pcb_lines(o: &Outcome, pcbs: &[Pcb]) {
+    for p in pcbs {
+        assert_eq!(
+            p.logged_by,
+            Some(p.cpu),
+            "cpu={} has no `smp: pcb` line of its own{}",
+            p.cpu,
+            context(o)
+        );
+    }
+}
+
+/// The default-level log within its budget at any core count (`xtask::serial::budget_problems`: at most 100
+/// lines and 11.5 KB, the summary within twice `t_online_us`).
+pub fn assert_log_budget(o: &Outcome) {
+    let size = xtask::serial::LogSize::of(&o.log);
+    let summary = o
+        .summary
+        .as_ref()
+        .unwrap_or_else(|| panic!("no summary{}", context(o)));
+    let problems = xtask::serial::budget_problems(size, summary);
+    assert!(
+        problems.is_empty(),
+        "over the log budget ({size:?}): {problems:?}{}",
+        context(o)
+    );
+    eprintln!("log budget: {size:?}, {}", summary.line);
+}
+
+/// A `log=debug` boot above the per-core threshold with `madt_entries` MADT processor entries: the compact runs
+/// at INFO and every per-core line at DEBUG (the BSP's own pcb line at INFO, logged before the core count was
+/// known), both forms present in full; [`pcb_lines`] and [`madt_lines`] have checked that they agree.
+pub fn assert_compact_runs_with_debug_lines(o: &Outcome, madt_entries: usize) {
+    assert_compact_log(o);
+    let lines = o.lines();
+    let each_madt: Vec<&LogLine> = lines.iter().filter(|l| l.is::<MadtEntry>()).collect();
+    assert_eq!(
+        each_madt.len(),
+        madt_entries,
+        "one `madt: apic_id=` line per entry at log=debug{}",
+        context(o)
+    );
+    assert!(
+        each_madt.iter().all(|l| l.level == Some(Level::Debug)),
+        "{}",
+        context(o)
+    );
+    let each_pcb: Vec<&LogLine> = lines.iter().filter(|l| l.is::<Pcb>()).collect();
+    assert_eq!(each_pcb.len(), pcb_lines(o).len(), "{}", context(o));
+    for l in each_pcb {
+        let want = if l.cpu == Some(0) {
+            Level::Info
+        } else {
+            Level::Debug
+        };
+        assert_eq!(
+            l.level,
+            Some(want),
+            "{}: {}{}",
+            l.module,
+            l.message,
+            context(o)
+        );
+    }
+}
+
+/// The log is in the compact form above the per-core threshold (docs/serial-log.md, "Per-core lines at
+/// scale"): the BSP's `pcb cpus=` and `madt: entries` runs, no per-core INFO line but the BSP's own pcb line.
+pub fn assert_compact_log(o: &Outcome) {
+    let lines = o.lines();
+    assert!(
+        lines.iter().any(|l| l.is::<xtask::serial::PcbRun>()),
+        "no `smp: pcb cpus=` line{}",
+        context(o)
+    );
+    assert!(
+        lines.iter().any(|l| l.is::<xtask::serial::MadtRun>()),
+        "no `acpi: madt: entries` line{}",
+        context(o)
+    );
+    for l in lines.iter().filter(|l| l.level == Some(Level::Info)) {
+        assert!(
+            !(l.is::<MadtEntry>() || l.is::<VmxRoot>() || (l.is::<Pcb>() && l.cpu != Some(0))),
+            "a per-core line at INFO above the threshold: {}: {}{}",
+            l.module,
+            l.message,
+            context(o)
+        );
+    }
 }
 
 /// The APIC ids of the MADT lines with `state=<state>`, in table order.
@@ -315,10 +414,12 @@ pub fn assert_all_online(o: &Outcome, n: u32) {
 
 /// The per-core SMP contract for a run that started `n` CPUs from a MADT with `madt_entries`
 /// processor entries:
-/// - exactly `madt_entries` `acpi: madt: apic_id=` lines, no malformed-entry line, and exactly `n`
-///   of them `state=usable`, with distinct APIC ids;
-/// - exactly one `smp: pcb` line per CPU index `0..n`, each logged by that CPU (its `cpu<N>`
-///   column equals `cpu=<i>`);
+/// - exactly `madt_entries` processor entries (`acpi: madt: apic_id=` lines, or above the per-core threshold
+///   the entries of the `madt: entries` runs), no malformed-entry line, and exactly `n` of them
+///   `state=usable`, with distinct APIC ids;
+/// - exactly one `smp: pcb` line (or run entry, above the threshold) per CPU index `0..n`, each line logged
+///   by that CPU (its `cpu<N>` column equals `cpu=<i>`); every core has a line of its own unless the log
+///   is in the compact form (then [`assert_own_pcb_lines`] is the caller's choice, e.g. at `log=debug`);
 /// - the PCB lines' APIC ids are distinct and are exactly the usable MADT ids; CPU 0 has the BSP's
 ///   id from the `smp: local apic` line;
 /// - every stack is non-empty with its guard page just below it, and no stack or guard page
@@ -352,24 +453,30 @@ pub fn assert_pcbs_match_madt(o: &Outcome, n: u32, madt_entries: usize) -> Vec<P
         context(o)
     );
 
-    let mut pcbs = pcb_lines(o);
-    pcbs.sort_by_key(|p| p.cpu);
+    let pcbs = pcb_lines(o);
     let indices: Vec<u32> = pcbs.iter().map(|p| p.cpu).collect();
     assert_eq!(
         indices,
         (0..n).collect::<Vec<_>>(),
-        "expected exactly one `smp: pcb` line for each CPU 0..{n}{}",
+        "expected exactly one `smp: pcb` line (or run entry) for each CPU 0..{n}{}",
         context(o)
     );
+    // A core known only from the BSP's runs (above the threshold, at INFO) has no line of its own; every
+    // line of its own must come from that core.
     for p in &pcbs {
-        assert_eq!(
-            p.logged_by,
-            Some(p.cpu),
-            "the `smp: pcb cpu={}` line must be logged by cpu{} itself{}",
-            p.cpu,
-            p.cpu,
-            context(o)
-        );
+        if let Some(by) = p.logged_by {
+            assert_eq!(
+                by,
+                p.cpu,
+                "the `smp: pcb cpu={}` line must be logged by cpu{} itself{}",
+                p.cpu,
+                p.cpu,
+                context(o)
+            );
+        }
+    }
+    if !xtask::serial::is_compact(&o.lines()) {
+        assert_own_pcb_lines(o, &pcbs);
     }
     let mut ids: Vec<u32> = pcbs.iter().map(|p| p.apic_id).collect();
     ids.sort_unstable();

@@ -13,8 +13,12 @@
 //!   backwards, a second summary line;
 //! - **mismatch**: the summary disagrees with the MADT (`cpus=` vs the `acpi: madt: ... state=usable`
 //!   lines and the CPU count given to the emulator; `online=` vs the `smp: pcb` lines, one per core
-//!   from that core; `failed=0`; `vmx_root=` vs the `vmx: root` lines);
-//! - **verdict**: any verdict but `ok`, or an ERROR line.
+//!   from that core; `failed=0`; `vmx_root=` vs the `vmx: root` lines). Above the kernel's per-core
+//!   threshold the BSP's compact runs (`madt: entries`, `pcb cpus=`, `root cpus=`) list every core instead
+//!   and are checked the same way, core by core (`crate::serial::per_core`);
+//! - **verdict**: any verdict but `ok`, or an ERROR line;
+//! - **budget**: above the kernel's per-core threshold (64 CPUs), a log over its budget (more than 100
+//!   lines or 11.5 KB, or the summary later than twice `t_online_us`; `crate::serial::budget_problems`).
 //!
 //! It prints a table of counts per configuration and exits non-zero if any boot failed; each failed
 //! boot's log is kept in `target/soak/`. See docs/reliability.md for the recorded counts.
@@ -24,7 +28,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::args::{cpu_list, Args};
-use crate::serial::{Documented, LogLine, MadtEntry, Pcb, Summary, VmxRoot};
+use crate::serial::{LogLine, MadtEntry, Pcb, Summary};
 use crate::{Backend, Engine, Machine, Outcome, RunSpec, Status};
 
 pub const USAGE: &str = "\
@@ -199,15 +203,17 @@ pub enum Problem {
     Garbled,
     Mismatch,
     Verdict,
+    Budget,
 }
 
 impl Problem {
-    pub const ALL: [Problem; 5] = [
+    pub const ALL: [Problem; 6] = [
         Problem::Hang,
         Problem::Crash,
         Problem::Garbled,
         Problem::Mismatch,
         Problem::Verdict,
+        Problem::Budget,
     ];
 
     pub fn name(self) -> &'static str {
@@ -217,6 +223,7 @@ impl Problem {
             Problem::Garbled => "garbled",
             Problem::Mismatch => "mismatch",
             Problem::Verdict => "verdict",
+            Problem::Budget => "budget",
         }
     }
 }
@@ -308,10 +315,10 @@ pub fn check_log(log: &str, expected_cpus: u32, vmx: bool) -> Vec<(Problem, Stri
         ));
     }
     // The documented lines the checks compare; one that does not follow the contract is garbled.
-    let madt: Vec<MadtEntry> = typed(&parsed, &mut out);
+    let madt: Vec<MadtEntry> = garbled_if_err(crate::serial::madt_entries(&parsed), &mut out);
     let usable: Vec<&MadtEntry> = madt.iter().filter(|m| m.state == "usable").collect();
-    let pcbs: Vec<Pcb> = typed(&parsed, &mut out);
-    let roots: Vec<VmxRoot> = typed(&parsed, &mut out);
+    let pcbs: Vec<Pcb> = garbled_if_err(crate::serial::core_pcbs(&parsed), &mut out);
+    let roots: Vec<u32> = garbled_if_err(crate::serial::vmx_root_apic_ids(&parsed), &mut out);
     let mut mismatch = |what: String| out.push((Problem::Mismatch, what));
     if get("cpus") != Some(u64::from(expected_cpus)) {
         mismatch(format!(
@@ -343,7 +350,8 @@ pub fn check_log(log: &str, expected_cpus: u32, vmx: bool) -> Vec<(Problem, Stri
     }
     let mut by_index: BTreeMap<u64, usize> = BTreeMap::new();
     for p in &pcbs {
-        if p.logged_by == Some(p.cpu) {
+        // `None`: known from the BSP's compact run only (above the per-core threshold).
+        if p.logged_by.is_none_or(|c| c == p.cpu) {
             *by_index.entry(u64::from(p.cpu)).or_default() += 1;
         } else {
             mismatch(format!(
@@ -375,19 +383,23 @@ pub fn check_log(log: &str, expected_cpus: u32, vmx: bool) -> Vec<(Problem, Stri
             get("vmx_root")
         ));
     }
+    if expected_cpus > crate::serial::per_core::KERNEL_PER_CORE_MAX {
+        for why in crate::serial::budget_problems(crate::serial::LogSize::of(log), &summary) {
+            out.push((Problem::Budget, why));
+        }
+    }
     out
 }
 
-/// Every line of kind `T`; a line of that kind that does not follow the contract is a garbled line.
-fn typed<T: Documented>(lines: &[LogLine], out: &mut Vec<(Problem, String)>) -> Vec<T> {
-    lines
-        .iter()
-        .filter_map(LogLine::parse_as::<T>)
-        .filter_map(|r| {
-            r.map_err(|e| out.push((Problem::Garbled, e.to_string())))
-                .ok()
-        })
-        .collect()
+/// The per-core facts, or nothing and a garbled line when the lines do not follow the contract.
+fn garbled_if_err<T>(
+    r: Result<Vec<T>, crate::serial::LineError>,
+    out: &mut Vec<(Problem, String)>,
+) -> Vec<T> {
+    r.unwrap_or_else(|e| {
+        out.push((Problem::Garbled, e.to_string()));
+        Vec::new()
+    })
 }
 
 /// One finished boot.
@@ -702,6 +714,58 @@ SeaBIOS noise
         assert!(kinds(&degraded, 2, false).contains(&Problem::Mismatch));
     }
 
+    /// 100 CPUs above the threshold: the BSP's own pcb line and the compact runs.
+    fn compact(cpus: u32) -> String {
+        let last = cpus - 1;
+        format!(
+            "\
+[    0.017593] cpu0  INFO  boot: loader=pvh cmdline=\"vmx=off on_done=exit\"
+[    0.023956] cpu0  INFO  smp: pcb cpu=0 apic_id=0 x2apic=no stack=0x101000-0x111000 guard=0x100000
+[    0.060000] cpu0  INFO  acpi: madt: entries apic_ids=0-{last} uids=0-{last} entry=xapic state=usable
+[    0.060100] cpu0  INFO  smp: pcb cpus=0 apic_ids=0 x2apic=no stack=0x101000-0x111000 guard=0x100000 step=0x0
+[    0.060200] cpu0  INFO  smp: pcb cpus=1-{last} apic_ids=1-{last} x2apic=no stack=0x130000-0x140000 guard=0x12f000 step=0x11000
+[    0.071162] cpu0  INFO  hypervisor: summary: cpus={cpus} online={cpus} failed=0 vmx_root=0 verdict=ok boot_us=70970 reason=none t_online_us=50000"
+        )
+    }
+
+    #[test]
+    fn a_compact_log_is_checked_core_by_core() {
+        assert_eq!(check_log(&compact(100), 100, false), vec![]);
+        // A run that lists one core too few for the MADT and the summary.
+        let short = compact(100).replace("cpus=1-99 apic_ids=1-99", "cpus=1-98 apic_ids=1-98");
+        assert_eq!(kinds(&short, 100, false), [Problem::Mismatch]);
+        // A core listed twice.
+        let twice = compact(100).replace("cpus=1-99 apic_ids=1-99", "cpus=0-98 apic_ids=0-98");
+        assert!(kinds(&twice, 100, false).contains(&Problem::Garbled));
+        // The BSP's own line disagrees with its run.
+        let moved = compact(100).replacen(
+            "stack=0x101000-0x111000 guard=0x100000\n",
+            "stack=0x102000-0x112000 guard=0x101000\n",
+            1,
+        );
+        assert!(kinds(&moved, 100, false).contains(&Problem::Garbled));
+        // The summary later than twice t_online_us.
+        let late = compact(100).replace("boot_us=70970", "boot_us=100001");
+        assert_eq!(kinds(&late, 100, false), [Problem::Budget]);
+        // Per-core INFO lines above the threshold: over the budget.
+        let each: String = (1..100)
+            .map(|i| format!("[    0.060300] cpu0  INFO  boot: filler line {i} with some text to make it long enough\n"))
+            .collect();
+        let long = compact(100).replace("[    0.071162]", &format!("{each}[    0.071162]"));
+        assert_eq!(kinds(&long, 100, false), [Problem::Budget]);
+        // At or below the threshold the budget is not checked (a line each per core at INFO).
+        assert_eq!(
+            kinds(
+                &late
+                    .replace("cpus=100 online=100", "cpus=64 online=64")
+                    .replace("-99", "-63"),
+                64,
+                false
+            ),
+            []
+        );
+    }
+
     #[test]
     fn table_counts() {
         let boot = Config {
@@ -729,7 +793,7 @@ SeaBIOS noise
         let text = render(&t);
         assert!(
             text.contains(
-                "| qemu tcg,thread=multi | 2 | 3 | 1 | 1 | 0 | 1 | 0 | 0 | 0.50 | 0.50 |"
+                "| qemu tcg,thread=multi | 2 | 3 | 1 | 1 | 0 | 1 | 0 | 0 | 0 | 0.50 | 0.50 |"
             ),
             "{text}"
         );

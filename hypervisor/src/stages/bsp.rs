@@ -7,7 +7,7 @@ use super::{pipeline, report, smp, vmx};
 use crate::arch::cpuid::{CpuInfo, YesNo};
 use crate::config::{self, Config, Fault, FaultTarget};
 use crate::exit::{self, OnDone, Reason};
-use crate::{arch, interrupts, logger, memory, percpu, time, verdict};
+use crate::{arch, interrupts, log_scale, logger, memory, percpu, time, verdict};
 use boot::{BootInfo, IdentityMapped};
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -151,6 +151,7 @@ fn apply_cmdline(cmdline: &str) -> &'static Config {
     log::set_max_level(parsed.log_level);
     exit::set_on_done(parsed.on_done);
     logger::defer_routine_lines(parsed.log_defer);
+    log_scale::set_max_each(parsed.log_per_core_max);
     Config::parse(cmdline, |w| log::warn!(target: w.target(), "{w}"));
     config::set(parsed)
 }

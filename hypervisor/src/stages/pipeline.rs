@@ -4,7 +4,7 @@
 
 use super::{faults, guest, vmx};
 use crate::percpu::{self, Pcb};
-use crate::{arch, logger, time};
+use crate::{arch, log_scale, logger, time};
 use core::sync::atomic::{AtomicU32, Ordering};
 
 /// A share of the bump heap per core (boot-time data sized by the core count).
@@ -35,10 +35,12 @@ pub fn run_core(pcb: &'static Pcb, start_others: Option<&mut dyn FnMut()>) {
     CORES_DONE.fetch_add(1, Ordering::AcqRel);
 }
 
-/// The core's PCB line (docs/serial-log.md, "SMP lines").
+/// The core's PCB line (docs/serial-log.md, "SMP lines"); DEBUG above the per-core threshold, where the BSP
+/// prints the compact lines instead (`report`).
 fn pcb_line(pcb: &Pcb) {
-    log::info!(
+    log::log!(
         target: "smp",
+        log_scale::level(),
         "pcb cpu={} apic_id={} x2apic={} stack=0x{:x}-0x{:x} guard=0x{:x}",
         pcb.index,
         pcb.apic_id,

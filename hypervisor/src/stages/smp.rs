@@ -152,9 +152,14 @@ pub fn run(
     // The per-entry lines come after the bring-up: at 115200 baud they would delay the first SIPI by about a
     // line per processor. The count is printed now.
     let listed = list.cpus.len() + list.rejected.len();
+    let after = if crate::log_scale::policy().compact(listed as u32) {
+        "in runs after the bring-up, one line each at log=debug"
+    } else {
+        "one line each after the bring-up"
+    };
     log::info!(
         target: "acpi",
-        "madt: {listed} processor entries, {} usable, lapic_base=0x{:x} (one line each after the bring-up)",
+        "madt: {listed} processor entries, {} usable, lapic_base=0x{:x} ({after})",
         list.usable_count(),
         list.lapic_base
     );
@@ -163,7 +168,14 @@ pub fn run(
         .cpus
         .store(list.usable_count() as u32, Ordering::Release);
     let outcome = start_aps(info, &list, config, bsp_id);
-    smp::madt::log_processor_list(&list);
+    // Above the per-core threshold (by entries: that is what the lines count) the per-entry lines are DEBUG
+    // and runs of entries are printed instead (docs/serial-log.md, "Per-core lines at scale").
+    let per_entry = crate::log_scale::policy();
+    smp::madt::log_processor_list(
+        &list,
+        per_entry.level(listed as u32),
+        per_entry.compact(listed as u32),
+    );
     outcome
 }
 

@@ -97,7 +97,7 @@ fn stage_on_this_cpu(pcb: &'static Pcb) -> u64 {
     let done_us = time::now_us();
     match entered {
         Ok(report) => {
-            log::info!(target: "vmx", "root apic_id={apic_id} {report}");
+            log::log!(target: "vmx", crate::log_scale::level(), "root apic_id={apic_id} {report}");
             // Entering again must be a no-op (the core's state says it is in root), never a second VMXON.
             match core.enter(&mut cpu) {
                 Ok(again) if again.already => {

@@ -74,6 +74,8 @@ pub fn runs_csv(samples: &[Sample]) -> String {
         "wall_first_line_s",
         "wall_summary_s",
         "wall_exit_s",
+        "log_lines",
+        "log_bytes",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -113,6 +115,8 @@ pub fn runs_csv(samples: &[Sample]) -> String {
         row.push(secs(s.wall_first_line));
         row.push(secs(s.wall_summary));
         row.push(secs(Some(s.wall_exit)));
+        row.push(opt(g.log_lines));
+        row.push(opt(g.log_bytes));
         row.extend(FOOTPRINT_KEYS.iter().map(|k| opt(g.footprint_value(k))));
         out.push_str(&csv_line(&row));
     }
@@ -245,6 +249,8 @@ pub fn parse_runs_csv(text: &str) -> Result<Vec<Sample>, String> {
             boot_us: num("boot_us"),
             sipi_to_pcb_us: spread("sipi_to_pcb"),
             sipi_to_vmx_us: spread("sipi_to_vmx"),
+            log_lines: num("log_lines"),
+            log_bytes: num("log_bytes"),
             footprint: FOOTPRINT_KEYS
                 .iter()
                 .filter_map(|k| Some((k.to_string(), num(k)?)))

@@ -36,6 +36,10 @@ pub struct GuestReport {
     pub footprint: Vec<(String, u64)>,
     /// The guest timestamp of the first serial line (µs).
     pub first_line_us: Option<u64>,
+    /// The kernel's log: lines with a timestamp, and their bytes as sent (`\r\n` included); how the log
+    /// grows with the core count (docs/serial-log.md, "Per-core lines at scale").
+    pub log_lines: Option<u64>,
+    pub log_bytes: Option<u64>,
 }
 
 impl GuestReport {
@@ -64,10 +68,15 @@ impl GuestReport {
                 *slot = line.parse_as::<T>().and_then(Result::ok);
             }
         }
+        let mut size = crate::serial::LogSize::default();
         for raw in lines {
             let Some(line) = LogLine::parse(raw) else {
                 continue;
             };
+            if line.ts_us.is_some() {
+                size.lines += 1;
+                size.bytes += raw.trim_end_matches(['\r', '\n']).len() + 2;
+            }
             if r.first_line_us.is_none() {
                 r.first_line_us = line.ts_us;
             }
@@ -80,6 +89,10 @@ impl GuestReport {
             first(&mut phases, &line);
             first(&mut timing, &line);
             first(&mut footprint, &line);
+        }
+        if size.lines > 0 {
+            r.log_lines = Some(size.lines as u64);
+            r.log_bytes = Some(size.bytes as u64);
         }
         if let Some(p) = phases {
             r.t_acpi_us = p.acpi_us;

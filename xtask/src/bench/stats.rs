@@ -88,6 +88,18 @@ pub const METRICS: &[Metric] = &[
         get: |s| us_to_ms(s.guest.boot_us),
     },
     Metric {
+        name: "log_lines",
+        unit: "lines",
+        what: "guest: kernel log lines (default level unless --append sets log=)",
+        get: |s| s.guest.log_lines.map(|v| v as f64),
+    },
+    Metric {
+        name: "log_bytes",
+        unit: "bytes",
+        what: "guest: kernel log bytes as sent, line ends included",
+        get: |s| s.guest.log_bytes.map(|v| v as f64),
+    },
+    Metric {
         name: "sipi_to_pcb_median",
         unit: "us",
         what: "guest: per-core SIPI to PCB built, median over cores",

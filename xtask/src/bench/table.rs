@@ -15,6 +15,16 @@ fn cell(s: Option<Stats>, digits: usize) -> String {
     }
 }
 
+/// Bytes as KB (1000 bytes).
+fn kb(s: Option<Stats>) -> Option<Stats> {
+    s.map(|s| Stats {
+        min: s.min / 1e3,
+        median: s.median / 1e3,
+        max: s.max / 1e3,
+        ..s
+    })
+}
+
 /// The table printed at the end (medians, min-max in parentheses) and used in docs/performance.md.
 pub fn table(aggs: &[Aggregate]) -> String {
     let header = [
@@ -26,6 +36,9 @@ pub fn table(aggs: &[Aggregate]) -> String {
         "guest online ms",
         "bring-up ms",
         "guest vmx ms",
+        "guest summary ms",
+        "log lines",
+        "log KB",
         "wall first line s",
         "wall summary s",
     ];
@@ -40,6 +53,9 @@ pub fn table(aggs: &[Aggregate]) -> String {
             cell(a.get("t_online"), 1),
             cell(a.get("bringup"), 1),
             cell(a.get("t_vmx"), 1),
+            cell(a.get("boot"), 1),
+            cell(a.get("log_lines"), 0),
+            cell(kb(a.get("log_bytes")), 1),
             cell(a.get("wall_first_line"), 2),
             cell(a.get("wall_summary"), 2),
         ]);
@@ -68,13 +84,13 @@ pub fn table(aggs: &[Aggregate]) -> String {
 /// The same table as Markdown (for docs/performance.md).
 pub fn markdown_table(aggs: &[Aggregate]) -> String {
     let mut out = String::from(
-        "| backend | accel | CPUs | AP start | ok | guest: all online ms | guest: bring-up ms | guest: VMX done ms | wall: first line s | wall: summary s |\n\
-         |---|---|---:|---|---:|---:|---:|---:|---:|---:|\n",
+        "| backend | accel | CPUs | AP start | ok | guest: all online ms | guest: bring-up ms | guest: VMX done ms | guest: summary ms | log lines | log KB | wall: first line s | wall: summary s |\n\
+         |---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for a in aggs {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {}/{} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {}/{} | {} | {} | {} | {} | {} | {} | {} | {} |",
             a.config.backend.label(),
             a.config.engine.as_str(),
             a.config.cpus,
@@ -84,6 +100,9 @@ pub fn markdown_table(aggs: &[Aggregate]) -> String {
             cell(a.get("t_online"), 1),
             cell(a.get("bringup"), 1),
             cell(a.get("t_vmx"), 1),
+            cell(a.get("boot"), 1),
+            cell(a.get("log_lines"), 0),
+            cell(kb(a.get("log_bytes")), 1),
             cell(a.get("wall_first_line"), 2),
             cell(a.get("wall_summary"), 2),
         );

@@ -70,6 +70,14 @@ fn guest_report_reads_every_line_kind() {
     assert_eq!(r.footprint_value("allocated_bytes"), Some(409600));
     assert_eq!(r.footprint.len(), 7);
     assert_eq!(r.first_line_us, Some(13857));
+    // Every kernel line (the DEBUG one too), its bytes with the `\r\n` as sent.
+    let sent: usize = LOG
+        .lines()
+        .map(|l| l.trim_end_matches('\r').len() + 2)
+        .sum();
+    assert_eq!(r.log_lines, Some(7));
+    assert_eq!(r.log_bytes, Some(sent as u64));
+    assert_eq!(GuestReport::from_lines(["noise"]).log_lines, None);
 }
 
 #[test]

@@ -70,20 +70,20 @@ pub fn parse_num(v: &str) -> Option<u64> {
 }
 
 /// Typed access to the `key=value` words of one line, with errors that name the key and the line.
-struct Fields<'a> {
+pub(super) struct Fields<'a> {
     line: &'a LogLine,
-    pairs: Vec<(&'a str, &'a str)>,
+    pub(super) pairs: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> Fields<'a> {
-    fn of(line: &'a LogLine) -> Fields<'a> {
+    pub(super) fn of(line: &'a LogLine) -> Fields<'a> {
         Fields {
             line,
             pairs: key_values(&line.message),
         }
     }
 
-    fn error(&self, why: String) -> LineError {
+    pub(super) fn error(&self, why: String) -> LineError {
         LineError::new(why, &format!("{}: {}", self.line.module, self.line.message))
     }
 
@@ -92,7 +92,7 @@ impl<'a> Fields<'a> {
         self.pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
     }
 
-    fn text(&self, key: &str) -> Result<&'a str, LineError> {
+    pub(super) fn text(&self, key: &str) -> Result<&'a str, LineError> {
         self.pairs
             .iter()
             .find(|(k, _)| *k == key)
@@ -100,17 +100,17 @@ impl<'a> Fields<'a> {
             .ok_or_else(|| self.error(format!("no {key}=")))
     }
 
-    fn num(&self, key: &str) -> Result<u64, LineError> {
+    pub(super) fn num(&self, key: &str) -> Result<u64, LineError> {
         let v = self.text(key)?;
         parse_num(v).ok_or_else(|| self.error(format!("{key}={v} is not a number")))
     }
 
-    fn hex(&self, key: &str) -> Result<u64, LineError> {
+    pub(super) fn hex(&self, key: &str) -> Result<u64, LineError> {
         let v = self.text(key)?;
         hex(v).ok_or_else(|| self.error(format!("{key}={v} is not 0x<hex>")))
     }
 
-    fn small(&self, key: &str) -> Result<u32, LineError> {
+    pub(super) fn small(&self, key: &str) -> Result<u32, LineError> {
         let n = self.num(key)?;
         u32::try_from(n).map_err(|_| self.error(format!("{key}={n} is out of range")))
     }
@@ -123,7 +123,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn one_of(&self, key: &str, allowed: &[&str]) -> Result<&'a str, LineError> {
+    pub(super) fn one_of(&self, key: &str, allowed: &[&str]) -> Result<&'a str, LineError> {
         let v = self.text(key)?;
         if allowed.contains(&v) {
             Ok(v)
@@ -133,7 +133,7 @@ impl<'a> Fields<'a> {
     }
 
     /// `0x<a><sep>0x<b>`.
-    fn hex_pair(&self, key: &str, sep: &str) -> Result<(u64, u64), LineError> {
+    pub(super) fn hex_pair(&self, key: &str, sep: &str) -> Result<(u64, u64), LineError> {
         let v = self.text(key)?;
         v.split_once(sep)
             .and_then(|(a, b)| Some((hex(a)?, hex(b)?)))

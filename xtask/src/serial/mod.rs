@@ -9,12 +9,17 @@
 //! Everything here is pure: it works on text, so it is unit-tested on the host.
 
 pub mod lines;
+pub mod per_core;
 
 use std::fmt;
 
 pub use lines::{
     key_values, Documented, Footprint, MadtEntry, Pcb, Phases, Spread, Summary, Timing, Verdict,
-    VmxGuest, VmxRoot,
+    VmxGuest, VmxRoot, MADT_STATES,
+};
+pub use per_core::{
+    budget_problems, core_pcbs, is_compact, madt_entries, vmx_root_apic_ids, LogSize, MadtRun,
+    PcbRun, VmxRootRun, LOG_BYTES_MAX, LOG_LINES_MAX,
 };
 
 /// A `log` crate level as printed in the level column.
