@@ -450,13 +450,29 @@ fn bochs_4_cpus_compact_log_with_vmx() {
         let mut ids: Vec<u32> = pcbs.iter().map(|p| p.apic_id).collect();
         ids.sort_unstable();
         assert_eq!(roots, ids, "every core in VMX root, once{}", context(&o));
+        // Every core's guest passed, read from the `vmx: guest cpus=` runs (and, at debug, the per-core
+        // lines, each of which must be in a run).
+        let guests = xtask::serial::guest_ok_apic_ids(&o.lines())
+            .unwrap_or_else(|e| panic!("{e}{}", context(&o)));
+        assert_eq!(
+            guests,
+            ids,
+            "every core's guest passed, once{}",
+            context(&o)
+        );
+        assert_eq!(summary_num(&o, "guests"), 4, "{}", context(&o));
         let each = root_lines(&o);
         match level {
-            "info" => assert!(each.is_empty(), "{}", context(&o)),
+            "info" => {
+                assert!(each.is_empty(), "{}", context(&o));
+                assert!(guest_lines(&o).is_empty(), "{}", context(&o));
+                line(&o, "vmx", "guest cpus=0-3 apic_ids=0-3 result=ok");
+            }
             _ => {
                 assert_compact_runs_with_debug_lines(&o, 4);
                 assert_own_pcb_lines(&o, &pcbs);
                 assert_eq!(each.len(), 4, "{}", context(&o));
+                assert_guest_ok_everywhere(&o, &pcbs, Some(true));
             }
         }
     }

@@ -21,6 +21,8 @@ pub mod status {
     /// The core is in its VMX stage (it may be between VMXON and recording its state).
     pub const VMX_STAGE: u32 = 1 << 2;
     pub const FAILED: u32 = 1 << 3;
+    /// The core's test guest ran to the end and passed (the compact `vmx: guest cpus=` lines).
+    pub const GUEST_OK: u32 = 1 << 4;
 }
 
 /// Pages of each core's kernel stack (a guard page sits below).

@@ -319,6 +319,7 @@ pub fn check_log(log: &str, expected_cpus: u32, vmx: bool) -> Vec<(Problem, Stri
     let usable: Vec<&MadtEntry> = madt.iter().filter(|m| m.state == "usable").collect();
     let pcbs: Vec<Pcb> = garbled_if_err(crate::serial::core_pcbs(&parsed), &mut out);
     let roots: Vec<u32> = garbled_if_err(crate::serial::vmx_root_apic_ids(&parsed), &mut out);
+    let guests: Vec<u32> = garbled_if_err(crate::serial::guest_ok_apic_ids(&parsed), &mut out);
     let mut mismatch = |what: String| out.push((Problem::Mismatch, what));
     if get("cpus") != Some(u64::from(expected_cpus)) {
         mismatch(format!(
@@ -375,6 +376,7 @@ pub fn check_log(log: &str, expected_cpus: u32, vmx: bool) -> Vec<(Problem, Stri
             "APIC ids of the pcb lines {pcb_ids:?} differ from the usable MADT entries {madt_ids:?}"
         ));
     }
+    let roots_ids = roots.clone();
     let roots = roots.len() as u64;
     let want_root = if vmx { get("online") } else { Some(0) };
     if get("vmx_root") != want_root || get("vmx_root") != Some(roots) {
@@ -382,6 +384,14 @@ pub fn check_log(log: &str, expected_cpus: u32, vmx: bool) -> Vec<(Problem, Stri
             "vmx_root={:?} with {roots} `vmx: root` lines (expected {want_root:?})",
             get("vmx_root")
         ));
+    }
+    // Each passing guest is a core in VMX root, and `guests=` counts exactly them (0 with guest=off).
+    if let Some(n) = get("guests") {
+        if n != guests.len() as u64 || guests.iter().any(|id| !roots_ids.contains(id)) {
+            mismatch(format!(
+                "guests={n} but the passing `vmx: guest` lines are {guests:?} (cores in VMX root {roots_ids:?})"
+            ));
+        }
     }
     if expected_cpus > crate::serial::per_core::KERNEL_PER_CORE_MAX {
         for why in crate::serial::budget_problems(crate::serial::LogSize::of(log), &summary) {

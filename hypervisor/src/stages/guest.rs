@@ -58,12 +58,16 @@ pub fn run_on_this_cpu(pcb: &Pcb, cpu: &HardwareCpu) -> (u32, u32) {
             failed += 1;
         }
     }
-    report(pcb.apic_id, &outcome, bytes);
+    if report(pcb.apic_id, &outcome, bytes) {
+        pcb.set_status(crate::percpu::status::GUEST_OK);
+    }
     (passed, failed)
 }
 
-/// `vmx: guest apic_id=<id> result=ok|fail <counts> [round_trip_cycles=<n>] <features> bytes=<n> [error="..."]`
-fn report(apic_id: u32, outcome: &GuestOutcome, bytes: u64) {
+/// `vmx: guest apic_id=<id> result=ok|fail <counts> [round_trip_cycles=<n>] <features> bytes=<n> [error="..."]`:
+/// a passing guest's line is a per-core line (`log_scale`: DEBUG above the threshold, where the BSP prints the
+/// compact `vmx: guest cpus=` runs), a failing one is always an ERROR. Returns whether the guest passed.
+fn report(apic_id: u32, outcome: &GuestOutcome, bytes: u64) -> bool {
     let counts: ExitCounts = outcome.run.counts;
     let features = outcome
         .features
@@ -77,7 +81,12 @@ fn report(apic_id: u32, outcome: &GuestOutcome, bytes: u64) {
     match &outcome.result {
         Ok(()) => {
             PASSED.fetch_add(1, Ordering::AcqRel);
-            log::info!(target: "vmx", "guest apic_id={apic_id} result=ok {counts}{cycles}{features} bytes={bytes}");
+            log::log!(
+                target: "vmx",
+                crate::log_scale::level(),
+                "guest apic_id={apic_id} result=ok {counts}{cycles}{features} bytes={bytes}"
+            );
+            true
         }
         Err(e) => {
             FAILED.fetch_add(1, Ordering::AcqRel);
@@ -85,6 +94,7 @@ fn report(apic_id: u32, outcome: &GuestOutcome, bytes: u64) {
                 target: "vmx",
                 "guest apic_id={apic_id} result=fail {counts}{features} bytes={bytes} error=\"{e}\""
             );
+            false
         }
     }
 }

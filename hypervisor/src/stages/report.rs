@@ -131,6 +131,16 @@ impl fmt::Display for RootRun {
     }
 }
 
+/// The compact `vmx: guest` line of a run of cores whose test guest passed: `guest cpus=<a>-<b>
+/// apic_ids=<c>-<d> result=ok`.
+pub struct GuestOkRun(pub Run);
+
+impl fmt::Display for GuestOkRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "guest {} result=ok", self.0)
+    }
+}
+
 /// (min, median, max) of `values` (sorted in place); the median of an even count is the lower middle.
 pub fn min_median_max(values: &mut [u64]) -> Option<(u64, u64, u64)> {
     values.sort_unstable();
@@ -201,6 +211,13 @@ mod hw {
             .map(|p| (p.index, p.apic_id));
         for run in Run::split(in_root) {
             log::info!(target: "vmx", "{}", RootRun(run));
+        }
+        let guests_ok = pcbs
+            .iter()
+            .filter(|p| p.has_status(percpu::status::GUEST_OK))
+            .map(|p| (p.index, p.apic_id));
+        for run in Run::split(guests_ok) {
+            log::info!(target: "vmx", "{}", GuestOkRun(run));
         }
     }
 
@@ -362,6 +379,21 @@ mod tests {
         assert!(PcbRun::split(&bare)[0]
             .to_string()
             .contains(" guard=0x0 step=0x11000"));
+    }
+
+    #[test]
+    fn guest_runs() {
+        let runs: Vec<String> = Run::split([(0, 0), (1, 1), (3, 3)])
+            .into_iter()
+            .map(|r| GuestOkRun(r).to_string())
+            .collect();
+        assert_eq!(
+            runs,
+            [
+                "guest cpus=0-1 apic_ids=0-1 result=ok",
+                "guest cpus=3 apic_ids=3 result=ok"
+            ]
+        );
     }
 
     #[test]

@@ -18,8 +18,8 @@ pub use lines::{
     VmxGuest, VmxRoot, MADT_STATES,
 };
 pub use per_core::{
-    budget_problems, core_pcbs, is_compact, madt_entries, vmx_root_apic_ids, LogSize, MadtRun,
-    PcbRun, VmxRootRun, LOG_BYTES_MAX, LOG_LINES_MAX,
+    budget_problems, core_pcbs, guest_ok_apic_ids, is_compact, madt_entries, vmx_root_apic_ids,
+    LogSize, MadtRun, PcbRun, VmxGuestRun, VmxRootRun, LOG_BYTES_MAX, LOG_LINES_MAX,
 };
 
 /// A `log` crate level as printed in the level column.

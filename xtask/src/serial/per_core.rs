@@ -12,7 +12,9 @@
 use std::collections::BTreeMap;
 
 use super::lines::Fields;
-use super::{all_of, Documented, LineError, LogLine, MadtEntry, Pcb, VmxRoot, MADT_STATES};
+use super::{
+    all_of, Documented, LineError, LogLine, MadtEntry, Pcb, VmxGuest, VmxRoot, MADT_STATES,
+};
 
 /// A span of values: the first and how many.
 type Span = (u32, u32);
@@ -133,11 +135,64 @@ impl Documented for VmxRootRun {
     }
 }
 
+/// `vmx: guest cpus=<a>[-<b>] apic_ids=<c>[-<d>] result=ok`: a run of cores whose test guest passed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmxGuestRun(pub Vec<(u32, u32)>);
+
+impl Documented for VmxGuestRun {
+    const MODULE: &'static str = "vmx";
+    const PREFIX: &'static str = "guest cpus=";
+
+    fn from_line(line: &LogLine) -> Result<VmxGuestRun, LineError> {
+        let f = Fields::of(line);
+        let ((cpu, n), (apic_id, _)) = f.spans("cpus", "apic_ids")?;
+        f.one_of("result", &["ok"])?;
+        Ok(VmxGuestRun(
+            (0..n).map(|k| (cpu + k, apic_id + k)).collect(),
+        ))
+    }
+}
+
+/// The APIC ids of the cores whose test guest passed, each once, sorted: the `vmx: guest cpus=` runs, or
+/// without them the per-core `vmx: guest ... result=ok` lines (each of which must then be in a run too).
+pub fn guest_ok_apic_ids(lines: &[LogLine]) -> Result<Vec<u32>, LineError> {
+    let each: Vec<u32> = all_of::<VmxGuest>(lines)?
+        .into_iter()
+        .filter(|g| g.ok)
+        .map(|g| g.apic_id)
+        .collect();
+    let runs: Vec<VmxGuestRun> = all_of(lines)?;
+    let mut ids: Vec<u32> = if runs.is_empty() {
+        each
+    } else {
+        let listed: Vec<u32> = runs.iter().flat_map(|r| r.0.iter().map(|c| c.1)).collect();
+        if let Some(id) = each.iter().find(|id| !listed.contains(id)) {
+            return Err(LineError::new(
+                format!(
+                    "apic_id={id} has a passing `vmx: guest` line but is in no `guest cpus=` run"
+                ),
+                &format!("{listed:?}"),
+            ));
+        }
+        listed
+    };
+    ids.sort_unstable();
+    let n = ids.len();
+    ids.dedup();
+    if ids.len() != n {
+        return Err(LineError::new(
+            "a core's guest is listed twice",
+            &format!("{ids:?}"),
+        ));
+    }
+    Ok(ids)
+}
+
 /// Whether the log is in the compact form (any compact line of the three kinds).
 pub fn is_compact(lines: &[LogLine]) -> bool {
-    lines
-        .iter()
-        .any(|l| l.is::<MadtRun>() || l.is::<PcbRun>() || l.is::<VmxRootRun>())
+    lines.iter().any(|l| {
+        l.is::<MadtRun>() || l.is::<PcbRun>() || l.is::<VmxRootRun>() || l.is::<VmxGuestRun>()
+    })
 }
 
 /// The MADT's processor entries in table order: the `madt: entries` runs, or without them the
@@ -309,6 +364,30 @@ pub fn budget_problems(size: LogSize, summary: &super::Summary) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guest_runs_and_per_core_guest_lines_agree() {
+        let log = "\
+[    0.100000] cpu0  INFO  vmx: guest cpus=0-2 apic_ids=0-2 result=ok
+[    0.050000] cpu1  DEBUG vmx: guest apic_id=1 result=ok exits=5 cpuid=2 hlt=1 vmcall=2 other=0 bytes=40960
+";
+        let lines = crate::serial::parse_log(log);
+        assert_eq!(guest_ok_apic_ids(&lines).unwrap(), [0, 1, 2]);
+        assert!(is_compact(&lines));
+        let stray = log.replace("apic_id=1 result=ok", "apic_id=7 result=ok");
+        assert!(guest_ok_apic_ids(&crate::serial::parse_log(&stray)).is_err());
+        let twice =
+            format!("{log}[    0.100001] cpu0  INFO  vmx: guest cpus=2 apic_ids=2 result=ok\n");
+        assert!(guest_ok_apic_ids(&crate::serial::parse_log(&twice)).is_err());
+        let failed_run = log.replace("apic_ids=0-2 result=ok", "apic_ids=0-2 result=fail");
+        assert!(guest_ok_apic_ids(&crate::serial::parse_log(&failed_run)).is_err());
+        // Without runs, the passing per-core lines.
+        let each = "[    0.050000] cpu1  INFO  vmx: guest apic_id=1 result=ok exits=5 cpuid=2 hlt=1 vmcall=2 other=0 bytes=1\n";
+        assert_eq!(
+            guest_ok_apic_ids(&crate::serial::parse_log(each)).unwrap(),
+            [1]
+        );
+    }
     use crate::serial::parse_log;
 
     fn lines(text: &str) -> Vec<LogLine> {
