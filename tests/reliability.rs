@@ -197,6 +197,33 @@ fn bochs_guest_with_an_unexpected_exit_fails_on_its_core_only() {
     );
 }
 
+/// An AP whose VMX capabilities differ from the BSP's (`fault=vmx_caps_mismatch`: one bit of its
+/// IA32_VMX_VMCS_ENUM flipped as read) is reported with the MSR and both values and does not launch.
+#[test]
+fn bochs_ap_whose_capabilities_differ_does_not_launch() {
+    let o = boot(&bochs_smp(4, "fault=vmx_caps_mismatch fault_cpu=3"));
+    check_guest_fault(
+        &o,
+        3,
+        "1 VMX capabilities differ from the BSP: IA32_VMX_VMCS_ENUM (0x48a) bsp=0x",
+    );
+    let g = guest_lines(&o)
+        .into_iter()
+        .find(|g| g.logged_by == Some(3))
+        .expect("cpu3's guest line");
+    assert_eq!(
+        (g.exits, g.bytes, g.ept),
+        (0, 0, None),
+        "not launched{}",
+        context(&o)
+    );
+    assert!(
+        g.error.unwrap_or_default().ends_with("; not launched"),
+        "{}",
+        context(&o)
+    );
+}
+
 #[test]
 fn bochs_guest_with_an_ept_violation_fails_on_its_core_only() {
     let o = boot(&bochs_smp(4, "fault=guest_ept fault_cpu=2"));

@@ -88,9 +88,12 @@ pub enum Fault {
     /// The target core's test guest loads CR3 with a guest-physical address outside its EPT map (an EPT
     /// violation where the core uses EPT).
     GuestEpt,
+    /// The target AP reads its VMX capabilities with one bit of IA32_VMX_VMCS_ENUM flipped, as a processor
+    /// that differs from the BSP would: it must be reported with the MSR and both values and not launch.
+    VmxCapsMismatch,
 }
 
-const FAULT_WORDS: [(&str, Fault); 14] = [
+const FAULT_WORDS: [(&str, Fault); 15] = [
     ("ud", Fault::InvalidOpcode),
     ("pf", Fault::PageFault),
     ("gp", Fault::GeneralProtection),
@@ -105,6 +108,7 @@ const FAULT_WORDS: [(&str, Fault); 14] = [
     ("early_ap_ud", Fault::EarlyApInvalidOpcode),
     ("guest_io", Fault::GuestIo),
     ("guest_ept", Fault::GuestEpt),
+    ("vmx_caps_mismatch", Fault::VmxCapsMismatch),
 ];
 
 impl Fault {

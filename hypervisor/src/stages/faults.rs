@@ -22,7 +22,8 @@ pub fn inject_if_targeted(cpu: u32) {
             | Fault::InvalidOpcodeAfterVmx
             | Fault::EarlyApInvalidOpcode
             | Fault::GuestIo
-            | Fault::GuestEpt,
+            | Fault::GuestEpt
+            | Fault::VmxCapsMismatch,
         )
         | None => {}
         Some(fault) => raise(fault, cpu),
@@ -71,22 +72,28 @@ fn raise(fault: Fault, cpu: u32) {
                 log::warn!(target: "boot", "feature_control=0x{found:x} left alone on cpu={cpu}: already locked, or no such MSR");
             }
         }
-        Fault::ApHang | Fault::NoMemory | Fault::GuestIo | Fault::GuestEpt => {}
+        Fault::ApHang
+        | Fault::NoMemory
+        | Fault::GuestIo
+        | Fault::GuestEpt
+        | Fault::VmxCapsMismatch => {}
     }
 }
 
-/// The test guest's program on `cpu`: a deliberate guest fault if one targets it (announced here).
-pub fn guest_program_for(cpu: u32) -> crate::vmx::guest::GuestProgram {
+/// The test guest's program on `cpu`, and whether its capabilities are read perturbed: a deliberate guest
+/// fault if one targets it (announced here).
+pub fn guest_faults_for(cpu: u32) -> (crate::vmx::guest::GuestProgram, bool) {
     use crate::vmx::guest::GuestProgram;
-    let program = match armed_for(cpu) {
-        Some(Fault::GuestIo) => GuestProgram::IoExit,
-        Some(Fault::GuestEpt) => GuestProgram::EptViolation,
-        _ => return GuestProgram::Normal,
+    let faults = match armed_for(cpu) {
+        Some(Fault::GuestIo) => (GuestProgram::IoExit, false),
+        Some(Fault::GuestEpt) => (GuestProgram::EptViolation, false),
+        Some(Fault::VmxCapsMismatch) if cpu != 0 => (GuestProgram::Normal, true),
+        _ => return (GuestProgram::Normal, false),
     };
     if let Some(fault) = armed_for(cpu) {
         announce(fault, cpu);
     }
-    program
+    faults
 }
 
 /// Panics if `panic_during_bringup` is armed (called by the BSP right after the SIPIs went out).

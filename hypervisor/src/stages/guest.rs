@@ -7,11 +7,11 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 
 use super::faults;
+use crate::config;
 use crate::percpu::Pcb;
 use crate::vmx::guest::ExitCounts;
 use crate::vmx::launch::{self, CoreInput, GuestOutcome};
 use crate::vmx::HardwareCpu;
-use crate::{config, memory};
 
 /// What the guest step asks of the frame allocator per core (the block, with its alignment slack).
 pub const BYTES_PER_CORE: u64 = crate::vmx::guest::BLOCK_BUDGET_BYTES;
@@ -35,6 +35,7 @@ pub fn prepare_on_bsp(pcb: &Pcb) {
 /// Runs the test guest on this core (in VMX root, its VMCS current) and reports it, with the self-test's
 /// entry-failure cases first under `selftest=vmx`. Returns the cases (passed, failed) for the self-test count.
 pub fn run_on_this_cpu(pcb: &Pcb, cpu: &HardwareCpu) -> (u32, u32) {
+    let (program, perturb_caps) = faults::guest_faults_for(pcb.index);
     let input = CoreInput {
         index: pcb.index,
         apic_id: pcb.apic_id,
@@ -43,12 +44,12 @@ pub fn run_on_this_cpu(pcb: &Pcb, cpu: &HardwareCpu) -> (u32, u32) {
         tss: &pcb.tss as *const _ as u64,
         stack_top: pcb.stack.1,
         loops: config::get().guest_loops,
-        program: faults::guest_program_for(pcb.index),
+        program,
+        perturb_caps,
         selftest: config::get().selftest,
     };
-    let before = memory::allocated_bytes();
     let outcome = launch::run_test_guest(cpu, &input);
-    let bytes = memory::allocated_bytes().saturating_sub(before);
+    let bytes = outcome.bytes;
     let (mut passed, mut failed) = (0, 0);
     for case in &outcome.cases {
         log::info!(target: "vmx", "selftest apic_id={} {case}", pcb.apic_id);

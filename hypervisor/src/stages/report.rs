@@ -270,12 +270,17 @@ mod hw {
         let pcb_bytes = percpu::PCB_BYTES;
         let stack_bytes = (percpu::STACK_PAGES + 1) * memory::PAGE_SIZE;
         let ist_bytes = 3 * percpu::IST_STACK_BYTES;
-        let vmx_bytes = if vmx_on { vmx::BYTES_PER_CORE } else { 0 };
+        let vmx_bytes = if vmx_on { vmx::REGION_BYTES } else { 0 };
+        let guest_bytes = if vmx_on && crate::stages::guest::enabled() {
+            crate::stages::guest::BYTES_PER_CORE
+        } else {
+            0
+        };
         log::info!(
             target: "memory",
-            "footprint image_bytes={} per_cpu_bytes={} stack_bytes={stack_bytes} ist_bytes={ist_bytes} pcb_bytes={pcb_bytes} vmx_region_bytes={vmx_bytes} allocated_bytes={}",
+            "footprint image_bytes={} per_cpu_bytes={} stack_bytes={stack_bytes} ist_bytes={ist_bytes} pcb_bytes={pcb_bytes} vmx_region_bytes={vmx_bytes} allocated_bytes={} guest_bytes={guest_bytes}",
             image_end - image_start,
-            stack_bytes + ist_bytes + pcb_bytes + vmx_bytes,
+            stack_bytes + ist_bytes + pcb_bytes + vmx_bytes + guest_bytes,
             memory::allocated_bytes()
         );
         log::info!(

@@ -11,7 +11,10 @@ use smp::LocalApic;
 
 /// What each core needs from the frame allocator for this stage: its VMXON region and its VMCS, and the test
 /// guest's pages.
-pub const BYTES_PER_CORE: u64 = 2 * memory::PAGE_SIZE + super::guest::BYTES_PER_CORE;
+pub const BYTES_PER_CORE: u64 = REGION_BYTES + super::guest::BYTES_PER_CORE;
+
+/// The VMXON region and the VMCS of a core.
+pub const REGION_BYTES: u64 = 2 * memory::PAGE_SIZE;
 
 /// The stage's counts over all cores (the cores in VMX root are `exit::TALLY.vmx_root`).
 struct VmxTally {

@@ -51,6 +51,8 @@ pub struct CoreInput {
     /// Timed CPUID round trips the guest makes (`guest_loops=`).
     pub loops: u64,
     pub program: GuestProgram,
+    /// `fault=vmx_caps_mismatch`: flip bit 1 of this core's IA32_VMX_VMCS_ENUM as read (an AP that differs).
+    pub perturb_caps: bool,
     /// `selftest=vmx`: run the VM-entry failure cases ([`ENTRY_CASES`]) before and during the good launch.
     pub selftest: bool,
 }
@@ -110,6 +112,8 @@ pub struct GuestOutcome {
     pub result: Result<(), LaunchFailure>,
     /// The self-test's entry-failure cases that ran, in order.
     pub cases: alloc::vec::Vec<CaseOutcome>,
+    /// What the guest took from the frame allocator (its block; 0 before it got one).
+    pub bytes: u64,
 }
 
 /// Launches the test guest on this core, which is in VMX root operation with its VMCS current.
@@ -119,6 +123,7 @@ pub fn run_test_guest(cpu: &impl VmxCpu, input: &CoreInput) -> GuestOutcome {
         features: None,
         result: Ok(()),
         cases: alloc::vec::Vec::new(),
+        bytes: 0,
     };
     outcome.result = launch(cpu, input, &mut outcome);
     outcome
@@ -129,8 +134,11 @@ fn launch(
     input: &CoreInput,
     outcome: &mut GuestOutcome,
 ) -> Result<(), LaunchFailure> {
-    let caps = VmxCapabilities::read(&mut CpuMsrs(cpu), input.maxphyaddr)
+    let mut caps = VmxCapabilities::read(&mut CpuMsrs(cpu), input.maxphyaddr)
         .map_err(LaunchFailure::Capabilities)?;
+    if input.perturb_caps {
+        caps.vmcs_enum ^= 1 << 1;
+    }
     if !input.is_bsp {
         match BSP_CAPS.get() {
             Some(Ok(bsp)) => compare(bsp, &caps).map_err(LaunchFailure::Mismatch)?,
