@@ -9,7 +9,7 @@
 
 use core::fmt;
 
-use super::guest::entry_cases::{Breaks, CaseOutcome, EntryCase, Seen, ENTRY_CASES};
+use super::guest::entry_cases::{broken_value, Breaks, CaseOutcome, EntryCase, Seen, ENTRY_CASES};
 use super::guest::{
     ExitInfo, GuestFailure, GuestLayout, GuestProgram, GuestRegs, GuestRun, Page, Step,
     BLOCK_ALIGN, BLOCK_PAGES,
@@ -232,11 +232,11 @@ fn entry_case(
             let entered = vmcs.enter(regs, EntryInstruction::Vmresume);
             seen_of(vmcs, entered)
         }
-        Breaks::Field { field, broken } => {
+        Breaks::Field { field, clear, .. } => {
             let Ok(good) = vmcs.vmread(field) else {
                 return Seen::NotRun("VMREAD of the field failed");
             };
-            let Some(bad) = broken(good, caps) else {
+            let Some(bad) = broken_value(good, clear(caps)) else {
                 return Seen::NotRun("the capability MSRs leave nothing to break");
             };
             if vmcs.vmwrite(field, bad).is_err() {

@@ -11,15 +11,17 @@
 
 use core::fmt;
 
-use super::super::vmcs::{ExitReason, Field, VmxCapabilities};
+use super::super::vmcs::{Check, ExitReason, Field, VmxCapabilities};
 
 /// How a case breaks the VMCS or the launch protocol.
 #[derive(Debug, Clone, Copy)]
 pub enum Breaks {
-    /// Write `field` with the value `broken` makes of the good one.
+    /// Write `field` with the bits `clear` names (for these capabilities) cleared; the model names the
+    /// broken rule `check`.
     Field {
         field: Field,
-        broken: fn(u64, &VmxCapabilities) -> Option<u64>,
+        clear: fn(&VmxCapabilities) -> u64,
+        check: Check,
     },
     /// VMRESUME while the launch state is clear.
     ResumeWhileClear,
@@ -54,10 +56,16 @@ pub struct EntryCase {
     pub expect: Expect,
 }
 
-/// The pin-based controls with the bits the capability MSR requires to be 1 cleared (None if it requires none).
-fn pin_without_default1(good: u64, caps: &VmxCapabilities) -> Option<u64> {
-    let must = u64::from(caps.effective_pinbased().must_be_one());
-    (must != 0).then_some(good & !must)
+/// The pin-based controls the capability MSR requires to be 1.
+fn pin_default1(caps: &VmxCapabilities) -> u64 {
+    u64::from(caps.effective_pinbased().must_be_one())
+}
+
+/// The broken value of a field case: `good` with the bits `clear` cleared, or None when none of them is set
+/// in `good` (the capability MSRs leave nothing to break).
+pub fn broken_value(good: u64, clear: u64) -> Option<u64> {
+    let bits = good & clear;
+    (bits != 0).then_some(good & !bits)
 }
 
 const CR4_VMXE: u64 = 1 << 13;
@@ -77,7 +85,8 @@ pub const ENTRY_CASES: [EntryCase; 5] = [
                IA32_VMX_(TRUE_)PINBASED_CTLS allows",
         breaks: Breaks::Field {
             field: Field::PIN_BASED_VM_EXEC_CONTROL,
-            broken: pin_without_default1,
+            clear: pin_default1,
+            check: Check::PinBasedAllowed,
         },
         expect: Expect::VmFailValid(7),
     },
@@ -88,7 +97,8 @@ pub const ENTRY_CASES: [EntryCase; 5] = [
                (IA32_VMX_CR4_FIXED0 has VMXE)",
         breaks: Breaks::Field {
             field: Field::HOST_CR4,
-            broken: |good, _| Some(good & !CR4_VMXE),
+            clear: |_| CR4_VMXE,
+            check: Check::HostCr4Fixed,
         },
         expect: Expect::VmFailValid(8),
     },
@@ -97,7 +107,8 @@ pub const ENTRY_CASES: [EntryCase; 5] = [
         rule: "27.3.1.4: RFLAGS bit 1 must be 1",
         breaks: Breaks::Field {
             field: Field::GUEST_RFLAGS,
-            broken: |good, _| Some(good & !RFLAGS_FIXED1),
+            clear: |_| RFLAGS_FIXED1,
+            check: Check::GuestRflagsReserved,
         },
         expect: Expect::EntryFailure(ExitReason::INVALID_GUEST_STATE),
     },
@@ -195,14 +206,29 @@ mod tests {
             let (good, _) = built_vmcs(&caps, &ControlPolicy::TEST_GUEST);
             check_vm_entry(&good, &caps).unwrap();
             for case in ENTRY_CASES.iter() {
-                let Breaks::Field { field, broken } = case.breaks else {
+                let Breaks::Field {
+                    field,
+                    clear,
+                    check,
+                } = case.breaks
+                else {
                     continue;
                 };
                 let (mut vmcs, _) = built_vmcs(&caps, &ControlPolicy::TEST_GUEST);
-                let value = broken(vmcs.vmread(field).unwrap(), &caps).expect(case.name);
+                let good = vmcs.vmread(field).unwrap();
+                let value = broken_value(good, clear(&caps)).expect(case.name);
+                // Exactly the named bits, each set before, are cleared.
+                assert_eq!(good ^ value, clear(&caps), "{}", case.name);
+                assert_eq!(value & clear(&caps), 0, "{}", case.name);
                 vmcs.vmwrite(field, value).unwrap();
                 let error = check_vm_entry(&vmcs, &caps).expect_err(case.name);
-                assert!(error.violation().is_some(), "{}: {error}", case.name);
+                let violation = error.violation().expect(case.name);
+                assert_eq!(
+                    (violation.check, violation.field),
+                    (check, field),
+                    "{}: {error}",
+                    case.name
+                );
                 match case.expect {
                     Expect::VmFailValid(n) => assert_eq!(
                         error.instruction_error(),
@@ -219,6 +245,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_field_case_clears_only_bits_that_are_set() {
+        assert_eq!(broken_value(0x2020, 0x2000), Some(0x20));
+        assert_eq!(broken_value(0x16, 0x16), Some(0));
+        assert_eq!(broken_value(0x16, 0x3), Some(0x14));
+        assert_eq!(broken_value(0x20, 0x2000), None, "nothing to break");
+        assert_eq!(broken_value(0, 0), None);
+        assert_eq!(pin_default1(&haswell_caps()), 0x16);
     }
 
     #[test]

@@ -651,9 +651,10 @@ mod tests {
             assert_eq!(err.to_string(), text);
             assert_eq!(run.counts.other, 1);
         }
+        // Valid, type 2 (NMI) in bits 10:8, vector 2 (SDM vol. 3C 25.9.2).
         let nmi = ExitInfo {
             reason: 0,
-            interruption_info: (1 << 31) | NMI_TYPE | 2,
+            interruption_info: 0x8000_0202,
             ..ExitInfo::default()
         };
         let mut run = GuestRun::new(0, 0);
@@ -661,6 +662,17 @@ mod tests {
             run.on_exit(&nmi, &mut GuestRegs::default(), host),
             Err(GuestFailure::Nmi)
         );
+        assert_eq!(run.counts.total(), 1);
+        // A hardware exception (type 3, #UD) is not an NMI.
+        let ud = ExitInfo {
+            interruption_info: 0x8000_0306,
+            ..nmi
+        };
+        let mut run = GuestRun::new(0, 0);
+        assert!(matches!(
+            run.on_exit(&ud, &mut GuestRegs::default(), host),
+            Err(GuestFailure::Unexpected { .. })
+        ));
         let mut run = GuestRun::new(0, 0);
         let mut regs = GuestRegs {
             rax: 99,
@@ -670,6 +682,21 @@ mod tests {
             run.on_exit(&exit(ExitReason::VMCALL, 8, 3), &mut regs, host),
             Err(GuestFailure::UnknownVmcall { rax: 99, rip: 8 })
         );
+    }
+
+    #[test]
+    fn the_exit_budget_follows_the_loops_and_saturates() {
+        assert_eq!(GuestRun::new(0, 0).max_exits(), 16);
+        assert_eq!(GuestRun::new(0, 1000).max_exits(), 1016);
+        assert_eq!(GuestRun::new(0, 1 << 32).max_exits(), u32::MAX);
+        assert_eq!(GuestRun::new(0, u64::MAX).max_exits(), u32::MAX);
+        let counts = ExitCounts {
+            cpuid: 1,
+            hlt: 2,
+            vmcall: 3,
+            other: 4,
+        };
+        assert_eq!(counts.total(), 10);
     }
 
     #[test]

@@ -267,9 +267,49 @@ mod tests {
         assert_eq!(layout.table_entries(true).count(), 5 + 9);
     }
 
+    /// The entry bits are the SDM's (vol. 3A table 4-19, vol. 3C table 29-6), and the entries for one block
+    /// are exactly these values.
+    #[test]
+    fn the_entries_have_the_sdm_bits() {
+        assert_eq!((PTE_PRESENT, PTE_WRITABLE), (1, 2));
+        assert_eq!(
+            (EPT_READ, EPT_WRITE, EPT_EXECUTE, EPT_LEAF_WB),
+            (1, 2, 4, 0x30)
+        );
+        let layout = GuestLayout::new(0x0040_0000).unwrap();
+        assert_eq!(layout.base(), 0x0040_0000);
+        let entries: Vec<(u64, u64)> = layout.table_entries(true).collect();
+        let page = |n: u64| 0x0040_0000 + n * PAGE;
+        assert_eq!(
+            entries,
+            [
+                // Guest: PML4[0] -> PDPT, PDPT[0] -> PD, PD[2] -> PT (P|RW), PT[0] code (P), PT[1] stack (P|RW).
+                (page(2), page(3) | 3),
+                (page(3), page(4) | 3),
+                (page(4) + 16, page(5) | 3),
+                (page(5), page(0) | 1),
+                (page(5) + 8, page(1) | 3),
+                // EPT: the same walk with RWX upper entries, then R+X code and R+W WB leaves.
+                (page(6), page(7) | 7),
+                (page(7), page(8) | 7),
+                (page(8) + 16, page(9) | 7),
+                (page(9), page(0) | 0x35),
+                (page(9) + 8, page(1) | 0x33),
+                (page(9) + 16, page(2) | 0x33),
+                (page(9) + 24, page(3) | 0x33),
+                (page(9) + 32, page(4) | 0x33),
+                (page(9) + 40, page(5) | 0x33),
+            ]
+        );
+    }
+
     #[test]
     fn a_block_must_be_aligned_so_that_it_stays_in_one_2mib_region() {
         assert_eq!(GuestLayout::new(BASE + PAGE), Err(Misaligned(BASE + PAGE)));
+        assert_eq!(
+            Misaligned(0x1234).to_string(),
+            "guest block at 0x1234 is not 65536-byte aligned"
+        );
         const { assert!(BLOCK_PAGES * PAGE <= BLOCK_ALIGN) };
         const { assert!(BLOCK_ALIGN.is_power_of_two() && (2 << 20) % BLOCK_ALIGN == 0) };
         // A block at the last aligned slot of a 2 MiB region.
