@@ -144,7 +144,8 @@ pub struct Config {
     /// processor entries) each per-core line is INFO; above it they are DEBUG and the BSP prints compact
     /// lines (docs/serial-log.md, "Per-core lines at scale").
     pub log_per_core_max: u32,
-    /// `fault=` with `fault_cpu=`; None when absent, unknown, or `no_memory` aimed at an AP.
+    /// `fault=` with `fault_cpu=`; None when absent, unknown, `no_memory` aimed at an AP or `early_ap_ud` aimed at
+    /// the BSP.
     pub fault: Option<FaultTarget>,
     /// `vmx=on|off` (default on).
     pub vmx: bool,
@@ -188,6 +189,8 @@ pub enum Warning<'a> {
     LogPerCoreMax(&'a str),
     UnknownKey(&'a str),
     NoMemoryOnAp(u32),
+    /// `fault=early_ap_ud` aimed at the BSP (`fault_cpu=0` or no `fault_cpu=`): the BSP has no early AP window.
+    EarlyApUdOnBsp,
     UnknownFault(&'a str),
     Vmx(&'a str),
     Selftest(&'a str),
@@ -232,6 +235,9 @@ impl fmt::Display for Warning<'_> {
                     "fault=no_memory acts on the BSP only; fault_cpu={cpu} ignored"
                 )
             }
+            Self::EarlyApUdOnBsp => f.write_str(
+                "fault=early_ap_ud acts on an AP only (fault_cpu=1 or higher); ignored on cpu 0",
+            ),
             Self::UnknownFault(v) => {
                 write!(
                     f,
@@ -340,6 +346,7 @@ impl Config {
             let cpu = get(Key::FaultCpu).and_then(|c| c.parse().ok()).unwrap_or(0);
             match Fault::parse(v) {
                 Some(Fault::NoMemory) if cpu != 0 => warn(Warning::NoMemoryOnAp(cpu)),
+                Some(Fault::EarlyApInvalidOpcode) if cpu == 0 => warn(Warning::EarlyApUdOnBsp),
                 Some(fault) => cfg.fault = Some(FaultTarget { fault, cpu }),
                 None => warn(Warning::UnknownFault(v)),
             }
@@ -538,6 +545,33 @@ mod tests {
                 fault: Fault::NoMemory,
                 cpu: 0
             })
+        );
+        // The BSP has no early AP window: aimed at it (explicitly, by default or by a malformed fault_cpu),
+        // early_ap_ud would do nothing, so it is refused with a warning instead of silently.
+        for cmdline in [
+            "fault=early_ap_ud",
+            "fault=early_ap_ud fault_cpu=0",
+            "fault=early_ap_ud fault_cpu=x",
+        ] {
+            assert_eq!(
+                messages(cmdline),
+                ["boot: fault=early_ap_ud acts on an AP only (fault_cpu=1 or higher); ignored on cpu 0"],
+                "{cmdline}"
+            );
+            assert_eq!(Config::parse_all(cmdline).0.fault, None, "{cmdline}");
+        }
+        assert_eq!(
+            Config::parse_all("fault=early_ap_ud fault_cpu=1"),
+            (
+                Config {
+                    fault: Some(FaultTarget {
+                        fault: Fault::EarlyApInvalidOpcode,
+                        cpu: 1
+                    }),
+                    ..Config::default()
+                },
+                vec![]
+            )
         );
         assert_eq!(
             messages("fault=explode"),
