@@ -267,17 +267,22 @@ fn bochs_seabios_feature_control_locked_with_vmx_off_is_disabled_by_firmware() {
 }
 
 /// The self-test cases of docs/vmx.md, in order.
-const SELFTEST_CASES: [&str; 19] = [
+const SELFTEST_CASES: [&str; 25] = [
     "vmxon before feature control is locked",
     "vmxon with feature control enabled but unlocked",
     "vmxon with CR4.VMXE clear",
     "vmxon with a CR0 fixed-1 bit clear",
+    "vmxon with a CR4 fixed-1 bit clear",
+    "vmxon with a CR0 fixed-0 bit set",
+    "vmxon with a CR4 fixed-0 bit set",
+    "vmxon with the flexible CR0 and CR4 bits toggled",
     "vmxon with an unaligned pointer",
     "vmxon with a pointer beyond MAXPHYADDR",
     "vmxon with a wrong revision identifier",
     "vmxon with revision bit 31 set",
     "vmxoff outside VMX operation",
     "vmclear outside VMX operation",
+    "wrmsr to feature control after it is locked",
     "vmxon in VMX root operation",
     "vmclear of the VMXON pointer",
     "vmptrld of the VMXON pointer",
@@ -285,6 +290,7 @@ const SELFTEST_CASES: [&str; 19] = [
     "vmclear beyond MAXPHYADDR",
     "vmptrld with an unaligned address",
     "vmptrld beyond MAXPHYADDR",
+    "vmptrld with a wrong revision identifier",
     "vmread of an unsupported field",
     "capability MSRs are consistent",
 ];
@@ -417,7 +423,7 @@ fn bochs_selftest_4_cpus() {
     );
     assert_eq!(
         summary_num(&o, "selftest_pass"),
-        4 * (17 + 5),
+        4 * (23 + 5),
         "{}",
         context(&o)
     );
@@ -439,7 +445,7 @@ fn bochs_selftest_seabios_runs_the_unlocked_case() {
     let pcbs = assert_smp_ok(&o, 1, 1);
     let skipped = assert_selftest_passes(&o, &pcbs, |_, _| false);
     assert_eq!(skipped, 0, "{}", context(&o));
-    assert_eq!(summary_num(&o, "selftest_pass"), 19 + 5, "{}", context(&o));
+    assert_eq!(summary_num(&o, "selftest_pass"), 25 + 5, "{}", context(&o));
     for case in &SELFTEST_CASES[..2] {
         let line = line(&o, "vmx", case);
         assert_eq!(line.field("result"), Some("pass"), "{case}{}", context(&o));

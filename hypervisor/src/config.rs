@@ -148,7 +148,8 @@ pub struct Config {
     /// processor entries) each per-core line is INFO; above it they are DEBUG and the BSP prints compact
     /// lines (docs/serial-log.md, "Per-core lines at scale").
     pub log_per_core_max: u32,
-    /// `fault=` with `fault_cpu=`; None when absent, unknown, or `no_memory` aimed at an AP.
+    /// `fault=` with `fault_cpu=`; None when absent, unknown, `no_memory` aimed at an AP or `early_ap_ud` aimed at
+    /// the BSP.
     pub fault: Option<FaultTarget>,
     /// `vmx=on|off` (default on).
     pub vmx: bool,
@@ -192,6 +193,9 @@ pub enum Warning<'a> {
     LogPerCoreMax(&'a str),
     UnknownKey(&'a str),
     NoMemoryOnAp(u32),
+    /// An AP-only fault (`early_ap_ud`: the BSP has no early AP window; `vmx_caps_mismatch`: the BSP is the
+    /// reference) aimed at the BSP (`fault_cpu=0` or no `fault_cpu=`); holds the fault's word.
+    ApOnlyFaultOnBsp(&'static str),
     UnknownFault(&'a str),
     Vmx(&'a str),
     Selftest(&'a str),
@@ -236,6 +240,10 @@ impl fmt::Display for Warning<'_> {
                     "fault=no_memory acts on the BSP only; fault_cpu={cpu} ignored"
                 )
             }
+            Self::ApOnlyFaultOnBsp(word) => write!(
+                f,
+                "fault={word} acts on an AP only (fault_cpu=1 or higher); ignored on cpu 0"
+            ),
             Self::UnknownFault(v) => {
                 write!(
                     f,
@@ -344,6 +352,11 @@ impl Config {
             let cpu = get(Key::FaultCpu).and_then(|c| c.parse().ok()).unwrap_or(0);
             match Fault::parse(v) {
                 Some(Fault::NoMemory) if cpu != 0 => warn(Warning::NoMemoryOnAp(cpu)),
+                Some(fault @ (Fault::EarlyApInvalidOpcode | Fault::VmxCapsMismatch))
+                    if cpu == 0 =>
+                {
+                    warn(Warning::ApOnlyFaultOnBsp(fault.word()))
+                }
                 Some(fault) => cfg.fault = Some(FaultTarget { fault, cpu }),
                 None => warn(Warning::UnknownFault(v)),
             }
@@ -542,6 +555,37 @@ mod tests {
                 fault: Fault::NoMemory,
                 cpu: 0
             })
+        );
+        // The BSP has no early AP window: aimed at it (explicitly, by default or by a malformed fault_cpu),
+        // early_ap_ud would do nothing, so it is refused with a warning instead of silently.
+        for cmdline in [
+            "fault=early_ap_ud",
+            "fault=early_ap_ud fault_cpu=0",
+            "fault=early_ap_ud fault_cpu=x",
+        ] {
+            assert_eq!(
+                messages(cmdline),
+                ["boot: fault=early_ap_ud acts on an AP only (fault_cpu=1 or higher); ignored on cpu 0"],
+        );
+            assert_eq!(
+            messages("fault=vmx_caps_mismatch fault_cpu=0"),
+            ["boot: fault=vmx_caps_mismatch acts on an AP only (fault_cpu=1 or higher); ignored on cpu 0"],
+                "{cmdline}"
+            );
+            assert_eq!(Config::parse_all(cmdline).0.fault, None, "{cmdline}");
+        }
+        assert_eq!(
+            Config::parse_all("fault=early_ap_ud fault_cpu=1"),
+            (
+                Config {
+                    fault: Some(FaultTarget {
+                        fault: Fault::EarlyApInvalidOpcode,
+                        cpu: 1
+                    }),
+                    ..Config::default()
+                },
+                vec![]
+            )
         );
         assert_eq!(
             messages("fault=explode"),

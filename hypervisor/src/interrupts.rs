@@ -40,7 +40,7 @@ pub struct FixupEntry {
 }
 
 /// Whether an exception with `vector` may be a fault of a fixed-up instruction: the VMX instructions under
-/// fix-up raise only #UD (6) and #GP (13) (SDM 31.3). An NMI (2), a machine check (18) or any other vector whose
+/// fix-up raise only #UD (6) and #GP (13) (SDM 31.3), the self-test's WRMSR and MOV-to-CR0/CR4 probes only #GP. An NMI (2), a machine check (18) or any other vector whose
 /// saved RIP happens to be such an instruction (an NMI is taken before it executes) is not that instruction's
 /// fault and is handled as usual.
 pub const fn fixup_applies(vector: u64) -> bool {

@@ -9,12 +9,13 @@ use crate::{arch, config, interrupts, memory, time, verdict};
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use smp::LocalApic;
 
-/// What each core needs from the frame allocator for this stage: its VMXON region and its VMCS, and the test
+/// What each core needs from the frame allocator for this stage: its VMXON region and its VMCS, the self-test's
+/// third page (a VMCS with a wrong revision identifier, allocated only with `selftest=vmx`), and the test
 /// guest's pages.
 pub const BYTES_PER_CORE: u64 = REGION_BYTES + super::guest::BYTES_PER_CORE;
 
-/// The VMXON region and the VMCS of a core.
-pub const REGION_BYTES: u64 = 2 * memory::PAGE_SIZE;
+/// The VMXON region, the VMCS and the self-test's third page of a core.
+pub const REGION_BYTES: u64 = 3 * memory::PAGE_SIZE;
 
 /// The stage's counts over all cores (the cores in VMX root are `exit::TALLY.vmx_root`).
 struct VmxTally {
@@ -78,7 +79,8 @@ fn stage_on_this_cpu(pcb: &'static Pcb) -> u64 {
     });
 
     if config::get().selftest {
-        let report = core.selftest(&mut cpu);
+        let scratch = memory::alloc_owned_frame().map(Region::from_frame);
+        let report = core.selftest(&mut cpu, scratch.as_ref());
         for result in report.results.iter() {
             log::info!(target: "vmx", "selftest apic_id={apic_id} {result}");
         }

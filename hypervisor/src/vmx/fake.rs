@@ -3,7 +3,8 @@
 //! including the current-VMCS pointer and VMfailInvalid versus VMfailValid (31.2).
 //!
 //! Anything that would fault on real hardware without a fix-up (WRMSR to a locked MSR, a VMX instruction outside
-//! VMX operation, an illegal CR write in VMX operation) panics: the test fails the way the machine would.
+//! VMX operation, an illegal CR write in VMX operation) panics: the test fails the way the machine would. The
+//! probes (`*_probe`) return the fault instead when `fault_fixup` is set, as the kernel's fix-up does.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -79,6 +80,11 @@ pub enum Instr {
     Vmptrld,
     Vmptrst,
     Vmread,
+    /// The self-test's WRMSR probe.
+    Wrmsr,
+    /// The self-test's MOV-to-CR0 and MOV-to-CR4 probes.
+    MovCr0,
+    MovCr4,
 }
 
 /// How IA32_FEATURE_CONTROL treats writes while unlocked.
@@ -100,6 +106,18 @@ pub enum Quirk {
     VmclearReportsWrongError,
     /// VMXON ignores the lock bit of IA32_FEATURE_CONTROL (only bit 2 counts).
     VmxonIgnoresFeatureControlLock,
+    /// WRMSR to IA32_FEATURE_CONTROL is taken even after the lock (no #GP).
+    FeatureControlWritableAfterLock,
+    /// VMXON (and MOV to CR in VMX operation) does not check that CR0/CR4 have every FIXED0 bit set.
+    VmxonIgnoresFixed0,
+    /// VMXON (and MOV to CR in VMX operation) does not check that CR0/CR4 have every bit FIXED1 forbids clear.
+    VmxonIgnoresFixed1,
+    /// VMXON raises #GP when CR4 has a bit set besides PAE and the FIXED0 bits (flexible bits are not flexible).
+    VmxonFaultsOnFlexibleCr4Bits,
+    /// VMPTRLD does not check the revision identifier.
+    VmptrldIgnoresRevision,
+    /// VMPTRLD with a wrong revision identifier reports error 11 but makes the operand current anyway.
+    VmptrldFailureChangesCurrent,
 }
 
 pub struct FakeCpu {
@@ -116,6 +134,9 @@ pub struct FakeCpu {
     pub cr0: u64,
     pub cr4: u64,
     pub cr0_ignores_writes: bool,
+    /// The CR4 bits MOV to CR4 accepts (the processor's CR4 features); a probe setting any other bit gets #GP
+    /// (SDM vol. 3A 2.5). Plain `write_cr4` does not check it (the stage never sets such a bit).
+    pub cr4_accepts: u64,
     /// `Some(VMXON pointer)` while in VMX root operation.
     pub vmxon_ptr: Option<u64>,
     pub current_vmcs: Option<u64>,
@@ -173,6 +194,8 @@ impl FakeCpu {
             cr0: 0x8000_0011,
             cr4: 0x20,
             cr0_ignores_writes: false,
+            // Bochs haswell's CR4 features: VME..OSXMMEXCPT, VMXE, FSGSBASE, PCIDE, OSXSAVE, SMEP (its FIXED1).
+            cr4_accepts: 0x1727ff,
             vmxon_ptr: None,
             current_vmcs: None,
             instruction_error: 0,
@@ -278,7 +301,8 @@ impl FakeCpu {
 
     fn fixed_bits_violated(&self, cr0: u64, cr4: u64) -> bool {
         let bad = |value: u64, fixed0: u32, fixed1: u32| {
-            self.msr(fixed0) & !value != 0 || value & !self.msr(fixed1) != 0
+            (self.msr(fixed0) & !value != 0 && !self.quirk(Quirk::VmxonIgnoresFixed0))
+                || (value & !self.msr(fixed1) != 0 && !self.quirk(Quirk::VmxonIgnoresFixed1))
         };
         bad(cr0, IA32_VMX_CR0_FIXED0, IA32_VMX_CR0_FIXED1)
             || bad(cr4, IA32_VMX_CR4_FIXED0, IA32_VMX_CR4_FIXED1)
@@ -332,7 +356,9 @@ impl FakeCpu {
             return self.vmfail(InstructionError::VMXON_IN_VMX_ROOT.0);
         }
         let feature_control = self.feature_control();
+        let flexible_cr4 = self.cr4 & !(self.msr(IA32_VMX_CR4_FIXED0) | CR4_PAE);
         if self.fixed_bits_violated(self.cr0, self.cr4)
+            || (self.quirk(Quirk::VmxonFaultsOnFlexibleCr4Bits) && flexible_cr4 != 0)
             || (feature_control & LOCK == 0 && !self.quirk(Quirk::VmxonIgnoresFeatureControlLock))
             || feature_control & VMX_OUTSIDE_SMX == 0
         {
@@ -402,8 +428,13 @@ impl FakeCpu {
         if Some(phys) == self.vmxon_ptr && !self.quirk(Quirk::VmptrldAcceptsVmxonPointer) {
             return self.vmfail(InstructionError::VMPTRLD_VMXON_POINTER.0);
         }
-        if self.read_phys_u32(phys) != self.revision() {
-            return self.vmfail(InstructionError::VMPTRLD_WRONG_REVISION.0);
+        if self.read_phys_u32(phys) != self.revision() && !self.quirk(Quirk::VmptrldIgnoresRevision)
+        {
+            let outcome = self.vmfail(InstructionError::VMPTRLD_WRONG_REVISION.0);
+            if self.quirk(Quirk::VmptrldFailureChangesCurrent) {
+                self.current_vmcs = Some(phys);
+            }
+            return outcome;
         }
         self.current_vmcs = Some(phys);
         InstrOutcome::Succeeded
@@ -586,6 +617,65 @@ impl VmxCpu for FakeCpu {
         unsafe { self.vmclear(phys) }.into()
     }
 
+    unsafe fn write_msr_probe(&mut self, msr: u32, value: u64) -> Result<(), Exception> {
+        let locked = msr == IA32_FEATURE_CONTROL
+            && self.feature_control() & LOCK != 0
+            && !self.quirk(Quirk::FeatureControlWritableAfterLock);
+        if locked && self.fault_fixup {
+            self.msr_writes.push((msr, value));
+            self.record(Instr::Wrmsr, InstrOutcome::Fault(Exception::GP));
+            return Err(Exception::GP);
+        }
+        if msr == IA32_FEATURE_CONTROL && !locked {
+            // The quirk (or an unlocked MSR): the write is taken.
+            self.msr_writes.push((msr, value));
+            *self.feature_control.lock().unwrap() = value;
+        } else {
+            // SAFETY: a fake; a locked MSR without the fix-up panics there, as the machine would fault.
+            unsafe { self.write_msr(msr, value) };
+        }
+        self.record(Instr::Wrmsr, InstrOutcome::Succeeded);
+        Ok(())
+    }
+
+    unsafe fn write_cr0_probe(&mut self, value: u64) -> Result<(), Exception> {
+        // SDM vol. 3A 2.5: bits 63:32 are reserved (#GP); NW = 1 with CD = 0 is an invalid combination (#GP).
+        const CD: u64 = 1 << 30;
+        const NW: u64 = 1 << 29;
+        let refused = value >> 32 != 0
+            || (value & NW != 0 && value & CD == 0)
+            || (self.in_root() && self.fixed_bits_violated(value, self.cr4));
+        if refused {
+            assert!(
+                self.fault_fixup,
+                "#GP: MOV to CR0 0x{value:x} with no fix-up"
+            );
+            self.record(Instr::MovCr0, InstrOutcome::Fault(Exception::GP));
+            return Err(Exception::GP);
+        }
+        // SAFETY: a fake (PE/PG changes still panic there).
+        unsafe { self.write_cr0(value) };
+        self.record(Instr::MovCr0, InstrOutcome::Succeeded);
+        Ok(())
+    }
+
+    unsafe fn write_cr4_probe(&mut self, value: u64) -> Result<(), Exception> {
+        let refused = value & !self.cr4_accepts != 0
+            || (self.in_root() && self.fixed_bits_violated(self.cr0, value));
+        if refused {
+            assert!(
+                self.fault_fixup,
+                "#GP: MOV to CR4 0x{value:x} with no fix-up"
+            );
+            self.record(Instr::MovCr4, InstrOutcome::Fault(Exception::GP));
+            return Err(Exception::GP);
+        }
+        // SAFETY: a fake (PAE/LA57 changes still panic there).
+        unsafe { self.write_cr4(value) };
+        self.record(Instr::MovCr4, InstrOutcome::Succeeded);
+        Ok(())
+    }
+
     unsafe fn vmxon_probe(&mut self, phys: u64) -> InstrOutcome {
         let outcome = self.exec_vmxon(phys);
         if !self.fault_fixup {
@@ -596,36 +686,49 @@ impl VmxCpu for FakeCpu {
 }
 
 /// Two pages of fake memory mapped into a [`FakeCpu`] and wrapped as a [`RegionPair`], filled with junk so
-/// tests see that preparation zeroes them.
+/// tests see that preparation zeroes them, and a third page (the self-test's scratch VMCS) just below both.
 pub struct TestRegions {
     pub pair: RegionPair,
-    pages: [*mut Page; 2],
+    pub scratch: Region,
+    pages: [*mut Page; 3],
 }
 
 impl TestRegions {
     pub const VMXON: u64 = 0x7F000;
     pub const VMCS: u64 = 0x7E000;
+    /// Where [`TestRegions::new`] puts the scratch page.
+    pub const SCRATCH: u64 = 0x7D000;
 
     pub fn new(cpu: &mut FakeCpu) -> Self {
         Self::at(cpu, Self::VMXON, Self::VMCS)
     }
 
+    /// The scratch page is the page below the lower of the two.
     pub fn at(cpu: &mut FakeCpu, vmxon: u64, vmcs: u64) -> Self {
-        let pages = [Box::into_raw(Page::new()), Box::into_raw(Page::new())];
-        let mut regions = [vmxon, vmcs].into_iter().zip(pages).map(|(phys, page)| {
-            let bytes = page.cast::<u8>();
-            // SAFETY: `page` is a live, exclusively owned 4096-byte allocation.
-            unsafe { bytes.write_bytes(0xCC, 4096) };
-            cpu.map(phys, bytes);
-            // SAFETY: the page maps `phys` in the fake and lives until `TestRegions` is dropped, after the
-            // pair (fields drop in declaration order) and after any use of the fake in the test.
-            unsafe { Region::new(phys, NonNull::new(bytes).unwrap(), 4096) }
-        });
+        let pages = [(); 3].map(|()| Box::into_raw(Page::new()));
+        let scratch = vmxon.min(vmcs) - 0x1000;
+        let mut regions = [vmxon, vmcs, scratch]
+            .into_iter()
+            .zip(pages)
+            .map(|(phys, page)| {
+                let bytes = page.cast::<u8>();
+                // SAFETY: `page` is a live, exclusively owned 4096-byte allocation.
+                unsafe { bytes.write_bytes(0xCC, 4096) };
+                cpu.map(phys, bytes);
+                // SAFETY: the page maps `phys` in the fake and lives until `TestRegions` is dropped, after the
+                // regions (fields drop in declaration order) and after any use of the fake in the test.
+                unsafe { Region::new(phys, NonNull::new(bytes).unwrap(), 4096) }
+            });
         let pair = RegionPair {
             vmxon: regions.next().unwrap(),
             vmcs: regions.next().unwrap(),
         };
-        Self { pair, pages }
+        let scratch = regions.next().unwrap();
+        Self {
+            pair,
+            scratch,
+            pages,
+        }
     }
 }
 

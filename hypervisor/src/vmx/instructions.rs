@@ -16,6 +16,8 @@
 //! resume_rip = the first instruction after the flag capture). The kernel's exception dispatcher, on any vector
 //! raised at `fault_rip`, sets the saved RIP to `resume_rip` and the saved RAX to the vector number, then IRETQs.
 //! RAX is preloaded with `u64::MAX`, so RAX != `u64::MAX` after the block means "faulted with vector RAX".
+//! The same contract covers the self-test's WRMSR and MOV-to-CR0/CR4 probes ([`HardwareCpu::write_msr_probe`],
+//! [`HardwareCpu::write_cr0_probe`], [`HardwareCpu::write_cr4_probe`]), whose only expected fault is #GP.
 
 use core::arch::asm;
 use core::marker::PhantomData;
@@ -23,7 +25,7 @@ use core::marker::PhantomData;
 use x86_64::registers::control::{Cr0, Cr4};
 
 use super::status::{decode_flags, vmx_result, FlagStatus};
-use super::{CpuidResult, InstrOutcome, VmFail, VmxCpu, VMCS_VM_INSTRUCTION_ERROR};
+use super::{CpuidResult, Exception, InstrOutcome, VmFail, VmxCpu, VMCS_VM_INSTRUCTION_ERROR};
 use crate::arch::{cpuid, msr};
 
 /// RAX before a probing instruction; the fix-up overwrites it with the vector.
@@ -40,6 +42,44 @@ pub struct HardwareCpu {
 /// Executes a VMX instruction whose operand is a 64-bit physical address in memory (VMXON, VMCLEAR, VMPTRLD)
 /// and captures CF (VMfailInvalid) and ZF (VMfailValid) in the same `asm!` block (SDM vol. 3C 31.2).
 /// Evaluates to `(cf, zf)`; the caller's `unsafe` block states why the instruction is allowed.
+/// Writes CR0 or CR4 (`$cr`) under the kernel's fix-up: evaluates to the fault's vector, or [`NO_FAULT`] when
+/// the MOV completed. The caller's `unsafe` block states why the value may be written.
+#[cfg(target_os = "none")]
+macro_rules! mov_to_cr_probe {
+    ($cr:literal, $value:expr) => {{
+        let value: u64 = $value;
+        let vector: u64;
+        // A #GP on the MOV at label 2 is redirected by the kernel's fix-up to label 3 with RAX = vector; RAX is
+        // an explicit operand, so `value` is never allocated to it. MOV to CRn leaves the flags undefined, so
+        // the block does not preserve them; it is not `nomem` (CR0/CR4 change how memory is accessed).
+        asm!(
+            "2:",
+            concat!("mov ", $cr, ", {value}"),
+            "3:",
+            ".pushsection .ex_table, \"a\"",
+            ".balign 8",
+            ".quad 2b, 3b",
+            ".popsection",
+            value = in(reg) value,
+            inout("rax") NO_FAULT => vector,
+            options(nostack),
+        );
+        vector
+    }};
+}
+
+/// A probe's vector as a result: [`NO_FAULT`] is success.
+#[cfg(target_os = "none")]
+const fn fault_result(vector: u64) -> Result<(), Exception> {
+    if vector == NO_FAULT {
+        Ok(())
+    } else {
+        Err(Exception {
+            vector: vector as u8,
+        })
+    }
+}
+
 macro_rules! pointer_instruction {
     ($mnemonic:literal, $phys:expr) => {{
         let phys: u64 = $phys;
@@ -371,6 +411,70 @@ impl VmxCpu for HardwareCpu {
         {
             // SAFETY: forwarded to the caller's guarantee (no fix-up on the host: a plain VMCLEAR).
             unsafe { self.vmclear(phys) }.into()
+        }
+    }
+
+    unsafe fn write_msr_probe(&mut self, index: u32, value: u64) -> Result<(), Exception> {
+        #[cfg(target_os = "none")]
+        {
+            let vector: u64;
+            // SAFETY: the caller's guarantee covers the write should it be accepted. A #GP on the WRMSR at
+            // label 2 is redirected by the kernel's fix-up to label 3 with RAX = vector; without a fault the
+            // MOV after it sets RAX to NO_FAULT. WRMSR takes ECX (the MSR) and EDX:EAX (the value) and leaves
+            // the flags alone (the fix-up's IRETQ restores them too); not `nomem`, since an MSR write may change
+            // how memory is accessed.
+            unsafe {
+                asm!(
+                    "2:",
+                    "wrmsr",
+                    "mov rax, -1",
+                    "3:",
+                    ".pushsection .ex_table, \"a\"",
+                    ".balign 8",
+                    ".quad 2b, 3b",
+                    ".popsection",
+                    in("ecx") index,
+                    in("edx") (value >> 32) as u32,
+                    inout("rax") value & 0xFFFF_FFFF => vector,
+                    options(nostack, preserves_flags),
+                );
+            }
+            fault_result(vector)
+        }
+        #[cfg(not(target_os = "none"))]
+        {
+            // SAFETY: forwarded to the caller's guarantee (no fix-up on the host: a plain WRMSR).
+            unsafe { self.write_msr(index, value) };
+            Ok(())
+        }
+    }
+
+    unsafe fn write_cr0_probe(&mut self, value: u64) -> Result<(), Exception> {
+        #[cfg(target_os = "none")]
+        {
+            // SAFETY: the caller's guarantee covers `value` should the processor accept it; a refusal (#GP) is
+            // returned by the fix-up and changes nothing.
+            fault_result(unsafe { mov_to_cr_probe!("cr0", value) })
+        }
+        #[cfg(not(target_os = "none"))]
+        {
+            // SAFETY: forwarded to the caller's guarantee (no fix-up on the host: a plain MOV).
+            unsafe { self.write_cr0(value) };
+            Ok(())
+        }
+    }
+
+    unsafe fn write_cr4_probe(&mut self, value: u64) -> Result<(), Exception> {
+        #[cfg(target_os = "none")]
+        {
+            // SAFETY: as `write_cr0_probe`.
+            fault_result(unsafe { mov_to_cr_probe!("cr4", value) })
+        }
+        #[cfg(not(target_os = "none"))]
+        {
+            // SAFETY: forwarded to the caller's guarantee (no fix-up on the host: a plain MOV).
+            unsafe { self.write_cr4(value) };
+            Ok(())
         }
     }
 }

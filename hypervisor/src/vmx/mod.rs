@@ -177,4 +177,28 @@ pub trait VmxCpu {
     /// As [`VmxCpu::vmclear`] when in VMX root operation; outside it, only when [`VmxCpu::can_catch_faults`]
     /// is true (the #UD is then returned).
     unsafe fn vmclear_probe(&mut self, phys: u64) -> InstrOutcome;
+
+    /// WRMSR that reports a #GP as `Err` instead of dying (the self-test writes IA32_FEATURE_CONTROL after it
+    /// is locked, which must raise #GP: SDM vol. 3C 24.7).
+    ///
+    /// # Safety
+    /// As [`VmxCpu::write_msr`] should the processor accept the write; a #GP is returned only when
+    /// [`VmxCpu::can_catch_faults`] is true (otherwise it is fatal, as for `write_msr`).
+    unsafe fn write_msr_probe(&mut self, msr: u32, value: u64) -> Result<(), Exception>;
+
+    /// MOV to CR0 that reports a #GP as `Err` (a value the processor refuses: a reserved bit set, SDM vol. 3A
+    /// 2.5), for the self-test's fixed-bit sweeps.
+    ///
+    /// # Safety
+    /// As [`VmxCpu::write_cr0`] should the processor accept `value`; a #GP is returned only when
+    /// [`VmxCpu::can_catch_faults`] is true.
+    unsafe fn write_cr0_probe(&mut self, value: u64) -> Result<(), Exception>;
+
+    /// MOV to CR4 that reports a #GP as `Err` (a reserved or unsupported bit set, SDM vol. 3A 2.5), for the
+    /// self-test's fixed-bit sweeps.
+    ///
+    /// # Safety
+    /// As [`VmxCpu::write_cr4`] should the processor accept `value`; a #GP is returned only when
+    /// [`VmxCpu::can_catch_faults`] is true.
+    unsafe fn write_cr4_probe(&mut self, value: u64) -> Result<(), Exception>;
 }

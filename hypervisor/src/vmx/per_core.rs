@@ -5,8 +5,8 @@
 //! A later step (a guest on every core) extends this type: the guest's VMCS and its launch state belong here.
 
 use super::{
-    enter_vmx_root, leave_vmx_root, run_selftest, RegionPair, RootReport, SelftestReport, VmxCpu,
-    VmxError, VmxState,
+    enter_vmx_root, leave_vmx_root, run_selftest, Region, RegionPair, RootReport, SelftestReport,
+    VmxCpu, VmxError, VmxState,
 };
 
 pub struct VmxCore {
@@ -42,9 +42,10 @@ impl VmxCore {
         enter_vmx_root(cpu, &mut self.state, &self.regions)
     }
 
-    /// [`run_selftest`] with this core's regions; it ends in the state it started in.
-    pub fn selftest(&mut self, cpu: &mut impl VmxCpu) -> SelftestReport {
-        run_selftest(cpu, &mut self.state, &self.regions)
+    /// [`run_selftest`] with this core's regions and `scratch`, a third page reserved for this core's VMX use
+    /// (the VMCS with a wrong revision identifier); it ends in the state it started in.
+    pub fn selftest(&mut self, cpu: &mut impl VmxCpu, scratch: Option<&Region>) -> SelftestReport {
+        run_selftest(cpu, &mut self.state, &self.regions, scratch)
     }
 
     /// [`leave_vmx_root`]: VMCLEAR, VMXOFF, CR4.VMXE cleared. Does nothing outside VMX operation.

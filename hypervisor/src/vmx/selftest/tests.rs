@@ -1,7 +1,8 @@
 //! Host tests of the self-test against the fake CPU (kept apart so that selftest.rs stays readable).
 use super::*;
 use crate::vmx::fake::{FakeCpu, Instr, Quirk, TestRegions};
-use crate::vmx::fixed_bits::CR0_NE;
+use crate::vmx::fixed_bits::{CR0_NE, CR0_PE, CR0_PG};
+use crate::vmx::IA32_VMX_CR0_FIXED1;
 
 fn outcome(report: &SelftestReport, name: &str) -> CaseOutcome {
     report
@@ -45,7 +46,7 @@ fn all_cases_pass_on_a_correct_processor_starting_unlocked() {
     let regions = TestRegions::new(&mut cpu);
     let mut state = VmxState::new();
     let (cr0, cr4) = (cpu.cr0, cpu.cr4);
-    let report = run_selftest(&mut cpu, &mut state, &regions.pair);
+    let report = run_selftest(&mut cpu, &mut state, &regions.pair, Some(&regions.scratch));
     for result in &report.results {
         assert_eq!(result.outcome, CaseOutcome::Pass, "{result}");
     }
@@ -59,7 +60,7 @@ fn all_cases_pass_on_a_correct_processor_starting_unlocked() {
     );
     assert_eq!(
         format!("{}", report.summary()),
-        "passed=19 failed=0 skipped=0"
+        "passed=25 failed=0 skipped=0"
     );
     assert_eq!(
         report.feature_control,
@@ -82,6 +83,11 @@ fn all_cases_pass_on_a_correct_processor_starting_unlocked() {
     assert!(cpu
         .executed
         .contains(&(Instr::Vmxon, InstrOutcome::Fault(Exception::UD))));
+    // WRMSR to the locked MSR raised #GP and left it as it was.
+    assert!(cpu
+        .executed
+        .contains(&(Instr::Wrmsr, InstrOutcome::Fault(Exception::GP))));
+    assert_eq!(cpu.feature_control(), 5);
     // VMXOFF and VMCLEAR outside VMX operation raised #UD.
     assert!(cpu
         .executed
@@ -101,11 +107,11 @@ fn a_core_in_root_stays_in_root_with_its_report() {
     let regions = TestRegions::new(&mut cpu);
     let mut state = VmxState::new();
     let entered = enter_vmx_root(&mut cpu, &mut state, &regions.pair).unwrap();
-    let report = run_selftest(&mut cpu, &mut state, &regions.pair);
+    let report = run_selftest(&mut cpu, &mut state, &regions.pair, Some(&regions.scratch));
     assert_eq!(
         report.summary(),
         Summary {
-            passed: 17,
+            passed: 23,
             failed: 0,
             skipped: 2
         }
@@ -129,16 +135,23 @@ fn bochs_bios_locked_msr_skips_only_the_lock_case() {
     let mut cpu = FakeCpu::bochs_haswell();
     cpu.fault_fixup = true;
     let regions = TestRegions::new(&mut cpu);
-    let report = run_selftest(&mut cpu, &mut VmxState::new(), &regions.pair);
+    let report = run_selftest(
+        &mut cpu,
+        &mut VmxState::new(),
+        &regions.pair,
+        Some(&regions.scratch),
+    );
     assert_eq!(
         report.summary(),
         Summary {
-            passed: 17,
+            passed: 23,
             failed: 0,
             skipped: 2
         }
     );
-    assert!(cpu.msr_writes.is_empty());
+    // The only write is the self-test's WRMSR to the locked MSR, which raised #GP and changed nothing.
+    assert_eq!(cpu.msr_writes, [(IA32_FEATURE_CONTROL, 5)]);
+    assert_eq!(cpu.feature_control(), 5);
 }
 
 #[test]
@@ -146,13 +159,18 @@ fn without_the_fixup_fault_cases_are_skipped() {
     let mut cpu = FakeCpu::bochs_haswell();
     cpu.set_feature_control(0);
     let regions = TestRegions::new(&mut cpu);
-    let report = run_selftest(&mut cpu, &mut VmxState::new(), &regions.pair);
+    let report = run_selftest(
+        &mut cpu,
+        &mut VmxState::new(),
+        &regions.pair,
+        Some(&regions.scratch),
+    );
     assert_eq!(
         report.summary(),
         Summary {
-            passed: 13,
+            passed: 14,
             failed: 0,
-            skipped: 6
+            skipped: 11
         }
     );
     assert_eq!(
@@ -171,7 +189,12 @@ fn no_vmx_or_disabled_firmware_skips_everything_and_touches_nothing() {
     let mut cpu = FakeCpu::bochs_haswell();
     cpu.vmx = false;
     let regions = TestRegions::new(&mut cpu);
-    let report = run_selftest(&mut cpu, &mut VmxState::new(), &regions.pair);
+    let report = run_selftest(
+        &mut cpu,
+        &mut VmxState::new(),
+        &regions.pair,
+        Some(&regions.scratch),
+    );
     assert_eq!(
         report.summary(),
         Summary {
@@ -185,7 +208,12 @@ fn no_vmx_or_disabled_firmware_skips_everything_and_touches_nothing() {
     let mut cpu = FakeCpu::bochs_haswell();
     cpu.set_feature_control(1);
     let regions = TestRegions::new(&mut cpu);
-    let report = run_selftest(&mut cpu, &mut VmxState::new(), &regions.pair);
+    let report = run_selftest(
+        &mut cpu,
+        &mut VmxState::new(),
+        &regions.pair,
+        Some(&regions.scratch),
+    );
     assert_eq!(report.summary().skipped, CASE_COUNT);
     assert_eq!(
         report.results[3].outcome,
@@ -201,7 +229,7 @@ fn a_processor_that_ignores_alignment_fails_that_case_and_the_run_goes_on() {
     cpu.quirk = Some(Quirk::VmxonIgnoresAlignment);
     let regions = TestRegions::new(&mut cpu);
     let mut state = VmxState::new();
-    let report = run_selftest(&mut cpu, &mut state, &regions.pair);
+    let report = run_selftest(&mut cpu, &mut state, &regions.pair, Some(&regions.scratch));
     assert_eq!(
         outcome(&report, "vmxon with an unaligned pointer"),
         CaseOutcome::Fail(Failure::Unexpected {
@@ -225,7 +253,7 @@ fn a_processor_that_ignores_alignment_fails_that_case_and_the_run_goes_on() {
     assert_eq!(
         report.summary(),
         Summary {
-            passed: 16,
+            passed: 22,
             failed: 1,
             skipped: 2
         }
@@ -238,30 +266,37 @@ fn a_processor_that_ignores_alignment_fails_that_case_and_the_run_goes_on() {
 fn an_unrestorable_state_stops_the_run_and_is_reported() {
     let mut cpu = FakeCpu::bochs_haswell();
     cpu.fault_fixup = true;
-    cpu.quirk = Some(Quirk::VmxonIgnoresAlignment);
+    // The first VMXOFF is the one after the flexible case's VMXON (the first that succeeds).
     cpu.inject(
         Instr::Vmxoff,
         VmFail::Valid(InstructionError::VMXOFF_UNDER_DUAL_MONITOR),
     );
     let regions = TestRegions::new(&mut cpu);
     let mut state = VmxState::new();
-    let report = run_selftest(&mut cpu, &mut state, &regions.pair);
+    let report = run_selftest(&mut cpu, &mut state, &regions.pair, Some(&regions.scratch));
     let error = VmxError::VmFailValid {
         instr: crate::vmx::VmxInstruction::Vmxoff,
         error: InstructionError::VMXOFF_UNDER_DUAL_MONITOR,
     };
     assert_eq!(
-        outcome(&report, "vmxon with an unaligned pointer"),
+        outcome(&report, "vmxon with the flexible CR0 and CR4 bits toggled"),
         CaseOutcome::Fail(Failure::NotRestored(error))
     );
-    assert_eq!(
-        outcome(&report, "vmxon in VMX root operation"),
-        CaseOutcome::Skipped(SkipReason::StateBroken)
-    );
+    for name in [
+        "vmxon with an unaligned pointer",
+        "vmxon in VMX root operation",
+    ] {
+        assert_eq!(
+            outcome(&report, name),
+            CaseOutcome::Skipped(SkipReason::StateBroken),
+            "{name}"
+        );
+    }
     assert_eq!(report.restore_error, Some(error));
-    // The core is stuck in VMX root operation with a VMXON pointer nobody chose; a later entry reports the
-    // VMXON failure instead of crashing.
+    // The core is stuck in VMX root operation, but with the kernel's CR0 and CR4 (not the toggled bits); a
+    // later entry reports the VMXON failure instead of crashing.
     assert!(cpu.in_root());
+    assert_eq!((cpu.cr0, cpu.cr4), (0x8000_0031, 0x2020));
     assert_eq!(state, VmxState::NotEntered);
     assert_eq!(
         enter_vmx_root(&mut cpu, &mut state, &regions.pair),
@@ -277,7 +312,12 @@ fn a_processor_that_loads_the_vmxon_pointer_is_caught_and_the_vmcs_restored() {
     cpu.fault_fixup = true;
     cpu.quirk = Some(Quirk::VmptrldAcceptsVmxonPointer);
     let regions = TestRegions::new(&mut cpu);
-    let report = run_selftest(&mut cpu, &mut VmxState::new(), &regions.pair);
+    let report = run_selftest(
+        &mut cpu,
+        &mut VmxState::new(),
+        &regions.pair,
+        Some(&regions.scratch),
+    );
     assert!(matches!(
         outcome(&report, "vmptrld of the VMXON pointer"),
         CaseOutcome::Fail(Failure::Unexpected {
@@ -299,7 +339,12 @@ fn wrong_error_numbers_are_reported_in_words() {
     cpu.fault_fixup = true;
     cpu.quirk = Some(Quirk::VmclearReportsWrongError);
     let regions = TestRegions::new(&mut cpu);
-    let report = run_selftest(&mut cpu, &mut VmxState::new(), &regions.pair);
+    let report = run_selftest(
+        &mut cpu,
+        &mut VmxState::new(),
+        &regions.pair,
+        Some(&regions.scratch),
+    );
     let result = report
         .results
         .iter()
@@ -321,7 +366,7 @@ fn regions_other_than_the_entered_ones_are_refused() {
     let mut state = VmxState::new();
     enter_vmx_root(&mut cpu, &mut state, &regions.pair).unwrap();
     let executed = cpu.executed.len();
-    let report = run_selftest(&mut cpu, &mut state, &other.pair);
+    let report = run_selftest(&mut cpu, &mut state, &other.pair, Some(&other.scratch));
     assert_eq!(
         report.results[0].outcome,
         CaseOutcome::Skipped(SkipReason::RegionsDifferFromState)
@@ -335,10 +380,28 @@ fn cr0_case_is_skipped_when_only_pe_and_pg_are_fixed() {
     cpu.fault_fixup = true;
     cpu.set_msr(IA32_VMX_CR0_FIXED0, 0x8000_0001);
     let regions = TestRegions::new(&mut cpu);
-    let report = run_selftest(&mut cpu, &mut VmxState::new(), &regions.pair);
+    let report = run_selftest(
+        &mut cpu,
+        &mut VmxState::new(),
+        &regions.pair,
+        Some(&regions.scratch),
+    );
     assert_eq!(
         outcome(&report, "vmxon with a CR0 fixed-1 bit clear"),
-        CaseOutcome::Skipped(SkipReason::NoClearableCr0Bit)
+        CaseOutcome::Skipped(SkipReason::NothingToSweep(Sweep {
+            register: ControlRegister::Cr0,
+            rule: FixedRule::ClearFixed1
+        }))
+    );
+    assert_eq!(
+        format!(
+            "{}",
+            SkipReason::NothingToSweep(Sweep {
+                register: ControlRegister::Cr0,
+                rule: FixedRule::ClearFixed1
+            })
+        ),
+        "IA32_VMX_CR0_FIXED0 requires no bit this self-test may clear"
     );
 }
 
@@ -349,7 +412,12 @@ fn a_processor_that_ignores_the_feature_control_lock_is_caught_and_the_msr_resto
     cpu.fault_fixup = true;
     cpu.quirk = Some(Quirk::VmxonIgnoresFeatureControlLock);
     let regions = TestRegions::new(&mut cpu);
-    let report = run_selftest(&mut cpu, &mut VmxState::new(), &regions.pair);
+    let report = run_selftest(
+        &mut cpu,
+        &mut VmxState::new(),
+        &regions.pair,
+        Some(&regions.scratch),
+    );
     let result = report
         .results
         .iter()
@@ -385,7 +453,12 @@ fn inconsistent_capability_msrs_fail_their_case_by_name() {
     cpu.fault_fixup = true;
     cpu.set_msr(capability::IA32_VMX_PINBASED_CTLS, 0x0000_007f_0000_0006);
     let regions = TestRegions::new(&mut cpu);
-    let report = run_selftest(&mut cpu, &mut VmxState::new(), &regions.pair);
+    let report = run_selftest(
+        &mut cpu,
+        &mut VmxState::new(),
+        &regions.pair,
+        Some(&regions.scratch),
+    );
     assert_eq!(
         outcome(&report, "capability MSRs are consistent"),
         CaseOutcome::Fail(Failure::Inconsistent(
@@ -396,4 +469,229 @@ fn inconsistent_capability_msrs_fail_their_case_by_name() {
         ))
     );
     assert_eq!(report.summary().failed, 1);
+}
+
+/// The bits each sweep and the flexible case change, from Bochs haswell's fixed-bit MSRs and the values the
+/// OutsideVmx phase runs with (CR0 = PG|NE|ET|PE, CR4 = VMXE|PAE).
+#[test]
+fn sweep_bits_on_bochs_haswell() {
+    let (cr0, cr4) = (0x8000_0031, 0x2020);
+    let (cr0_fixed, cr4_fixed) = ((0x8000_0021, 0xffff_ffff), (0x2000, 0x1727ff));
+    let sweep = |register, rule| Sweep { register, rule };
+    use ControlRegister::{Cr0, Cr4};
+    use FixedRule::{ClearFixed1, SetFixed0};
+    // Fixed-1 bits cleared: CR0.NE (never PE or PG), CR4.VMXE.
+    assert_eq!(
+        sweep_bits(sweep(Cr0, ClearFixed1), cr0_fixed.0, cr0_fixed.1, cr0),
+        1 << 5
+    );
+    assert_eq!(
+        sweep_bits(sweep(Cr4, ClearFixed1), cr4_fixed.0, cr4_fixed.1, cr4),
+        1 << 13
+    );
+    // Fixed-0 bits set: CR0 bits 63:32; CR4 UMIP, SMXE and bit 15 (never LA57, SMAP, CET, PKS, FRED...).
+    assert_eq!(
+        sweep_bits(sweep(Cr0, SetFixed0), cr0_fixed.0, cr0_fixed.1, cr0),
+        0xffff_ffff_0000_0000
+    );
+    assert_eq!(
+        sweep_bits(sweep(Cr4, SetFixed0), cr4_fixed.0, cr4_fixed.1, cr4),
+        (1 << 11) | (1 << 14) | (1 << 15)
+    );
+    // Flexible: CR0 MP, EM, TS, ET, AM; CR4 VME, PVI, TSD, DE, PSE, PGE, PCE.
+    assert_eq!(flexible_bits(Cr0, cr0_fixed.0, cr0_fixed.1), 0x4_001e);
+    assert_eq!(flexible_bits(Cr4, cr4_fixed.0, cr4_fixed.1), 0x19f);
+    // Whatever the MSRs say, no case touches the bits the kernel runs on.
+    let never_cr0 = CR0_PE | CR0_PG | (1 << 16) | (1 << 29) | (1 << 30);
+    let never_cr4 = crate::vmx::fixed_bits::CR4_PAE
+        | crate::vmx::fixed_bits::CR4_LA57
+        | [6, 9, 10, 16, 17, 18, 20, 21, 22, 23, 24, 32]
+            .iter()
+            .fold(0u64, |mask, bit| mask | 1 << bit);
+    for (register, never) in [(Cr0, never_cr0), (Cr4, never_cr4)] {
+        assert_eq!(sweepable(register) & never, 0, "{register:?}");
+        for rule in [ClearFixed1, SetFixed0] {
+            for value in [0, u64::MAX] {
+                let bits = sweep_bits(sweep(register, rule), u64::MAX, 0, value);
+                assert_eq!(bits & never, 0, "{register:?} {rule:?}");
+            }
+        }
+        assert_eq!(flexible_bits(register, 0, u64::MAX) & never, 0);
+    }
+}
+
+#[test]
+fn the_sweeps_run_vmxon_or_see_the_mov_refused_and_restore_the_registers() {
+    let mut cpu = FakeCpu::bochs_haswell();
+    cpu.fault_fixup = true;
+    let regions = TestRegions::new(&mut cpu);
+    let report = run_selftest(
+        &mut cpu,
+        &mut VmxState::new(),
+        &regions.pair,
+        Some(&regions.scratch),
+    );
+    for name in [
+        "vmxon with a CR0 fixed-1 bit clear",
+        "vmxon with a CR4 fixed-1 bit clear",
+        "vmxon with a CR0 fixed-0 bit set",
+        "vmxon with a CR4 fixed-0 bit set",
+        "vmxon with the flexible CR0 and CR4 bits toggled",
+    ] {
+        assert_eq!(outcome(&report, name), CaseOutcome::Pass, "{name}");
+    }
+    let refused = |instr| {
+        cpu.executed
+            .iter()
+            .filter(|e| **e == (instr, InstrOutcome::Fault(Exception::GP)))
+            .count()
+    };
+    // Every fixed-0 bit was refused by the MOV itself: CR0 bits 63:32, CR4 UMIP, SMXE and bit 15.
+    assert_eq!(refused(Instr::MovCr0), 32);
+    assert_eq!(refused(Instr::MovCr4), 3);
+    // VMXON ran with CR0.NE clear (#GP) and with CR4.VMXE clear (#UD, here and in the VMXE case), and once
+    // with the flexible bits toggled (VMsucceed, undone by VMXOFF).
+    let vmxon = |result| {
+        cpu.executed
+            .iter()
+            .filter(|e| **e == (Instr::Vmxon, result))
+            .count()
+    };
+    assert_eq!(vmxon(InstrOutcome::Fault(Exception::UD)), 2);
+    assert!(vmxon(InstrOutcome::Fault(Exception::GP)) >= 1);
+    // Ends with the registers the run started with (NE kept, as the fixed bits demand).
+    assert_eq!((cpu.cr0, cpu.cr4), (0x8000_0031, 0x20));
+}
+
+/// Each new case against a fake that breaks exactly the rule the case checks: the case fails, by name and with
+/// the bit or value, and every other case still passes.
+#[test]
+fn each_rule_broken_fails_its_case_and_only_that_one() {
+    type Break = fn(&mut FakeCpu);
+    let cases: [(&str, Break, &str); 7] = [
+        (
+            "wrmsr to feature control after it is locked",
+            |cpu| cpu.quirk = Some(Quirk::FeatureControlWritableAfterLock),
+            "expected #GP, but WRMSR of 0x5 to the locked IA32_FEATURE_CONTROL completed",
+        ),
+        (
+            "vmxon with a CR0 fixed-1 bit clear",
+            |cpu| cpu.quirk = Some(Quirk::VmxonIgnoresFixed0),
+            "with CR0.NE cleared: expected #GP (vector 13), got VMsucceed",
+        ),
+        (
+            // A processor whose MOV takes CR0.AM while IA32_VMX_CR0_FIXED1 forbids it.
+            "vmxon with a CR0 fixed-0 bit set",
+            |cpu| {
+                cpu.set_msr(IA32_VMX_CR0_FIXED1, 0xfffb_ffff);
+                cpu.quirk = Some(Quirk::VmxonIgnoresFixed1);
+            },
+            "with CR0.AM set: expected #GP (vector 13), got VMsucceed",
+        ),
+        (
+            // A processor whose MOV takes CR4.SMXE while IA32_VMX_CR4_FIXED1 forbids it.
+            "vmxon with a CR4 fixed-0 bit set",
+            |cpu| {
+                cpu.cr4_accepts |= 1 << 14;
+                cpu.quirk = Some(Quirk::VmxonIgnoresFixed1);
+            },
+            "with CR4.SMXE set: expected #GP (vector 13), got VMsucceed",
+        ),
+        (
+            "vmxon with the flexible CR0 and CR4 bits toggled",
+            |cpu| cpu.quirk = Some(Quirk::VmxonFaultsOnFlexibleCr4Bits),
+            "with CR0 bits 0x4001e and CR4 bits 0x19f toggled: expected VMsucceed, got #GP (vector 13)",
+        ),
+        (
+            "vmptrld with a wrong revision identifier",
+            |cpu| cpu.quirk = Some(Quirk::VmptrldIgnoresRevision),
+            "expected VMfailValid with VM-instruction error 11 (VMPTRLD with incorrect VMCS revision \
+             identifier), got VMsucceed",
+        ),
+        (
+            "vmptrld with a wrong revision identifier",
+            |cpu| cpu.quirk = Some(Quirk::VmptrldFailureChangesCurrent),
+            "the failed VMPTRLD changed the current VMCS from 0x7e000 to 0x7d000",
+        ),
+    ];
+    for (name, break_rule, reason) in cases {
+        let mut cpu = FakeCpu::bochs_haswell();
+        cpu.fault_fixup = true;
+        break_rule(&mut cpu);
+        let regions = TestRegions::new(&mut cpu);
+        let mut state = VmxState::new();
+        let report = run_selftest(&mut cpu, &mut state, &regions.pair, Some(&regions.scratch));
+        let result = report.results.iter().find(|r| r.case.name == name).unwrap();
+        assert_eq!(
+            format!("{result}"),
+            format!("case=\"{name}\" result=fail reason=\"{reason}\""),
+        );
+        assert_eq!(
+            report.summary(),
+            Summary {
+                passed: CASE_COUNT - 3,
+                failed: 1,
+                skipped: 2
+            },
+            "{name}: {:?}",
+            report
+                .results
+                .iter()
+                .filter(|r| r.outcome != CaseOutcome::Pass)
+                .collect::<Vec<_>>()
+        );
+        // The run still ends where it started, with the registers and the VMCS of a correct run.
+        assert_eq!(report.restore_error, None, "{name}");
+        assert_eq!(state, VmxState::NotEntered, "{name}");
+        assert!(!cpu.in_root(), "{name}");
+        assert_eq!((cpu.cr0, cpu.cr4), (0x8000_0031, 0x20), "{name}");
+        assert_eq!(cpu.feature_control(), 5, "{name}");
+    }
+}
+
+#[test]
+fn without_a_third_page_the_vmptrld_revision_case_is_skipped() {
+    let mut cpu = FakeCpu::bochs_haswell();
+    cpu.fault_fixup = true;
+    let regions = TestRegions::new(&mut cpu);
+    let report = run_selftest(&mut cpu, &mut VmxState::new(), &regions.pair, None);
+    assert_eq!(
+        outcome(&report, "vmptrld with a wrong revision identifier"),
+        CaseOutcome::Skipped(SkipReason::NoScratchPage)
+    );
+    // The scratch page must be a page of its own: the VMCS itself is refused, not overwritten.
+    let report = run_selftest(
+        &mut cpu,
+        &mut VmxState::new(),
+        &regions.pair,
+        Some(&regions.pair.vmcs),
+    );
+    assert!(matches!(
+        outcome(&report, "vmptrld with a wrong revision identifier"),
+        CaseOutcome::Fail(Failure::Setup(VmxError::RegionInvalid { .. }))
+    ));
+    assert_eq!(report.summary().failed, 1);
+}
+
+#[test]
+fn the_vmptrld_revision_case_plants_revision_plus_one_on_the_third_page() {
+    let mut cpu = FakeCpu::bochs_haswell();
+    cpu.fault_fixup = true;
+    let regions = TestRegions::new(&mut cpu);
+    let report = run_selftest(
+        &mut cpu,
+        &mut VmxState::new(),
+        &regions.pair,
+        Some(&regions.scratch),
+    );
+    assert_eq!(
+        outcome(&report, "vmptrld with a wrong revision identifier"),
+        CaseOutcome::Pass
+    );
+    assert_eq!(regions.scratch.phys(), TestRegions::SCRATCH);
+    assert_eq!(regions.scratch.revision(), 0x2c);
+    assert!(cpu.executed.contains(&(
+        Instr::Vmptrld,
+        InstrOutcome::VmFail(VmFail::Valid(InstructionError::VMPTRLD_WRONG_REVISION))
+    )));
 }
