@@ -152,6 +152,7 @@ fn launch(
 
     let mut block =
         memory::alloc_owned_block(BLOCK_PAGES, BLOCK_ALIGN).ok_or(LaunchFailure::NoMemory)?;
+    outcome.bytes = BLOCK_PAGES * memory::PAGE_SIZE;
     let layout = GuestLayout::new(block.phys()).map_err(|_| LaunchFailure::Layout)?;
     let written = layout
         .table_entries(ept)
