@@ -110,6 +110,18 @@ mod tests {
     use crate::vmx::IA32_VMX_CR4_FIXED1;
 
     #[test]
+    fn no_mismatch_is_empty_and_one_is_not() {
+        assert!(Mismatches::default().is_empty());
+        let one = Mismatches(alloc::vec![Mismatch {
+            msr: IA32_VMX_CR4_FIXED1,
+            bsp: Some(1),
+            core: Some(2),
+        }]);
+        assert!(!one.is_empty());
+        assert_eq!(one.first().map(|m| m.core), Some(Some(2)));
+    }
+
+    #[test]
     fn identical_cores_are_consistent() {
         assert_eq!(compare(&haswell_caps(), &haswell_caps()), Ok(()));
         assert_eq!(compare(&penryn_caps(), &penryn_caps()), Ok(()));

@@ -342,5 +342,20 @@ mod tests {
             assert!(!vmcs.was_written(field), "{field}");
         }
         assert_eq!(eptp(0x1234_5000, 0), 0x1234_5018);
+
+        // Secondary controls active for VPID alone: no EPTP; and for EPT alone: no VPID.
+        for (ept, vpid) in [(false, true), (true, false)] {
+            let policy = ControlPolicy {
+                ept,
+                vpid,
+                ..ControlPolicy::MINIMAL
+            };
+            let controls = choose_controls(&haswell_caps(), &policy).unwrap();
+            assert!(controls.secondary_active());
+            let mut vmcs = FakeVmcs::new();
+            write_controls(&mut vmcs, &controls, &refs).unwrap();
+            assert_eq!(vmcs.was_written(Field::EPT_POINTER), ept, "ept={ept}");
+            assert_eq!(vmcs.was_written(Field::VPID), vpid, "vpid={vpid}");
+        }
     }
 }
