@@ -287,6 +287,10 @@ mod tests {
         );
         assert_ne!(guest.cr4_guest_host_mask & (1 << 13), 0);
         assert_eq!(guest.cr0_guest_host_mask, 0x8000_0021);
+        assert_eq!(
+            guest.cr0_read_shadow, 0x8001_0031,
+            "the guest reads CR0.PE, ET, NE, WP, PG as a 64-bit kernel sets them"
+        );
         assert_eq!(guest.rip, 0x0050_0000);
         assert_eq!(guest.rsp, 0x0050_2000);
         assert_eq!(guest.efer, Some(0xD00));

@@ -87,6 +87,10 @@ mod tests {
         let data = AccessRights::DATA;
         assert_eq!(data.segment_type(), 3);
         assert!(data.default_big() && !data.is_code());
+        assert!(
+            AccessRights::CODE64.is_code(),
+            "type bit 3 of a code segment"
+        );
         let tss = AccessRights::TSS64_BUSY;
         assert_eq!(tss.segment_type(), 11);
         assert!(!tss.code_or_data() && tss.present());
