@@ -196,7 +196,13 @@ fn leave_on_this_cpu(pcb: &Pcb) {
     match core.leave(&mut cpu) {
         Ok(()) => {
             pcb.clear_status(percpu::status::VMX_ROOT);
-            log::info!(target: "vmx", "left apic_id={} (VMCLEAR, VMXOFF, CR4.VMXE cleared)", pcb.apic_id)
+            // A per-core line (`log_scale`): above the threshold the teardown's count line says it for all.
+            log::log!(
+                target: "vmx",
+                crate::log_scale::level(),
+                "left apic_id={} (VMCLEAR, VMXOFF, CR4.VMXE cleared)",
+                pcb.apic_id
+            )
         }
         Err(e) => log::error!(target: "vmx", "leave failed apic_id={} error=\"{e}\"", pcb.apic_id),
     }
