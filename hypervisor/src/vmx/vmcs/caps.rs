@@ -373,6 +373,84 @@ mod tests {
     use super::*;
     use crate::vmx::vmcs::fixtures::{self, FakeMsrs};
 
+    /// Each decoder reads the bit vol. 3D A.6 / A.10 gives it, and only that bit.
+    #[test]
+    fn every_capability_bit_is_read_from_its_sdm_position() {
+        type Decoder = fn(EptVpidCap) -> bool;
+        let ept: [(Decoder, u32); 13] = [
+            (EptVpidCap::execute_only, 0),
+            (EptVpidCap::walk_length_4, 6),
+            (EptVpidCap::walk_length_5, 7),
+            (EptVpidCap::memory_type_uc, 8),
+            (EptVpidCap::memory_type_wb, 14),
+            (EptVpidCap::pages_2m, 16),
+            (EptVpidCap::pages_1g, 17),
+            (EptVpidCap::invept, 20),
+            (EptVpidCap::accessed_dirty, 21),
+            (EptVpidCap::invept_single_context, 25),
+            (EptVpidCap::invept_all_context, 26),
+            (EptVpidCap::invvpid, 32),
+            (EptVpidCap::execute_only, 0),
+        ];
+        for (decode, n) in ept {
+            assert!(decode(EptVpidCap(1 << n)), "EPT_VPID_CAP bit {n}");
+            assert!(!decode(EptVpidCap(!(1u64 << n))), "only bit {n}");
+        }
+        type MiscDecoder = fn(VmxMisc) -> bool;
+        let misc: [(MiscDecoder, u32); 3] = [
+            (VmxMisc::stores_lma, 5),
+            (VmxMisc::vmwrite_any_field, 29),
+            (VmxMisc::inject_with_zero_length, 30),
+        ];
+        for (decode, n) in misc {
+            assert!(decode(VmxMisc(1 << n)), "VMX_MISC bit {n}");
+            assert!(!decode(VmxMisc(!(1u64 << n))), "only bit {n}");
+        }
+        assert_eq!(VmxMisc(0).max_msr_list(), 512);
+        assert_eq!(VmxMisc(3 << 25).max_msr_list(), 2048);
+        assert_eq!(VmxMisc(!0).max_msr_list(), 4096);
+        assert_eq!(VmxMisc(0x1FF << 16).cr3_targets(), 511);
+    }
+
+    #[test]
+    fn every_capability_msr_has_its_architectural_name() {
+        for (msr, name) in [
+            (0x480, "IA32_VMX_BASIC"),
+            (0x481, "IA32_VMX_PINBASED_CTLS"),
+            (0x482, "IA32_VMX_PROCBASED_CTLS"),
+            (0x483, "IA32_VMX_EXIT_CTLS"),
+            (0x484, "IA32_VMX_ENTRY_CTLS"),
+            (0x485, "IA32_VMX_MISC"),
+            (0x486, "IA32_VMX_CR0_FIXED0"),
+            (0x487, "IA32_VMX_CR0_FIXED1"),
+            (0x488, "IA32_VMX_CR4_FIXED0"),
+            (0x489, "IA32_VMX_CR4_FIXED1"),
+            (0x48A, "IA32_VMX_VMCS_ENUM"),
+            (0x48B, "IA32_VMX_PROCBASED_CTLS2"),
+            (0x48C, "IA32_VMX_EPT_VPID_CAP"),
+            (0x48D, "IA32_VMX_TRUE_PINBASED_CTLS"),
+            (0x48E, "IA32_VMX_TRUE_PROCBASED_CTLS"),
+            (0x48F, "IA32_VMX_TRUE_EXIT_CTLS"),
+            (0x490, "IA32_VMX_TRUE_ENTRY_CTLS"),
+            (0x491, "unknown MSR"),
+        ] {
+            assert_eq!(msr_name(msr), name, "0x{msr:x}");
+        }
+    }
+
+    /// `CpuMsrs` reads through the `VmxCpu` (RDMSR on that core): the same values as the MSRs hold.
+    #[test]
+    fn capabilities_read_through_a_vmx_cpu_are_its_msrs() {
+        let cpu = crate::vmx::fake::FakeCpu::bochs_haswell();
+        let mut msrs = CpuMsrs(&cpu);
+        assert_eq!(msrs.read_msr(IA32_VMX_BASIC), Some(0x00d8_1000_0000_002b));
+        assert_eq!(
+            msrs.read_msr(IA32_VMX_PINBASED_CTLS),
+            Some(0x0000_007f_0000_0016)
+        );
+        assert_eq!(msrs.read_msr(IA32_VMX_CR4_FIXED1), Some(0x1727ff));
+    }
+
     #[test]
     fn haswell_reads_every_msr_including_true_controls_and_ept() {
         let mut msrs = fixtures::bochs_haswell();

@@ -290,3 +290,40 @@ fn event_injection(vmcs: &impl VmcsAccess, caps: &VmxCapabilities, w: &ControlWo
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod address_tests {
+    use super::*;
+    use crate::vmx::vmcs::fixtures::haswell_caps;
+
+    /// Page-aligned and within MAXPHYADDR (40 bits on the Haswell fixture), as 27.2.1.1 asks of the bitmap
+    /// and EPTP-list addresses.
+    #[test]
+    fn page_addresses() {
+        let caps = haswell_caps();
+        assert_eq!(caps.structure_address_width(), 40);
+        assert!(page_address(&caps, 0));
+        assert!(page_address(&caps, 0x1000));
+        assert!(page_address(&caps, (1 << 40) - 0x1000));
+        assert!(!page_address(&caps, 0x1008), "not page-aligned");
+        assert!(!page_address(&caps, 0x800), "not page-aligned");
+        assert!(!page_address(&caps, 1 << 40), "beyond the width");
+    }
+
+    /// 16-byte aligned and its last byte within the width (27.2.1.2: VM-exit MSR-store and -load areas).
+    #[test]
+    fn msr_areas() {
+        let caps = haswell_caps();
+        assert!(msr_area(&caps, 0x1000, 1));
+        assert!(msr_area(&caps, 0x1010, 4));
+        assert!(!msr_area(&caps, 0x1008, 1), "not 16-byte aligned");
+        assert!(!msr_area(&caps, 0x1004, 1), "not 16-byte aligned");
+        // Ends exactly at the last byte of the width: allowed; one entry more: not.
+        let top = 1u64 << 40;
+        assert!(msr_area(&caps, top - 32, 2));
+        assert!(!msr_area(&caps, top - 32, 3));
+        assert!(!msr_area(&caps, top, 1));
+        // An area whose end overflows 64 bits is refused, not wrapped.
+        assert!(!msr_area(&caps, u64::MAX - 15, 2));
+    }
+}
