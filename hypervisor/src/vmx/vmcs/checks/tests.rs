@@ -545,3 +545,41 @@ fn valid_event_injections_pass() {
     vmcs.set(Field::VM_ENTRY_INTERRUPTION_INFO, (3 << 8) | 32);
     assert_eq!(check_vm_entry(&vmcs, &caps), Ok(()));
 }
+
+/// The injection rules that depend on the capabilities: type 7 (other event) only where MTF is offered, and a
+/// hardware exception with an error code it does not push only with IA32_VMX_BASIC bit 56 (A.1).
+#[test]
+fn injection_rules_that_follow_the_capabilities() {
+    use crate::vmx::vmcs::caps::AllowedBits;
+    const MTF_EVENT: u64 = (1 << 31) | (7 << 8);
+    const UD_WITH_CODE: u64 = (1 << 31) | (1 << 11) | (3 << 8) | 6;
+    let check_with = |caps: &VmxCapabilities, info: u64| {
+        let (mut vmcs, _) = built_vmcs(caps, &ControlPolicy::TEST_GUEST);
+        vmcs.set(Field::VM_ENTRY_INTERRUPTION_INFO, info);
+        check_vm_entry(&vmcs, caps).err().and_then(|e| e.check())
+    };
+    let caps = haswell_caps();
+    assert_eq!(check_with(&caps, MTF_EVENT), None);
+    fn without_mtf(a: AllowedBits) -> AllowedBits {
+        AllowedBits::new(
+            a.msr,
+            a.raw & !(u64::from(primary::MONITOR_TRAP_FLAG) << 32),
+        )
+    }
+    let mut no_mtf = caps;
+    no_mtf.procbased = without_mtf(no_mtf.procbased);
+    no_mtf.true_procbased = no_mtf.true_procbased.map(without_mtf);
+    assert_eq!(
+        check_with(&no_mtf, MTF_EVENT),
+        Some(Check::EventInjectionType)
+    );
+
+    assert_eq!(caps.basic.raw & (1 << 56), 0, "the fixture has no bit 56");
+    assert_eq!(
+        check_with(&caps, UD_WITH_CODE),
+        Some(Check::EventInjectionDeliverErrorCode)
+    );
+    let mut bit56 = caps;
+    bit56.basic.raw |= 1 << 56;
+    assert_eq!(check_with(&bit56, UD_WITH_CODE), None);
+}
