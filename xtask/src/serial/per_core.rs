@@ -162,15 +162,31 @@ pub fn guest_ok_apic_ids(lines: &[LogLine]) -> Result<Vec<u32>, LineError> {
         .map(|g| g.apic_id)
         .collect();
     let runs: Vec<VmxGuestRun> = all_of(lines)?;
-    let mut ids: Vec<u32> = if runs.is_empty() {
+    apic_ids_once(
+        each,
+        runs.iter().map(|r| r.0.as_slice()),
+        "a passing `vmx: guest` line",
+        "`guest cpus=`",
+        "a core's guest is listed twice",
+    )
+}
+
+/// The APIC ids of a per-core fact, each once, sorted: from the compact runs (`(cpu, apic_id)` pairs) when there
+/// are any, each per-core line's id (`each`) then having to be in a run too; without runs, from `each`.
+fn apic_ids_once<'a>(
+    each: Vec<u32>,
+    runs: impl Iterator<Item = &'a [(u32, u32)]>,
+    line: &str,
+    run: &str,
+    twice: &str,
+) -> Result<Vec<u32>, LineError> {
+    let listed: Vec<u32> = runs.flat_map(|r| r.iter().map(|c| c.1)).collect();
+    let mut ids = if listed.is_empty() {
         each
     } else {
-        let listed: Vec<u32> = runs.iter().flat_map(|r| r.0.iter().map(|c| c.1)).collect();
         if let Some(id) = each.iter().find(|id| !listed.contains(id)) {
             return Err(LineError::new(
-                format!(
-                    "apic_id={id} has a passing `vmx: guest` line but is in no `guest cpus=` run"
-                ),
+                format!("apic_id={id} has {line} but is in no {run} run"),
                 &format!("{listed:?}"),
             ));
         }
@@ -180,10 +196,7 @@ pub fn guest_ok_apic_ids(lines: &[LogLine]) -> Result<Vec<u32>, LineError> {
     let n = ids.len();
     ids.dedup();
     if ids.len() != n {
-        return Err(LineError::new(
-            "a core's guest is listed twice",
-            &format!("{ids:?}"),
-        ));
+        return Err(LineError::new(twice, &format!("{ids:?}")));
     }
     Ok(ids)
 }
@@ -272,33 +285,18 @@ pub fn core_pcbs(lines: &[LogLine]) -> Result<Vec<Pcb>, LineError> {
 /// The APIC ids of the cores in VMX root operation, each once, sorted: the `vmx: root cpus=` runs, or
 /// without them the per-core `vmx: root apic_id=` lines (each of which must then be in a run too).
 pub fn vmx_root_apic_ids(lines: &[LogLine]) -> Result<Vec<u32>, LineError> {
-    let each: Vec<VmxRoot> = all_of(lines)?;
+    let each: Vec<u32> = all_of::<VmxRoot>(lines)?
+        .iter()
+        .map(|r| r.apic_id)
+        .collect();
     let runs: Vec<VmxRootRun> = all_of(lines)?;
-    let mut ids: Vec<u32> = if runs.is_empty() {
-        each.iter().map(|r| r.apic_id).collect()
-    } else {
-        let listed: Vec<u32> = runs.iter().flat_map(|r| r.0.iter().map(|c| c.1)).collect();
-        if let Some(r) = each.iter().find(|r| !listed.contains(&r.apic_id)) {
-            return Err(LineError::new(
-                format!(
-                    "apic_id={} has a `vmx: root` line but is in no `root cpus=` run",
-                    r.apic_id
-                ),
-                &format!("{r:?}"),
-            ));
-        }
-        listed
-    };
-    ids.sort_unstable();
-    let n = ids.len();
-    ids.dedup();
-    if ids.len() != n {
-        return Err(LineError::new(
-            "a core is listed in VMX root twice",
-            &format!("{ids:?}"),
-        ));
-    }
-    Ok(ids)
+    apic_ids_once(
+        each,
+        runs.iter().map(|r| r.0.as_slice()),
+        "a `vmx: root` line",
+        "`root cpus=`",
+        "a core is listed in VMX root twice",
+    )
 }
 
 /// The kernel's default `log_per_core_max` (`hypervisor/src/log_scale.rs`, `DEFAULT_MAX_EACH`): above this many
