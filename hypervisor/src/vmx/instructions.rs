@@ -151,28 +151,40 @@ impl HardwareCpu {
     /// # Safety
     /// In VMX root operation.
     unsafe fn vmread_raw(&mut self, field: u64) -> Result<u64, (u8, u8)> {
-        let value: u64;
-        let (cf, zf): (u8, u8);
-        // SAFETY: the caller guarantees VMX root operation, so VMREAD cannot #UD; with a register destination it
-        // only reads the current VMCS, which the processor owns.
-        unsafe {
-            asm!(
-                "cmp {field}, {field}",
-                "stc",
-                "vmread {value}, {field}",
-                "setc {cf}",
-                "setz {zf}",
-                field = in(reg) field,
-                value = out(reg) value,
-                cf = out(reg_byte) cf,
-                zf = out(reg_byte) zf,
-                options(nostack),
-            );
-        }
-        match decode_flags(cf, zf) {
-            FlagStatus::Succeed => Ok(value),
-            _ => Err((cf, zf)),
-        }
+        // SAFETY: forwarded to the caller's guarantee.
+        unsafe { vmread_flags(field) }
+    }
+}
+
+/// VMREAD of `field` from the current VMCS: the value on VMsucceed, else the CF and ZF it left (SDM vol. 3C
+/// 31.2), captured in the same `asm!` block after presetting both. Shared by [`HardwareCpu`] and
+/// `vm_entry::HardwareVmcs`.
+///
+/// # Safety
+/// In VMX root operation (else #UD).
+#[inline(always)]
+pub(super) unsafe fn vmread_flags(field: u64) -> Result<u64, (u8, u8)> {
+    let value: u64;
+    let (cf, zf): (u8, u8);
+    // SAFETY: the caller guarantees VMX root operation, so VMREAD cannot #UD; with a register destination it
+    // only reads the current VMCS, which the processor owns.
+    unsafe {
+        asm!(
+            "cmp {field}, {field}",
+            "stc",
+            "vmread {value}, {field}",
+            "setc {cf}",
+            "setz {zf}",
+            field = in(reg) field,
+            value = out(reg) value,
+            cf = out(reg_byte) cf,
+            zf = out(reg_byte) zf,
+            options(nostack),
+        );
+    }
+    match decode_flags(cf, zf) {
+        FlagStatus::Succeed => Ok(value),
+        _ => Err((cf, zf)),
     }
 }
 
@@ -418,11 +430,10 @@ impl VmxCpu for HardwareCpu {
         #[cfg(target_os = "none")]
         {
             let vector: u64;
-            // SAFETY: the caller's guarantee covers the write should it be accepted. A #GP on the WRMSR at
-            // label 2 is redirected by the kernel's fix-up to label 3 with RAX = vector; without a fault the
-            // MOV after it sets RAX to NO_FAULT. WRMSR takes ECX (the MSR) and EDX:EAX (the value) and leaves
-            // the flags alone (the fix-up's IRETQ restores them too); not `nomem`, since an MSR write may change
-            // how memory is accessed.
+            // WRMSR takes ECX (the MSR) and EDX:EAX (the value) and leaves the flags alone (the fix-up's IRETQ
+            // restores them too); not `nomem`, since an MSR write may change how memory is accessed.
+            // SAFETY: the caller's guarantee covers the write should it be accepted. A #GP on the WRMSR at label
+            // 2 goes through the fix-up to label 3 with RAX = vector; without a fault RAX becomes NO_FAULT.
             unsafe {
                 asm!(
                     "2:",

@@ -280,29 +280,8 @@ impl HardwareVmcs {
 
     #[inline(always)]
     fn raw_read(&self, encoding: u64) -> Result<u64, (u8, u8)> {
-        let value: u64;
-        let (cf, zf): (u8, u8);
-        // SAFETY: VMX root operation (constructor's contract), so VMREAD cannot #UD; with a register destination
-        // it only reads the current VMCS.
-        unsafe {
-            asm!(
-                "cmp {field}, {field}",
-                "stc",
-                "vmread {value}, {field}",
-                "setc {cf}",
-                "setz {zf}",
-                field = in(reg) encoding,
-                value = out(reg) value,
-                cf = out(reg_byte) cf,
-                zf = out(reg_byte) zf,
-                options(nostack),
-            );
-        }
-        if cf == 0 && zf == 0 {
-            Ok(value)
-        } else {
-            Err((cf, zf))
-        }
+        // SAFETY: VMX root operation (constructor's contract).
+        unsafe { super::instructions::vmread_flags(encoding) }
     }
 
     /// VMLAUNCH (`Vmlaunch`) or VMRESUME with the guest's registers `regs`; returns at the next VM exit with
