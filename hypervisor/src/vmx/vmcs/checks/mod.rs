@@ -219,4 +219,6 @@ pub fn check_vm_entry(vmcs: &impl VmcsAccess, caps: &VmxCapabilities) -> Result<
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_controls;
+#[cfg(test)]
 mod tests_guest;
