@@ -114,13 +114,3 @@ pub trait VmcsAccess {
     /// VMWRITE.
     fn vmwrite(&mut self, field: Field, value: u64) -> Result<(), AccessError>;
 }
-
-impl<T: VmcsAccess + ?Sized> VmcsAccess for &mut T {
-    fn vmread(&self, field: Field) -> Result<u64, AccessError> {
-        (**self).vmread(field)
-    }
-
-    fn vmwrite(&mut self, field: Field, value: u64) -> Result<(), AccessError> {
-        (**self).vmwrite(field, value)
-    }
-}
