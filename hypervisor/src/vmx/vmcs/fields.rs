@@ -30,15 +30,6 @@ impl Width {
             Self::Bits64 | Self::Natural => u64::MAX,
         }
     }
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Bits16 => "16-bit",
-            Self::Bits64 => "64-bit",
-            Self::Bits32 => "32-bit",
-            Self::Natural => "natural-width",
-        }
-    }
 }
 
 /// Bits 11:10 of an encoding.
@@ -49,17 +40,6 @@ pub enum FieldKind {
     ExitInformation,
     GuestState,
     HostState,
-}
-
-impl FieldKind {
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Control => "control",
-            Self::ExitInformation => "VM-exit information (read-only data)",
-            Self::GuestState => "guest-state",
-            Self::HostState => "host-state",
-        }
-    }
 }
 
 /// Bit 0 of an encoding.
@@ -511,6 +491,9 @@ mod tests {
         assert_eq!(Field::EPT_POINTER.high().encoding(), 0x201B);
         assert_eq!(Field::EPT_POINTER.high().access(), AccessType::High);
         assert_eq!(Field::EPT_POINTER.high().full(), Field::EPT_POINTER);
+        // Both are idempotent: the high access of the high access is still the high access.
+        assert_eq!(Field::EPT_POINTER.high().high(), Field::EPT_POINTER.high());
+        assert_eq!(Field::EPT_POINTER.full().full(), Field::EPT_POINTER);
         assert_eq!(Field::EPT_POINTER.high().check(), Ok(()));
         assert_eq!(
             format!("{}", Field::EPT_POINTER.high()),
@@ -537,6 +520,14 @@ mod tests {
         assert_eq!(
             Field::GUEST_CS_SELECTOR.high().check(),
             Err(EncodingError::HighOfNon64Bit(0x0803))
+        );
+        assert_eq!(
+            format!("{}", EncodingError::ReservedBits(0x8000)),
+            "encoding 0x8000 sets reserved bit 12 or bits 31:15"
+        );
+        assert_eq!(
+            format!("{}", EncodingError::HighOfNon64Bit(0x6801)),
+            "encoding 0x6801 asks for the high half of a field that is not 64-bit"
         );
     }
 
