@@ -159,19 +159,22 @@ pub(super) fn check(vmcs: &impl VmcsAccess, caps: &VmxCapabilities, w: &ControlW
         )?;
     }
 
-    // 27.3.1.2, Checks on Guest Segment Registers (the guest is never in virtual-8086 mode here: RFLAGS.VM is
-    // rejected below for IA-32e guests, and a non-IA-32e guest with RFLAGS.VM gets the protected-mode checks).
+    // 27.3.1.2, Checks on Guest Segment Registers. Whether the guest will be in virtual-8086 mode is RFLAGS.VM
+    // as VM entry loads it (whether VM may be 1 at all is checked with RFLAGS, 27.3.1.4).
+    let rflags = vmcs.vmread(Field::GUEST_RFLAGS)?;
+    let v86 = rflags & RFLAGS_VM != 0;
     let mut segs = [None; 8];
     for (slot, fields) in segs.iter_mut().zip(GUEST_SEGMENTS) {
         *slot = Some(read_segment(vmcs, fields)?);
     }
     let [es, cs, ss, ds, fs, gs, ldtr, tr] = segs.map(|seg| seg.expect("every segment was read"));
-    segments(
+    let mode = SegmentMode {
         cr0,
         ia32e,
         unrestricted,
-        &[es, cs, ss, ds, fs, gs, ldtr, tr],
-    )?;
+        v86,
+    };
+    segments(&mode, &[es, cs, ss, ds, fs, gs, ldtr, tr])?;
 
     // 27.3.1.3, Checks on Guest Descriptor-Table Registers.
     for field in [Field::GUEST_GDTR_BASE, Field::GUEST_IDTR_BASE] {
@@ -205,7 +208,6 @@ pub(super) fn check(vmcs: &impl VmcsAccess, caps: &VmxCapabilities, w: &ControlW
     } else {
         require(rip >> 32 == 0, Check::GuestRipHigh, Field::GUEST_RIP, rip)?;
     }
-    let rflags = vmcs.vmread(Field::GUEST_RFLAGS)?;
     require(
         rflags & RFLAGS_RESERVED == 0 && rflags & RFLAGS_FIXED1 != 0,
         Check::GuestRflagsReserved,
@@ -318,10 +320,25 @@ pub(super) fn check(vmcs: &impl VmcsAccess, caps: &VmxCapabilities, w: &ControlW
     )
 }
 
-/// The segment-register rules of 27.3.1.2 for a guest that is not in virtual-8086 mode.
-fn segments(cr0: u64, ia32e: bool, unrestricted: bool, segs: &[Seg; 8]) -> Outcome {
+/// What the segment rules depend on.
+struct SegmentMode {
+    cr0: u64,
+    ia32e: bool,
+    unrestricted: bool,
+    /// RFLAGS.VM: the guest will be in virtual-8086 mode.
+    v86: bool,
+}
+
+/// The access-rights field of a segment and its value, as a violation names them.
+fn ar(seg: Seg) -> (Field, u64) {
+    (seg.fields.access_rights, u64::from(seg.ar.0))
+}
+
+/// The segment-register rules of 27.3.1.2, in the SDM's order: selectors, bases, then limits and access
+/// rights (those of CS, SS, DS, ES, FS and GS are fixed in virtual-8086 mode), then TR and LDTR.
+fn segments(mode: &SegmentMode, segs: &[Seg; 8]) -> Outcome {
     let [es, cs, ss, ds, fs, gs, ldtr, tr] = *segs;
-    let ar = |seg: Seg| (seg.fields.access_rights, u64::from(seg.ar.0));
+    let (ia32e, unrestricted) = (mode.ia32e, mode.unrestricted);
 
     // Selector fields.
     require(
@@ -337,13 +354,23 @@ fn segments(cr0: u64, ia32e: bool, unrestricted: bool, segs: &[Seg; 8]) -> Outco
         ldtr.selector.into(),
     )?;
     require(
-        unrestricted || rpl(ss.selector) == rpl(cs.selector),
+        unrestricted || mode.v86 || rpl(ss.selector) == rpl(cs.selector),
         Check::GuestSsCsRpl,
         ss.fields.selector,
         ss.selector.into(),
     )?;
 
     // Base-address fields.
+    if mode.v86 {
+        for seg in [cs, ss, ds, es, fs, gs] {
+            require(
+                seg.base == u64::from(seg.selector) << 4,
+                Check::GuestV86Base,
+                seg.fields.base,
+                seg.base,
+            )?;
+        }
+    }
     for seg in [tr, fs, gs, ldtr] {
         if seg.fields.name != "LDTR" || !seg.ar.unusable() {
             require(
@@ -365,7 +392,84 @@ fn segments(cr0: u64, ia32e: bool, unrestricted: bool, segs: &[Seg; 8]) -> Outco
         }
     }
 
-    // Access-rights fields: CS (always), then SS, DS, ES, FS, GS when usable.
+    if mode.v86 {
+        virtual_8086(&[cs, ss, ds, es, fs, gs])?;
+    } else {
+        code_and_data_access_rights(mode, &[cs, ss, ds, es, fs, gs])?;
+    }
+
+    // TR.
+    let (field, value) = ar(tr);
+    let tr_type_ok = match tr.ar.segment_type() {
+        11 => true,
+        3 => !ia32e,
+        _ => false,
+    };
+    require(tr_type_ok, Check::GuestTrType, field, value)?;
+    require(!tr.ar.code_or_data(), Check::GuestTrSystem, field, value)?;
+    require(tr.ar.present(), Check::GuestTrPresent, field, value)?;
+    require(
+        tr.ar.reserved_bits() == 0,
+        Check::GuestSegmentReserved,
+        field,
+        value,
+    )?;
+    require(
+        tr.ar.limit_consistent(tr.limit),
+        Check::GuestSegmentGranularity,
+        field,
+        value,
+    )?;
+    require(!tr.ar.unusable(), Check::GuestTrUnusable, field, value)?;
+
+    // LDTR, when usable.
+    if !ldtr.ar.unusable() {
+        let (field, value) = ar(ldtr);
+        require(
+            ldtr.ar.segment_type() == 2 && !ldtr.ar.code_or_data() && ldtr.ar.present(),
+            Check::GuestLdtrType,
+            field,
+            value,
+        )?;
+        require(
+            ldtr.ar.reserved_bits() == 0,
+            Check::GuestSegmentReserved,
+            field,
+            value,
+        )?;
+        require(
+            ldtr.ar.limit_consistent(ldtr.limit),
+            Check::GuestSegmentGranularity,
+            field,
+            value,
+        )?;
+    }
+    Ok(())
+}
+
+/// Virtual-8086 mode: CS, SS, DS, ES, FS and GS each with limit 0xFFFF and access rights 0xF3 (the base was
+/// checked with the other bases).
+fn virtual_8086(segs: &[Seg; 6]) -> Outcome {
+    for seg in segs {
+        require(
+            seg.limit == 0xFFFF,
+            Check::GuestV86Limit,
+            seg.fields.limit,
+            seg.limit.into(),
+        )?;
+    }
+    for &seg in segs {
+        let (field, value) = ar(seg);
+        require(value == 0xF3, Check::GuestV86AccessRights, field, value)?;
+    }
+    Ok(())
+}
+
+/// Outside virtual-8086 mode: the access rights of CS (always) and of SS, DS, ES, FS, GS when usable, with
+/// their limits against the granularity bit.
+fn code_and_data_access_rights(mode: &SegmentMode, segs: &[Seg; 6]) -> Outcome {
+    let [cs, ss, ds, es, fs, gs] = *segs;
+    let (cr0, ia32e, unrestricted) = (mode.cr0, mode.ia32e, mode.unrestricted);
     let (field, value) = ar(cs);
     let cs_type = cs.ar.segment_type();
     require(
@@ -459,53 +563,6 @@ fn segments(cr0: u64, ia32e: bool, unrestricted: bool, segs: &[Seg; 8]) -> Outco
                 value,
             )?;
         }
-    }
-
-    // TR.
-    let (field, value) = ar(tr);
-    let tr_type_ok = match tr.ar.segment_type() {
-        11 => true,
-        3 => !ia32e,
-        _ => false,
-    };
-    require(tr_type_ok, Check::GuestTrType, field, value)?;
-    require(!tr.ar.code_or_data(), Check::GuestTrSystem, field, value)?;
-    require(tr.ar.present(), Check::GuestTrPresent, field, value)?;
-    require(
-        tr.ar.reserved_bits() == 0,
-        Check::GuestSegmentReserved,
-        field,
-        value,
-    )?;
-    require(
-        tr.ar.limit_consistent(tr.limit),
-        Check::GuestSegmentGranularity,
-        field,
-        value,
-    )?;
-    require(!tr.ar.unusable(), Check::GuestTrUnusable, field, value)?;
-
-    // LDTR, when usable.
-    if !ldtr.ar.unusable() {
-        let (field, value) = ar(ldtr);
-        require(
-            ldtr.ar.segment_type() == 2 && !ldtr.ar.code_or_data() && ldtr.ar.present(),
-            Check::GuestLdtrType,
-            field,
-            value,
-        )?;
-        require(
-            ldtr.ar.reserved_bits() == 0,
-            Check::GuestSegmentReserved,
-            field,
-            value,
-        )?;
-        require(
-            ldtr.ar.limit_consistent(ldtr.limit),
-            Check::GuestSegmentGranularity,
-            field,
-            value,
-        )?;
     }
     Ok(())
 }

@@ -222,3 +222,5 @@ mod tests;
 mod tests_controls;
 #[cfg(test)]
 mod tests_guest;
+#[cfg(test)]
+mod tests_guest_valid;

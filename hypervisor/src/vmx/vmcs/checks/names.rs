@@ -114,7 +114,8 @@ checks! {
     GuestEferLme: GuestState, GUEST_CR, "guest IA32_EFER.LME equals LMA when CR0.PG is 1 (with load IA32_EFER)";
     GuestTrTi: GuestState, GUEST_SEG, "guest TR selector TI 0";
     GuestLdtrTi: GuestState, GUEST_SEG, "guest LDTR selector TI 0 when LDTR is usable";
-    GuestSsCsRpl: GuestState, GUEST_SEG, "guest SS.RPL equals CS.RPL (not unrestricted guest)";
+    GuestSsCsRpl: GuestState, GUEST_SEG, "guest SS.RPL equals CS.RPL (not unrestricted guest, not virtual-8086 mode)";
+    GuestV86Base: GuestState, GUEST_SEG, "guest CS, SS, DS, ES, FS, GS base equals the selector shifted left 4 bits in virtual-8086 mode";
     GuestBaseCanonical: GuestState, GUEST_SEG, "guest TR, FS, GS and usable LDTR bases canonical";
     GuestBaseHigh: GuestState, GUEST_SEG, "guest CS and usable SS, DS, ES bases bits 63:32 0";
     GuestCsType: GuestState, GUEST_SEG, "guest CS type 9, 11, 13 or 15 (3 with unrestricted guest)";
@@ -129,6 +130,8 @@ checks! {
     GuestSegmentReserved: GuestState, GUEST_SEG, "guest segment access-rights bits 11:8 and 31:17 0";
     GuestCsLongAndDefault: GuestState, GUEST_SEG, "guest CS.D 0 when CS.L is 1 in an IA-32e mode guest";
     GuestSegmentGranularity: GuestState, GUEST_SEG, "guest segment limit and G bit consistent";
+    GuestV86Limit: GuestState, GUEST_SEG, "guest CS, SS, DS, ES, FS, GS limit 0000FFFFH in virtual-8086 mode";
+    GuestV86AccessRights: GuestState, GUEST_SEG, "guest CS, SS, DS, ES, FS, GS access rights 000000F3H in virtual-8086 mode";
     GuestTrType: GuestState, GUEST_SEG, "guest TR type 11 (busy 64-bit TSS) in an IA-32e mode guest, 3 or 11 otherwise";
     GuestTrSystem: GuestState, GUEST_SEG, "guest TR is a system segment (S = 0)";
     GuestTrPresent: GuestState, GUEST_SEG, "guest TR present";

@@ -16,6 +16,71 @@ fn ring3(v: &mut FakeVmcs) {
     v.set(Field::GUEST_SS_ACCESS_RIGHTS, 0xC0F3);
 }
 
+/// The built 64-bit guest turned into a 32-bit protected-mode guest: no "IA-32e mode guest", EFER.LME and LMA
+/// clear, CS a 32-bit code segment (D/B set, L clear).
+pub(super) fn protected_32(v: &mut FakeVmcs) {
+    clear(v, Field::VM_ENTRY_CONTROLS, entry::IA32E_MODE_GUEST.into());
+    clear(v, Field::GUEST_IA32_EFER, (1 << 8) | (1 << 10));
+    v.set(Field::GUEST_CS_ACCESS_RIGHTS, 0xC09B);
+}
+
+/// CS, SS, DS, ES, FS and GS as virtual-8086 mode needs them (27.3.1.2): base = selector << 4, limit 0xFFFF,
+/// access rights 0xF3; and RFLAGS.VM set.
+pub(super) fn virtual_8086(v: &mut FakeVmcs) {
+    let segments = [
+        (
+            Field::GUEST_CS_SELECTOR,
+            Field::GUEST_CS_BASE,
+            Field::GUEST_CS_LIMIT,
+            Field::GUEST_CS_ACCESS_RIGHTS,
+        ),
+        (
+            Field::GUEST_SS_SELECTOR,
+            Field::GUEST_SS_BASE,
+            Field::GUEST_SS_LIMIT,
+            Field::GUEST_SS_ACCESS_RIGHTS,
+        ),
+        (
+            Field::GUEST_DS_SELECTOR,
+            Field::GUEST_DS_BASE,
+            Field::GUEST_DS_LIMIT,
+            Field::GUEST_DS_ACCESS_RIGHTS,
+        ),
+        (
+            Field::GUEST_ES_SELECTOR,
+            Field::GUEST_ES_BASE,
+            Field::GUEST_ES_LIMIT,
+            Field::GUEST_ES_ACCESS_RIGHTS,
+        ),
+        (
+            Field::GUEST_FS_SELECTOR,
+            Field::GUEST_FS_BASE,
+            Field::GUEST_FS_LIMIT,
+            Field::GUEST_FS_ACCESS_RIGHTS,
+        ),
+        (
+            Field::GUEST_GS_SELECTOR,
+            Field::GUEST_GS_BASE,
+            Field::GUEST_GS_LIMIT,
+            Field::GUEST_GS_ACCESS_RIGHTS,
+        ),
+    ];
+    for (i, (selector, base, limit, ar)) in segments.into_iter().enumerate() {
+        let value = 0x1000 + 0x100 * i as u64;
+        v.set(selector, value);
+        v.set(base, value << 4);
+        v.set(limit, 0xFFFF);
+        v.set(ar, 0xF3);
+    }
+    or(v, Field::GUEST_RFLAGS, 1 << 17);
+}
+
+/// A virtual-8086 guest: 32-bit protected mode with RFLAGS.VM.
+fn v86_guest(v: &mut FakeVmcs) {
+    protected_32(v);
+    virtual_8086(v);
+}
+
 pub(super) const GUEST_CASES: &[Case] = &[
     case(Check::GuestCr0Fixed, |v| clear(v, Field::GUEST_CR0, 1 << 5)),
     case(Check::GuestCr0Fixed, |v| {
@@ -75,6 +140,13 @@ pub(super) const GUEST_CASES: &[Case] = &[
     case(Check::GuestSsCsRpl, |v| {
         v.set(Field::GUEST_SS_SELECTOR, 0x13)
     }),
+    case(Check::GuestV86Base, |v| {
+        v86_guest(v);
+        v.set(Field::GUEST_DS_BASE, 0x12001);
+    }),
+    case(Check::GuestV86Base, |v| {
+        or(v, Field::GUEST_RFLAGS, 1 << 17);
+    }),
     case(Check::GuestBaseCanonical, |v| {
         v.set(Field::GUEST_FS_BASE, CANONICAL_HOLE)
     }),
@@ -130,6 +202,18 @@ pub(super) const GUEST_CASES: &[Case] = &[
     case(Check::GuestSegmentGranularity, |v| {
         v.set(Field::GUEST_TR_LIMIT, 0x0010_0067)
     }),
+    case(Check::GuestV86Limit, |v| {
+        v86_guest(v);
+        v.set(Field::GUEST_ES_LIMIT, 0xFFFE);
+    }),
+    case(Check::GuestV86AccessRights, |v| {
+        v86_guest(v);
+        v.set(Field::GUEST_FS_ACCESS_RIGHTS, 0xF2);
+    }),
+    case(Check::GuestV86AccessRights, |v| {
+        v86_guest(v);
+        v.set(Field::GUEST_CS_ACCESS_RIGHTS, 0xFB);
+    }),
     case(Check::GuestTrType, |v| {
         v.set(Field::GUEST_TR_ACCESS_RIGHTS, 0x83)
     }),
@@ -167,8 +251,11 @@ pub(super) const GUEST_CASES: &[Case] = &[
     case(Check::GuestRflagsReserved, |v| {
         v.set(Field::GUEST_RFLAGS, 0x2 | (1 << 22))
     }),
-    case(Check::GuestRflagsVm, |v| {
-        or(v, Field::GUEST_RFLAGS, 1 << 17)
+    // Virtual-8086 segments in an IA-32e mode guest, and in real mode.
+    case(Check::GuestRflagsVm, virtual_8086),
+    on(Model::HaswellUnrestricted, Check::GuestRflagsVm, |v| {
+        v86_guest(v);
+        clear(v, Field::GUEST_CR0, (1 << 31) | 1);
     }),
     case(Check::GuestRflagsIfForExternalInterrupt, |v| {
         v.set(Field::VM_ENTRY_INTERRUPTION_INFO, (1 << 31) | 0x20)
@@ -264,4 +351,16 @@ fn guest_state_sees_the_hlt_state_the_test_guest_may_be_resumed_in() {
         check_vm_entry(&vmcs, &caps).unwrap_err().check(),
         Some(Check::GuestActivityState)
     );
+}
+
+/// 27.3.1.2: a virtual-8086 guest is valid with its fixed segments; the protected-mode rules (SS and CS RPL,
+/// access-rights types and DPLs) do not apply to it.
+#[test]
+fn a_virtual_8086_guest_is_valid() {
+    let (mut vmcs, caps) = super::tests::valid(Model::Haswell);
+    v86_guest(&mut vmcs);
+    assert_eq!(check_vm_entry(&vmcs, &caps), Ok(()));
+    vmcs.set(Field::GUEST_SS_SELECTOR, 0x1103);
+    vmcs.set(Field::GUEST_SS_BASE, 0x11030);
+    assert_eq!(check_vm_entry(&vmcs, &caps), Ok(()), "SS RPL 3, CS RPL 0");
 }
