@@ -151,10 +151,6 @@ impl Region {
         self.virt
     }
 
-    pub const fn size(&self) -> usize {
-        self.size
-    }
-
     /// The region in a frame the frame allocator handed out for good (4 KiB, identity-mapped).
     pub fn from_frame(frame: crate::memory::OwnedFrame) -> Self {
         let phys = frame.phys();
@@ -383,6 +379,8 @@ mod tests {
             ok(0x1800, 4096, 40),
             Err(RegionError::Unaligned { phys: 0x1800 })
         );
+        // A width of 64 bits limits nothing (and must not shift by 64).
+        assert_eq!(ok(1 << 63, 4096, 64), Ok(()));
         // Last page below MAXPHYADDR is fine; the first page at 2^MAXPHYADDR is not.
         assert_eq!(ok((1 << 40) - 0x1000, 4096, 40), Ok(()));
         assert_eq!(
