@@ -377,6 +377,25 @@ impl fmt::Display for RegionError {
 mod tests {
     use super::*;
 
+    /// SDM vol. 3D A.1 (the memory types IA32_VMX_BASIC bits 53:50 may report) and vol. 3A 12.3.
+    #[test]
+    fn memory_types_have_their_sdm_names() {
+        let names: Vec<&str> = (0..=7).map(memory_type_name).collect();
+        assert_eq!(
+            names,
+            [
+                "uncacheable",
+                "write-combining",
+                "reserved",
+                "reserved",
+                "write-through",
+                "write-protected",
+                "write-back",
+                "reserved"
+            ]
+        );
+    }
+
     #[test]
     fn every_sdm_error_number_has_its_name_and_reserved_ones_have_none() {
         let named: Vec<u32> = (0..=40)

@@ -456,6 +456,87 @@ mod tests {
         assert_eq!(cpu.cr_writes, (0, 0), "nothing written");
     }
 
+    /// CR4.PAE and CR4.LA57 set the paging mode too: FIXED0 asking for one the kernel runs without is reported,
+    /// and nothing is written.
+    #[test]
+    fn cr4_paging_mode_bits_are_reported_not_changed() {
+        for (bit, name) in [(CR4_LA57, "LA57"), (CR4_PAE, "PAE")] {
+            let mut cpu = FakeCpu::bochs_haswell();
+            cpu.cr4 &= !bit;
+            let fixed0 = cpu.read_msr(IA32_VMX_CR4_FIXED0);
+            cpu.set_msr(IA32_VMX_CR4_FIXED0, fixed0 | bit);
+            let fixed1 = cpu.read_msr(IA32_VMX_CR4_FIXED1);
+            cpu.set_msr(IA32_VMX_CR4_FIXED1, fixed1 | bit);
+            let error = prepare_control_registers(&mut cpu, false).unwrap_err();
+            assert_eq!(
+                format!("{error}"),
+                format!("VMX fixed bits not satisfied: CR4.{name} must be 1")
+            );
+            assert_eq!(cpu.cr_writes, (0, 0), "nothing written");
+        }
+    }
+
+    /// SDM vol. 3A 2.5, "Control Registers": every named bit of CR0 and CR4, and no name for the others.
+    #[test]
+    fn control_register_bits_have_their_sdm_names() {
+        let named = |register: ControlRegister| -> Vec<(u8, &str)> {
+            (0..64)
+                .filter_map(|bit| register.bit_name(bit).map(|name| (bit, name)))
+                .collect()
+        };
+        assert_eq!(
+            named(ControlRegister::Cr0),
+            [
+                (0, "PE"),
+                (1, "MP"),
+                (2, "EM"),
+                (3, "TS"),
+                (4, "ET"),
+                (5, "NE"),
+                (16, "WP"),
+                (18, "AM"),
+                (29, "NW"),
+                (30, "CD"),
+                (31, "PG")
+            ]
+        );
+        let cr4 = [
+            "VME",
+            "PVI",
+            "TSD",
+            "DE",
+            "PSE",
+            "PAE",
+            "MCE",
+            "PGE",
+            "PCE",
+            "OSFXSR",
+            "OSXMMEXCPT",
+            "UMIP",
+            "LA57",
+            "VMXE",
+            "SMXE",
+            "",
+            "FSGSBASE",
+            "PCIDE",
+            "OSXSAVE",
+            "KL",
+            "SMEP",
+            "SMAP",
+            "PKE",
+            "CET",
+            "PKS",
+            "UINTR",
+        ];
+        let expected: Vec<(u8, &str)> = cr4
+            .iter()
+            .enumerate()
+            .filter(|(_, name)| !name.is_empty())
+            .map(|(bit, name)| (bit as u8, *name))
+            .collect();
+        assert_eq!(named(ControlRegister::Cr4), expected);
+    }
+
     #[test]
     fn contradictory_fixed_bits_are_reported() {
         let mut cpu = FakeCpu::bochs_haswell();
