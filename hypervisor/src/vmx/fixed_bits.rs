@@ -456,6 +456,36 @@ mod tests {
         assert_eq!(cpu.cr_writes, (0, 0), "nothing written");
     }
 
+    /// Empty only when no field has a bit: the same bit in two fields (CR0.NE and CR4.PAE are both bit 5) is
+    /// two violations, not none.
+    #[test]
+    fn violations_are_empty_only_when_every_field_is_zero() {
+        assert!(FixedBitViolations::default().is_empty());
+        let one = |field: usize| {
+            let mut v = FixedBitViolations::default();
+            *[
+                &mut v.cr0_must_be_1,
+                &mut v.cr0_must_be_0,
+                &mut v.cr4_must_be_1,
+                &mut v.cr4_must_be_0,
+            ][field] = 1 << 5;
+            v
+        };
+        for a in 0..4 {
+            for b in 0..4 {
+                let (x, y) = (one(a), one(b));
+                let both = FixedBitViolations {
+                    cr0_must_be_1: x.cr0_must_be_1 | y.cr0_must_be_1,
+                    cr0_must_be_0: x.cr0_must_be_0 | y.cr0_must_be_0,
+                    cr4_must_be_1: x.cr4_must_be_1 | y.cr4_must_be_1,
+                    cr4_must_be_0: x.cr4_must_be_0 | y.cr4_must_be_0,
+                };
+                assert!(!both.is_empty(), "fields {a} and {b}");
+                assert_eq!(both.len(), if a == b { 1 } else { 2 });
+            }
+        }
+    }
+
     /// CR4.PAE and CR4.LA57 set the paging mode too: FIXED0 asking for one the kernel runs without is reported,
     /// and nothing is written.
     #[test]
