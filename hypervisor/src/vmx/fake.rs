@@ -732,6 +732,22 @@ impl TestRegions {
     }
 }
 
+impl TestRegions {
+    /// The pair again, for a test that hands it to an owner ([`super::VmxCore`]); these pages stay alive until
+    /// `self` is dropped, which the test does last.
+    pub fn pair_for_owner(&self) -> RegionPair {
+        let again = |region: &Region| {
+            // SAFETY: the same live page and physical address as `region` (created in `at`); the test uses
+            // only the new handle while both exist.
+            unsafe { Region::new(region.phys(), region.virt(), 4096) }
+        };
+        RegionPair {
+            vmxon: again(&self.pair.vmxon),
+            vmcs: again(&self.pair.vmcs),
+        }
+    }
+}
+
 impl Drop for TestRegions {
     fn drop(&mut self) {
         for page in self.pages {

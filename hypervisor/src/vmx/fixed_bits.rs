@@ -184,11 +184,6 @@ pub struct FixedBits {
 }
 
 impl FixedBits {
-    /// `(value | fixed0) & fixed1`.
-    pub const fn apply(&self, value: u64) -> u64 {
-        (value | self.fixed0) & self.fixed1
-    }
-
     /// Bits of `value` that must be 1 but are 0.
     pub const fn missing_ones(&self, value: u64) -> u64 {
         self.fixed0 & !value
@@ -327,6 +322,25 @@ mod tests {
         let mut cpu = FakeCpu::bochs_haswell();
         let (_, cr4) = prepare_control_registers(&mut cpu, true).unwrap();
         assert_eq!(cr4 & CR4_SMXE, 0);
+    }
+
+    /// CR4.VMXE is required even where IA32_VMX_CR4_FIXED0 does not list it (VMXON raises #UD without it), and
+    /// a CR4.SMXE the kernel already set is kept when SMX is in use.
+    #[test]
+    fn vmxe_is_always_required_and_a_set_smxe_is_kept() {
+        let mut cpu = FakeCpu::bochs_haswell();
+        cpu.set_msr(IA32_VMX_CR4_FIXED0, 0);
+        assert_ne!(VmxFixedBits::read(&cpu).cr4.fixed0 & CR4_VMXE, 0);
+        let (_, cr4) = prepare_control_registers(&mut cpu, false).unwrap();
+        assert_ne!(cr4 & CR4_VMXE, 0);
+
+        let mut cpu = FakeCpu::bochs_haswell();
+        let fixed1 = cpu.read_msr(IA32_VMX_CR4_FIXED1);
+        cpu.set_msr(IA32_VMX_CR4_FIXED1, fixed1 | CR4_SMXE);
+        cpu.cr4 |= CR4_SMXE;
+        let (_, cr4) = prepare_control_registers(&mut cpu, true).unwrap();
+        assert_ne!(cr4 & CR4_SMXE, 0);
+        assert_ne!(cpu.read_cr4() & CR4_SMXE, 0);
     }
 
     /// Bochs haswell: CR0 fixed0/1 = 0x80000021/0xffffffff, CR4 fixed0/1 = 0x2000/0x1727ff.

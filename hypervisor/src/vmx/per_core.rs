@@ -53,3 +53,28 @@ impl VmxCore {
         leave_vmx_root(cpu, &mut self.state)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vmx::fake::{FakeCpu, Instr, TestRegions};
+
+    /// One core's whole VMX life on its own regions: enter (twice, the second a no-op), leave (twice, the
+    /// second a no-op).
+    #[test]
+    fn a_core_enters_once_and_leaves_once_on_its_own_regions() {
+        let mut cpu = FakeCpu::bochs_haswell();
+        let regions = TestRegions::new(&mut cpu);
+        let mut core = VmxCore::new(regions.pair_for_owner());
+        assert!(!core.in_root());
+        let first = core.enter(&mut cpu).unwrap();
+        assert!(core.in_root() && cpu.in_root());
+        assert_eq!(core.state().vmxon_phys(), Some(TestRegions::VMXON));
+        assert!(core.enter(&mut cpu).unwrap().already);
+        assert_eq!(first.vmcs_phys, TestRegions::VMCS);
+        core.leave(&mut cpu).unwrap();
+        assert!(!core.in_root() && !cpu.in_root());
+        core.leave(&mut cpu).unwrap();
+        assert_eq!((cpu.count(Instr::Vmxon), cpu.count(Instr::Vmxoff)), (1, 1));
+    }
+}

@@ -235,6 +235,7 @@ mod tests {
     use super::*;
     use crate::vmx::fake::{FakeCpu, Instr, TestRegions};
     use crate::vmx::fixed_bits::CR0_NE;
+    use crate::vmx::IA32_VMX_CR4_FIXED1;
     use crate::vmx::{Exception, InstructionError, RegionError, RegionKind, VmFail};
 
     #[test]
@@ -315,6 +316,39 @@ mod tests {
             format!("{report}"),
             "feature_control=0x5->0x5 cr0=0x80000031 cr4=0x2020 revision=0x2b vmxon=0x7f000 vmcs=0x7e000"
         );
+    }
+
+    /// The state names the regions in use only while in root operation.
+    #[test]
+    fn the_state_reports_the_regions_only_in_root_operation() {
+        let mut cpu = FakeCpu::bochs_haswell();
+        let regions = TestRegions::new(&mut cpu);
+        let mut state = VmxState::new();
+        assert!(!state.is_in_root());
+        assert_eq!((state.vmxon_phys(), state.vmcs_phys()), (None, None));
+        enter_vmx_root(&mut cpu, &mut state, &regions.pair).unwrap();
+        assert!(state.is_in_root());
+        assert_eq!(
+            (state.vmxon_phys(), state.vmcs_phys()),
+            (Some(TestRegions::VMXON), Some(TestRegions::VMCS))
+        );
+    }
+
+    /// CR4.SMXE is set only when feature control enables VMX inside SMX (bit 1), even where FIXED1 allows it.
+    #[test]
+    fn smxe_follows_feature_control_bit_1() {
+        for (smx, expected) in [(false, 0), (true, CR4_SMXE)] {
+            let mut cpu = FakeCpu::bochs_haswell();
+            cpu.smx = smx;
+            cpu.set_feature_control(0);
+            let fixed1 = cpu.read_msr(IA32_VMX_CR4_FIXED1);
+            cpu.set_msr(IA32_VMX_CR4_FIXED1, fixed1 | CR4_SMXE);
+            let regions = TestRegions::new(&mut cpu);
+            let mut state = VmxState::new();
+            let report = enter_vmx_root(&mut cpu, &mut state, &regions.pair).unwrap();
+            assert_eq!(report.cr4 & CR4_SMXE, expected, "SMX {smx}");
+            assert_eq!(cpu.read_cr4() & CR4_SMXE, expected, "SMX {smx}");
+        }
     }
 
     #[test]
