@@ -204,13 +204,12 @@ fn abandon_root(cpu: &mut impl VmxCpu, vmcs_phys: u64) {
     }
 }
 
-/// Clears CR4.VMXE (only legal outside VMX operation).
+/// Clears CR4.VMXE (only legal outside VMX operation). Every caller has just left or failed to enter VMX
+/// operation with VMXE set, so there is always something to clear.
 fn clear_vmxe(cpu: &mut impl VmxCpu) {
     let cr4 = cpu.read_cr4();
-    if cr4 & CR4_VMXE != 0 {
-        // SAFETY: outside VMX operation clearing VMXE only disables the VMX instructions; no other bit changes.
-        unsafe { cpu.write_cr4(cr4 & !CR4_VMXE) };
-    }
+    // SAFETY: outside VMX operation clearing VMXE only disables the VMX instructions; no other bit changes.
+    unsafe { cpu.write_cr4(cr4 & !CR4_VMXE) };
 }
 
 /// Leaves VMX root operation on the calling core: VMCLEAR of the VMCS (its data is written back to memory),
