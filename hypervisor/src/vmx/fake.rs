@@ -156,6 +156,8 @@ pub struct FakeCpu {
     pub msr_writes: Vec<(u32, u64)>,
     /// Writes to (CR0, CR4).
     pub cr_writes: (usize, usize),
+    /// The first 32 bits of the region each VMXON that got as far as the revision check found.
+    pub vmxon_revisions: Vec<u32>,
 }
 
 impl FakeCpu {
@@ -209,6 +211,7 @@ impl FakeCpu {
             msr_reads: Cell::new(0),
             msr_writes: Vec::new(),
             cr_writes: (0, 0),
+            vmxon_revisions: Vec::new(),
         }
     }
 
@@ -383,7 +386,9 @@ impl FakeCpu {
             return InstrOutcome::VmFail(VmFail::Invalid);
         }
         // Bit 31 set makes the 32-bit value differ from the (31-bit) revision identifier.
-        if self.read_phys_u32(checked) != self.revision() {
+        let found = self.read_phys_u32(checked);
+        self.vmxon_revisions.push(found);
+        if found != self.revision() {
             return InstrOutcome::VmFail(VmFail::Invalid);
         }
         self.vmxon_ptr = Some(phys);

@@ -375,6 +375,76 @@ fn regions_other_than_the_entered_ones_are_refused() {
 }
 
 #[test]
+fn regions_that_differ_in_one_region_only_are_refused_too() {
+    for (vmxon, vmcs) in [
+        (TestRegions::VMXON, 0x10_1000),
+        (0x10_0000, TestRegions::VMCS),
+    ] {
+        let mut cpu = FakeCpu::bochs_haswell();
+        let regions = TestRegions::new(&mut cpu);
+        let mut state = VmxState::new();
+        enter_vmx_root(&mut cpu, &mut state, &regions.pair).unwrap();
+        let other = TestRegions::at(&mut cpu, vmxon, vmcs);
+        let executed = cpu.executed.len();
+        let report = run_selftest(&mut cpu, &mut state, &other.pair, Some(&other.scratch));
+        assert_eq!(
+            report.results[0].outcome,
+            CaseOutcome::Skipped(SkipReason::RegionsDifferFromState),
+            "VMXON {vmxon:#x}, VMCS {vmcs:#x}"
+        );
+        assert_eq!(cpu.executed.len(), executed);
+    }
+}
+
+/// The two revision cases put exactly the identifier they name in the VMXON region (the revision plus one,
+/// and the revision with bit 31), and the good revision is back for the VMXON after them.
+#[test]
+fn the_revision_cases_write_the_identifiers_they_name() {
+    let mut cpu = FakeCpu::bochs_haswell();
+    cpu.fault_fixup = true;
+    let regions = TestRegions::new(&mut cpu);
+    let mut state = VmxState::new();
+    let revision = cpu.read_msr(crate::vmx::IA32_VMX_BASIC) as u32 & 0x7FFF_FFFF;
+    run_selftest(&mut cpu, &mut state, &regions.pair, Some(&regions.scratch));
+    let seen = &cpu.vmxon_revisions;
+    let wrong: Vec<u32> = seen.iter().copied().filter(|&r| r != revision).collect();
+    assert_eq!(wrong, [revision + 1, revision | 0x8000_0000]);
+    assert_eq!(seen.last(), Some(&revision));
+}
+
+/// Which outcomes satisfy which expectation: the kind, and the error number or vector too.
+#[test]
+fn expectations_match_only_their_own_outcome() {
+    use InstrOutcome as O;
+    let outcomes = [
+        O::Succeeded,
+        O::VmFail(VmFail::Invalid),
+        O::VmFail(VmFail::Valid(InstructionError(3))),
+        O::VmFail(VmFail::Valid(InstructionError(4))),
+        O::Fault(Exception::GP),
+        O::Fault(Exception::UD),
+    ];
+    let expectations = [
+        (Expect::Succeeds, 0),
+        (Expect::VmFailInvalid, 1),
+        (Expect::VmFailValid(InstructionError(3)), 2),
+        (Expect::VmFailValid(InstructionError(4)), 3),
+        (Expect::Fault(Exception::GP), 4),
+        (Expect::Fault(Exception::UD), 5),
+    ];
+    for (expect, only) in expectations {
+        for (i, outcome) in outcomes.iter().enumerate() {
+            assert_eq!(
+                expect.matches(*outcome),
+                i == only,
+                "{expect} vs {outcome:?}"
+            );
+        }
+    }
+    assert!(!Expect::Consistent.matches(O::Succeeded));
+}
+
+#[test]
 fn cr0_case_is_skipped_when_only_pe_and_pg_are_fixed() {
     let mut cpu = FakeCpu::bochs_haswell();
     cpu.fault_fixup = true;
