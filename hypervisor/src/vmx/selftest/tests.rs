@@ -396,6 +396,36 @@ fn regions_that_differ_in_one_region_only_are_refused_too() {
     }
 }
 
+/// The unlocked case writes bit 2 set and the lock clear, also when firmware left bit 2 set but unlocked.
+#[test]
+fn the_unlocked_case_writes_bit_2_set_and_the_lock_clear() {
+    use crate::vmx::feature_control::{LOCK, VMX_OUTSIDE_SMX};
+    use crate::vmx::IA32_FEATURE_CONTROL;
+    for before in [0, VMX_OUTSIDE_SMX] {
+        let mut cpu = FakeCpu::bochs_haswell();
+        cpu.set_feature_control(before);
+        cpu.fault_fixup = true;
+        let regions = TestRegions::new(&mut cpu);
+        let mut state = VmxState::new();
+        let report = run_selftest(&mut cpu, &mut state, &regions.pair, Some(&regions.scratch));
+        assert_eq!(
+            outcome(&report, "vmxon with feature control enabled but unlocked"),
+            CaseOutcome::Pass
+        );
+        let writes: Vec<u64> = cpu
+            .msr_writes
+            .iter()
+            .filter(|(msr, _)| *msr == IA32_FEATURE_CONTROL)
+            .map(|(_, value)| *value)
+            .collect();
+        assert_eq!(
+            writes,
+            [VMX_OUTSIDE_SMX, before, VMX_OUTSIDE_SMX | LOCK, VMX_OUTSIDE_SMX | LOCK],
+            "the case's write, its undo, the lock, the probe of the locked MSR (firmware value {before:#x})"
+        );
+    }
+}
+
 /// The two revision cases put exactly the identifier they name in the VMXON region (the revision plus one,
 /// and the revision with bit 31), and the good revision is back for the VMXON after them.
 #[test]
