@@ -158,6 +158,8 @@ pub struct FakeCpu {
     pub cr_writes: (usize, usize),
     /// The first 32 bits of the region each VMXON that got as far as the revision check found.
     pub vmxon_revisions: Vec<u32>,
+    /// CR0 and CR4 at each VMXON.
+    pub vmxon_control_registers: Vec<(u64, u64)>,
 }
 
 impl FakeCpu {
@@ -212,6 +214,7 @@ impl FakeCpu {
             msr_writes: Vec::new(),
             cr_writes: (0, 0),
             vmxon_revisions: Vec::new(),
+            vmxon_control_registers: Vec::new(),
         }
     }
 
@@ -352,6 +355,7 @@ impl FakeCpu {
     }
 
     fn vmxon_semantics(&mut self, phys: u64) -> InstrOutcome {
+        self.vmxon_control_registers.push((self.cr0, self.cr4));
         if self.cr4 & CR4_VMXE == 0 {
             return InstrOutcome::Fault(Exception::UD);
         }
@@ -623,6 +627,15 @@ impl VmxCpu for FakeCpu {
     }
 
     unsafe fn write_msr_probe(&mut self, msr: u32, value: u64) -> Result<(), Exception> {
+        if let Some(i) = self
+            .injected_faults
+            .iter()
+            .position(|(i, _)| *i == Instr::Wrmsr)
+        {
+            let exception = self.injected_faults.remove(i).1;
+            self.record(Instr::Wrmsr, InstrOutcome::Fault(exception));
+            return Err(exception);
+        }
         let locked = msr == IA32_FEATURE_CONTROL
             && self.feature_control() & LOCK != 0
             && !self.quirk(Quirk::FeatureControlWritableAfterLock);

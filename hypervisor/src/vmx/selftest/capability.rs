@@ -265,4 +265,30 @@ mod tests {
         );
         assert_eq!(check(&cpu), Ok(()));
     }
+
+    /// IA32_VMX_EPT_VPID_CAP exists when the secondary controls allow "enable EPT" or "enable VPID" (A.10):
+    /// either one alone is enough for its reserved bits to be checked, neither means it is not read.
+    #[test]
+    fn ept_vpid_cap_is_checked_with_either_ept_or_vpid() {
+        let secondary = |allowed: u64| {
+            let mut cpu = FakeCpu::bochs_haswell();
+            let value = cpu.read_msr(IA32_VMX_PROCBASED_CTLS2);
+            cpu.set_msr(
+                IA32_VMX_PROCBASED_CTLS2,
+                (value & !(EPT_OR_VPID << 32)) | (allowed << 32),
+            );
+            cpu.set_msr(IA32_VMX_EPT_VPID_CAP, 1 << 1);
+            check(&cpu).err()
+        };
+        for allowed in [1 << 1, 1 << 5] {
+            assert!(
+                matches!(
+                    secondary(allowed),
+                    Some(Inconsistency::EptVpidReserved { bits: 2, .. })
+                ),
+                "secondary allowed-1 {allowed:#x}"
+            );
+        }
+        assert_eq!(secondary(0), None);
+    }
 }

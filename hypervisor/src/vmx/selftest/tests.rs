@@ -396,6 +396,94 @@ fn regions_that_differ_in_one_region_only_are_refused_too() {
     }
 }
 
+/// The flexible case's VMXON runs with every flexible bit of CR0 and CR4 flipped from the kernel's value
+/// (set bits cleared, clear bits set), and the kernel's values are back after it.
+#[test]
+fn the_flexible_case_flips_every_flexible_bit() {
+    let mut cpu = FakeCpu::bochs_haswell();
+    cpu.fault_fixup = true;
+    let regions = TestRegions::new(&mut cpu);
+    let mut state = VmxState::new();
+    enter_vmx_root(&mut cpu, &mut state, &regions.pair).unwrap();
+    leave_vmx_root(&mut cpu, &mut state).unwrap();
+    let fixed = crate::vmx::fixed_bits::VmxFixedBits::read(&cpu);
+    let cr0_flexible = flexible_bits(ControlRegister::Cr0, fixed.cr0.fixed0, fixed.cr0.fixed1);
+    let cr4_flexible = flexible_bits(ControlRegister::Cr4, fixed.cr4.fixed0, fixed.cr4.fixed1);
+    assert_ne!(
+        cpu.cr0 & cr0_flexible,
+        0,
+        "some flexible CR0 bit is set to begin with"
+    );
+    assert_ne!(cr0_flexible & !cpu.cr0, 0, "and some is clear");
+    let (cr0, cr4) = (cpu.cr0 | CR0_NE, cpu.cr4 | crate::vmx::fixed_bits::CR4_VMXE);
+    cpu.vmxon_control_registers.clear();
+    let report = run_selftest(&mut cpu, &mut state, &regions.pair, Some(&regions.scratch));
+    assert_eq!(
+        outcome(&report, "vmxon with the flexible CR0 and CR4 bits toggled"),
+        CaseOutcome::Pass
+    );
+    assert!(
+        cpu.vmxon_control_registers
+            .contains(&(cr0 ^ cr0_flexible, cr4 ^ cr4_flexible)),
+        "{:x?}, flexible {cr0_flexible:#x} {cr4_flexible:#x} of {cr0:#x} {cr4:#x}",
+        cpu.vmxon_control_registers
+    );
+}
+
+/// The locked-write case needs a locked MSR, and only #GP is the answer it accepts.
+#[test]
+fn the_locked_write_case_refuses_an_unlocked_msr_and_a_wrong_exception() {
+    use crate::vmx::feature_control::VMX_OUTSIDE_SMX;
+    let mut cpu = FakeCpu::bochs_haswell();
+    cpu.fault_fixup = true;
+    cpu.set_feature_control(VMX_OUTSIDE_SMX);
+    assert_eq!(
+        write_locked_feature_control(&mut cpu),
+        CaseOutcome::Fail(Failure::FeatureControlUnlocked {
+            value: VMX_OUTSIDE_SMX
+        })
+    );
+    let mut cpu = FakeCpu::bochs_haswell();
+    cpu.fault_fixup = true;
+    cpu.inject_fault(Instr::Wrmsr, Exception::UD);
+    assert!(matches!(
+        write_locked_feature_control(&mut cpu),
+        CaseOutcome::Fail(Failure::Unexpected { .. })
+    ));
+}
+
+/// A scratch page that is one of the core's regions is refused before anything runs on it.
+#[test]
+fn a_scratch_page_that_is_a_region_is_refused() {
+    for which in ["VMXON", "VMCS"] {
+        let mut cpu = FakeCpu::bochs_haswell();
+        cpu.fault_fixup = true;
+        let regions = TestRegions::new(&mut cpu);
+        let scratch = if which == "VMXON" {
+            &regions.pair.vmxon
+        } else {
+            &regions.pair.vmcs
+        };
+        let mut state = VmxState::new();
+        let report = run_selftest(&mut cpu, &mut state, &regions.pair, Some(scratch));
+        let result = report
+            .results
+            .iter()
+            .find(|r| r.case.operation == Operation::Vmptrld(Address::ScratchWrongRevision))
+            .unwrap();
+        assert!(
+            matches!(
+                result.outcome,
+                CaseOutcome::Fail(Failure::Setup(VmxError::RegionInvalid {
+                    error: RegionError::Overlapping { .. },
+                    ..
+                }))
+            ),
+            "{which}: {result}"
+        );
+    }
+}
+
 /// The unlocked case writes bit 2 set and the lock clear, also when firmware left bit 2 set but unlocked.
 #[test]
 fn the_unlocked_case_writes_bit_2_set_and_the_lock_clear() {
