@@ -266,6 +266,22 @@ mod tests {
         assert_eq!(check(&cpu), Ok(()));
     }
 
+    /// SDM vol. 3D A.10: exactly these bits of IA32_VMX_EPT_VPID_CAP are defined; any other is reserved.
+    #[test]
+    fn every_defined_ept_vpid_cap_bit_is_accepted_and_no_other() {
+        let defined: Vec<u32> = [
+            0, 6, 7, 8, 14, 16, 17, 20, 21, 22, 23, 25, 26, 32, 40, 41, 42, 43,
+        ]
+        .into_iter()
+        .chain(48..=53)
+        .collect();
+        for bit in 0..64 {
+            let mut cpu = FakeCpu::bochs_haswell();
+            cpu.set_msr(IA32_VMX_EPT_VPID_CAP, 1 << bit);
+            assert_eq!(check(&cpu).is_ok(), defined.contains(&bit), "bit {bit}");
+        }
+    }
+
     /// IA32_VMX_EPT_VPID_CAP exists when the secondary controls allow "enable EPT" or "enable VPID" (A.10):
     /// either one alone is enough for its reserved bits to be checked, neither means it is not read.
     #[test]
