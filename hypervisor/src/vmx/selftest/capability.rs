@@ -266,6 +266,16 @@ mod tests {
         assert_eq!(check(&cpu), Ok(()));
     }
 
+    /// The smallest highest index accepted is 0x2A as stored (index 21), the one below it is not.
+    #[test]
+    fn the_vmcs_enum_boundary() {
+        for (value, ok) in [(0x2A, true), (0x28, false), (0x3FE, true)] {
+            let mut cpu = FakeCpu::bochs_haswell();
+            cpu.set_msr(IA32_VMX_VMCS_ENUM, value);
+            assert_eq!(check(&cpu).is_ok(), ok, "{value:#x}");
+        }
+    }
+
     /// SDM vol. 3D A.10: exactly these bits of IA32_VMX_EPT_VPID_CAP are defined; any other is reserved.
     #[test]
     fn every_defined_ept_vpid_cap_bit_is_accepted_and_no_other() {
