@@ -1,7 +1,7 @@
-//! `cargo run -- mutants [--package P]... [--budget-minutes N]`: mutation testing of the decision code with
-//! cargo-mutants (docs/testing.md, "Mutation testing"). Which files and functions are mutated is in
-//! `.cargo/mutants.toml`; this module picks the test command per package, runs one package at a time with
-//! one job, niced, and stops when the time budget is spent. Not part of `cargo test` or CI.
+//! `cargo run -- mutants [--package P]... [--filter RE]... [--jobs N] [--budget-minutes N]`: mutation testing
+//! of the decision code with cargo-mutants (docs/testing.md, "Mutation testing"). Which files and functions
+//! are mutated is in `.cargo/mutants.toml`; this module picks the test command per package, runs one package
+//! at a time, niced, and stops when the time budget is spent. Not part of `cargo test` or CI.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,14 +11,17 @@ use std::time::{Duration, Instant};
 use crate::args::Args;
 
 pub const USAGE: &str = "\
-Usage: cargo run -- mutants [--package <P>]... [--budget-minutes <N>] [--list]
+Usage: cargo run -- mutants [--package <P>]... [--filter <RE>]... [--jobs <N>] [--budget-minutes <N>] [--list]
 
 Runs cargo-mutants over the decision code (.cargo/mutants.toml lists the files and the functions left out,
-with the reasons), one package after the other, one job at a time, niced. Each package is tested with
+with the reasons), one package after the other, niced (one job at a time unless --jobs). Each package is tested with
 its own host tests; the root package xtask with `--lib` only (its tests/ boot emulators).
 
 Options:
   --package <P>         boot, smp, hypervisor or xtask; may be repeated (default: all four)
+  --filter <RE>         only the mutants whose name (path:line:column: change) matches this regex, e.g.
+                        'hypervisor/src/vmx/vmcs/checks/' for one slice; may be repeated (cargo-mutants -F)
+  --jobs <N>            builds and tests at a time (default 1; 2 uses both cores of a 2-core machine)
   --budget-minutes <N>  stop after this many minutes in all (default 60); a rerun continues where it
                         stopped (--iterate skips the mutants already caught)
   --list                only list the mutants that would be tested
@@ -40,6 +43,9 @@ pub struct MutantsSpec {
     pub packages: Vec<String>,
     pub budget: Duration,
     pub list: bool,
+    /// Regexes on the mutants' names (cargo-mutants `-F`).
+    pub filters: Vec<String>,
+    pub jobs: u32,
 }
 
 impl Default for MutantsSpec {
@@ -48,6 +54,8 @@ impl Default for MutantsSpec {
             packages: PACKAGES.iter().map(|p| p.to_string()).collect(),
             budget: Duration::from_secs(60 * 60),
             list: false,
+            filters: Vec::new(),
+            jobs: 1,
         }
     }
 }
@@ -73,6 +81,15 @@ pub fn parse_args(args: &[String]) -> Result<Option<MutantsSpec>, String> {
                     packages.push(p);
                 }
             }
+            "--filter" | "-F" => spec.filters.push(args.value(&opt)?),
+            "--jobs" | "-j" => {
+                let v = args.value(&opt)?;
+                spec.jobs = v
+                    .parse()
+                    .ok()
+                    .filter(|j| (1..=64).contains(j))
+                    .ok_or_else(|| format!("--jobs {v}: expected a whole number from 1 to 64"))?;
+            }
             "--budget-minutes" => {
                 let v = args.value(&opt)?;
                 let minutes: u64 =
@@ -95,17 +112,21 @@ pub fn output_dir(root: &Path, package: &str) -> PathBuf {
     root.join("target").join("mutants").join(package)
 }
 
-/// The `cargo mutants` arguments for one package: one job, the package's own tests, `--iterate` so that a
-/// run stopped by the budget continues where it stopped. The root package is tested with `--lib` only.
-pub fn cargo_mutants_args(package: &str, output: &Path, list: bool) -> Vec<String> {
+/// The `cargo mutants` arguments for one package: the filters, the jobs, the package's own tests, `--iterate`
+/// so that a run stopped by the budget continues where it stopped. The root package is tested with `--lib`
+/// only.
+pub fn cargo_mutants_args(package: &str, output: &Path, spec: &MutantsSpec) -> Vec<String> {
     let mut a: Vec<String> = vec!["mutants".into(), "--package".into(), package.into()];
-    if list {
+    for filter in &spec.filters {
+        a.extend(["-F".into(), filter.clone()]);
+    }
+    if spec.list {
         a.push("--list".into());
         return a;
     }
     a.extend([
         "-j".into(),
-        "1".into(),
+        spec.jobs.to_string(),
         "--iterate".into(),
         "--output".into(),
         output.display().to_string(),
@@ -203,7 +224,7 @@ pub fn run_mutants(spec: &MutantsSpec) -> i32 {
             budget_spent = true;
             break;
         };
-        let args = cargo_mutants_args(package, &out, spec.list);
+        let args = cargo_mutants_args(package, &out, spec);
         eprintln!(
             "runner: mutants: {package}: nice cargo {} ({} min of the budget left)",
             args.join(" "),
@@ -327,12 +348,23 @@ mod tests {
         assert_eq!(s.budget, Duration::from_secs(15 * 60));
         assert!(!s.list);
         assert!(parse_args(&args(&["--list"])).unwrap().unwrap().list);
+        let f = parse_args(&args(&["--filter", "a/b", "-F", "c", "--jobs", "2"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (f.filters, f.jobs),
+            (vec!["a/b".to_string(), "c".to_string()], 2)
+        );
+        assert_eq!(d.jobs, 1);
         assert_eq!(parse_args(&args(&["--help"])).unwrap(), None);
         for bad in [
             &["--package", "nope"][..],
             &["--package"],
             &["--budget-minutes", "0"],
             &["--budget-minutes", "x"],
+            &["--jobs", "0"],
+            &["--jobs", "65"],
+            &["--filter"],
             &["--frobnicate"],
         ] {
             assert!(parse_args(&args(bad)).is_err(), "{bad:?}");
@@ -341,9 +373,10 @@ mod tests {
 
     #[test]
     fn test_command_per_package() {
+        let one_job = MutantsSpec::default();
         let out = Path::new("/r/target/mutants/xtask");
         assert_eq!(
-            cargo_mutants_args("xtask", out, false),
+            cargo_mutants_args("xtask", out, &one_job),
             args(&[
                 "mutants",
                 "--package",
@@ -359,7 +392,7 @@ mod tests {
         );
         let out = Path::new("/r/target/mutants/smp");
         assert_eq!(
-            cargo_mutants_args("smp", out, false),
+            cargo_mutants_args("smp", out, &one_job),
             args(&[
                 "mutants",
                 "--package",
@@ -371,9 +404,42 @@ mod tests {
                 "/r/target/mutants/smp"
             ])
         );
+        let listed = MutantsSpec {
+            list: true,
+            filters: vec!["boot/src/info".into()],
+            ..MutantsSpec::default()
+        };
         assert_eq!(
-            cargo_mutants_args("boot", out, true),
-            args(&["mutants", "--package", "boot", "--list"])
+            cargo_mutants_args("boot", out, &listed),
+            args(&[
+                "mutants",
+                "--package",
+                "boot",
+                "-F",
+                "boot/src/info",
+                "--list"
+            ])
+        );
+        let slice = MutantsSpec {
+            filters: vec!["hypervisor/src/vmx/vmcs/checks/".into()],
+            jobs: 2,
+            ..MutantsSpec::default()
+        };
+        let out = Path::new("/r/target/mutants/hypervisor");
+        assert_eq!(
+            cargo_mutants_args("hypervisor", out, &slice),
+            args(&[
+                "mutants",
+                "--package",
+                "hypervisor",
+                "-F",
+                "hypervisor/src/vmx/vmcs/checks/",
+                "-j",
+                "2",
+                "--iterate",
+                "--output",
+                "/r/target/mutants/hypervisor"
+            ])
         );
         assert_eq!(
             output_dir(Path::new("/r"), "boot"),
