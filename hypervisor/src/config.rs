@@ -459,6 +459,35 @@ mod tests {
     }
 
     #[test]
+    fn every_accepted_value_of_log_on_done_and_the_switches() {
+        use log::LevelFilter as L;
+        for (value, level) in [
+            ("error", L::Error),
+            ("warn", L::Warn),
+            ("info", L::Info),
+            ("debug", L::Debug),
+            ("trace", L::Trace),
+        ] {
+            let line = format!("log=debug log={value}");
+            let (c, w) = Config::parse_all(&line);
+            assert_eq!((c.log_level, w.len()), (level, 0), "log={value}");
+        }
+        for (value, action) in [
+            ("halt", OnDone::Halt),
+            ("exit", OnDone::Exit),
+            ("reboot", OnDone::Reboot),
+        ] {
+            let line = format!("on_done=exit on_done={value}");
+            let (c, w) = Config::parse_all(&line);
+            assert_eq!((c.on_done, w.len()), (action, 0), "on_done={value}");
+        }
+        assert_eq!(parse_switch("on"), Some(true));
+        assert_eq!(parse_switch("off"), Some(false));
+        assert_eq!(parse_switch("On"), None);
+        assert!(Config::parse_all("guest=off guest=on").0.guest);
+    }
+
+    #[test]
     fn later_words_override_and_flags_have_empty_values() {
         let (c, w) = Config::parse_all("log=debug  smp=4 quiet log=warn");
         assert_eq!(c.log_level, log::LevelFilter::Warn);

@@ -265,8 +265,7 @@ pub fn fatal(reason: Reason) -> ! {
     match crate::percpu::this_cpu() {
         Some(pcb) if pcb.index != 0 => {
             pcb.set_status(crate::percpu::status::FAILED);
-            let code = REASONS.iter().position(|r| *r == reason).unwrap_or(0) as u8 + 1;
-            let _ = AP_FATAL.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+            record_ap_fatal(reason);
             if pcb.has_status(crate::percpu::status::ONLINE) {
                 TALLY.online.fetch_sub(1, Ordering::AcqRel);
             }
@@ -294,8 +293,7 @@ pub fn set_early_ap_failure_hook(hook: fn(u32)) {
 /// A fatal failure on AP `index` before its PCB was installed: the core stops, the SMP stage counts it as
 /// failed (not online), and the BSP ends the run with `verdict=fail` and this reason.
 fn early_ap_fatal(index: u32, reason: Reason) -> ! {
-    let code = REASONS.iter().position(|r| *r == reason).unwrap_or(0) as u8 + 1;
-    let _ = AP_FATAL.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+    record_ap_fatal(reason);
     log::error!(target: "hypervisor", "cpu={index} stopped before its PCB was installed: {} (the run will end with verdict=fail)", reason.name());
     if let Some(hook) = EARLY_AP_HOOK.get() {
         hook(index);
@@ -303,12 +301,34 @@ fn early_ap_fatal(index: u32, reason: Reason) -> ! {
     arch::halt_forever()
 }
 
-/// The first fatal failure an AP reported, if any.
-pub fn ap_fatal() -> Option<Reason> {
-    match AP_FATAL.load(Ordering::Acquire) {
+/// How [`AP_FATAL`] stores a reason: its index in [`REASONS`] plus one (0 = none yet).
+const fn ap_fatal_code(reason: Reason) -> u8 {
+    let mut i = 0;
+    while i < REASONS.len() {
+        if REASONS[i] as u8 == reason as u8 {
+            return i as u8 + 1;
+        }
+        i += 1;
+    }
+    1
+}
+
+fn ap_fatal_reason(code: u8) -> Option<Reason> {
+    match code {
         0 => None,
         code => REASONS.get(usize::from(code - 1)).copied(),
     }
+}
+
+/// Keeps `reason` as the APs' fatal failure unless one was kept already (the first counts).
+fn record_ap_fatal(reason: Reason) {
+    let code = ap_fatal_code(reason);
+    let _ = AP_FATAL.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
+}
+
+/// The first fatal failure an AP reported, if any.
+pub fn ap_fatal() -> Option<Reason> {
+    ap_fatal_reason(AP_FATAL.load(Ordering::Acquire))
 }
 
 /// How long a reset method may take before the next one is tried.
@@ -416,9 +436,57 @@ mod tests {
             names.len(),
             "a reason is listed twice: {names:?}"
         );
-        for (i, r) in REASONS.iter().enumerate() {
-            assert_eq!(REASONS.iter().position(|x| x == r), Some(i));
+        for (i, &r) in REASONS.iter().enumerate() {
+            assert_eq!(ap_fatal_code(r), i as u8 + 1, "{}", r.name());
+            assert_eq!(ap_fatal_reason(ap_fatal_code(r)), Some(r));
         }
+        assert_eq!(ap_fatal_reason(0), None);
+        assert_eq!(ap_fatal_reason(REASONS.len() as u8 + 1), None);
+    }
+
+    /// The only test that records an AP failure or sets a summary value or the end action (they are
+    /// global, like the machine's state they stand for).
+    #[test]
+    fn globals_keep_the_first_ap_failure_the_summary_values_and_the_end_action() {
+        assert_eq!(ap_fatal(), None);
+        record_ap_fatal(REASONS[2]);
+        record_ap_fatal(REASONS[1]);
+        assert_eq!(ap_fatal(), Some(REASONS[2]), "the first failure counts");
+
+        let key = SummaryKey::Guests;
+        assert_eq!(summary_value(key), None);
+        set_summary_value_once(key, 3);
+        set_summary_value_once(key, 4);
+        assert_eq!(summary_value(key), Some(3), "set once");
+        set_summary_value(key, 5);
+        assert_eq!(summary_value(key), Some(5), "replaced");
+        let values = summary_values();
+        assert_eq!(values[key as usize], Some(5));
+        assert_eq!(values.iter().flatten().count(), 1);
+
+        assert_eq!(on_done(), OnDone::Halt);
+        for action in [OnDone::Exit, OnDone::Reboot, OnDone::Halt] {
+            set_on_done(action);
+            assert_eq!(on_done(), action);
+        }
+    }
+
+    /// The hooks a stage registers are the ones called.
+    #[test]
+    fn registered_hooks_are_kept() {
+        use core::sync::atomic::AtomicU32;
+        static CALLS: AtomicU32 = AtomicU32::new(0);
+        fn teardown() {
+            CALLS.fetch_add(1, Ordering::Relaxed);
+        }
+        fn early_ap(index: u32) {
+            CALLS.fetch_add(index, Ordering::Relaxed);
+        }
+        set_teardown_hook(teardown);
+        set_early_ap_failure_hook(early_ap);
+        TEARDOWN_HOOK.get().expect("registered")();
+        EARLY_AP_HOOK.get().expect("registered")(10);
+        assert_eq!(CALLS.load(Ordering::Relaxed), 11);
     }
 
     #[test]

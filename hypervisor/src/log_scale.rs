@@ -173,6 +173,23 @@ mod tests {
         assert!(!all.compact(u32::MAX));
     }
 
+    /// The only test that sets the threshold or the processor count (both global).
+    #[test]
+    fn the_policy_in_force_follows_the_threshold_and_the_processor_count() {
+        assert_eq!(policy(), PerCoreLog::default());
+        set_max_each(2);
+        assert_eq!(policy(), PerCoreLog { max_each: 2 });
+        crate::exit::TALLY.cpus.store(3, Ordering::Release);
+        assert_eq!(cores(), 3);
+        assert!(compact());
+        assert_eq!(level(), log::Level::Debug);
+        crate::exit::TALLY.cpus.store(2, Ordering::Release);
+        assert!(!compact());
+        assert_eq!(level(), log::Level::Info);
+        set_max_each(DEFAULT_MAX_EACH);
+        crate::exit::TALLY.cpus.store(0, Ordering::Release);
+    }
+
     fn text(runs: &[Run]) -> Vec<String> {
         runs.iter().map(|r| r.to_string()).collect()
     }
