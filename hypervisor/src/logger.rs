@@ -437,8 +437,14 @@ mod tests {
         );
         let long = "x".repeat(2000);
         let l = line(0, 1, log::Level::Debug, "t", &long);
-        assert!(l.len() <= LINE_MAX);
-        assert!(l.ends_with("...\r\n"));
+        assert_eq!(l.len(), LINE_MAX, "cut to fill the line exactly");
+        assert!(l.ends_with("x...\r\n"));
+        // A line that fits (with its "\r\n") is not cut, however long.
+        let prefix = line(0, 1, log::Level::Debug, "t", "").len() - 2;
+        let fits = "y".repeat(LINE_MAX - 5 - prefix);
+        let l = line(0, 1, log::Level::Debug, "t", &fits);
+        assert_eq!(l.len(), LINE_MAX - 3);
+        assert!(l.ends_with("y\r\n"));
     }
 
     fn pop(q: &mut LineQueue<16>) -> String {
@@ -453,6 +459,7 @@ mod tests {
         assert!(q.is_empty());
         assert_eq!(pop(&mut q), "");
         assert!(q.push(b"one\r\n"));
+        assert!(!q.is_empty());
         assert!(q.push(b"two\r\n"));
         assert_eq!(pop(&mut q), "one\r\n");
         // 5 bytes used from offset 5: this line wraps past the end of the 16-byte ring.
