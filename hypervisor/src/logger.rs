@@ -467,6 +467,17 @@ mod tests {
         assert_eq!(pop(&mut q), "two\r\n");
         assert_eq!(pop(&mut q), "three33\r\n");
         assert!(q.is_empty());
+        assert_eq!(q.head, 19 % 16, "the read position stays inside the ring");
+    }
+
+    /// The shared queue holds the lines of a 255-CPU bring-up: about 1,000 lines of up to 128 bytes.
+    #[test]
+    fn the_shared_queue_holds_a_thousand_lines() {
+        let mut q = Box::new(LineQueue::<QUEUE_BYTES>::new());
+        let line = [b'x'; 128];
+        for i in 0..1000 {
+            assert!(q.push(&line), "line {i}");
+        }
     }
 
     #[test]
