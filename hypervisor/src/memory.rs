@@ -454,6 +454,71 @@ mod tests {
         assert!(got.len() >= MAX_RANGES);
     }
 
+    fn empty() -> FrameAllocator {
+        FrameAllocator::new(&[], &[])
+    }
+
+    /// Ranges added in any order come out sorted; adjacent and overlapping ones merge.
+    #[test]
+    fn added_ranges_are_sorted_and_merged() {
+        let mut fa = empty();
+        fa.add(0x5000, 0x6000);
+        fa.add(0x1000, 0x2000);
+        fa.add(0x3000, 0x4000);
+        assert_eq!(
+            fa.ranges(),
+            &[(0x1000, 0x2000), (0x3000, 0x4000), (0x5000, 0x6000)]
+        );
+        fa.add(0x2000, 0x3000);
+        assert_eq!(fa.ranges(), &[(0x1000, 0x4000), (0x5000, 0x6000)]);
+        fa.add(0x3800, 0x5800);
+        assert_eq!(fa.ranges(), &[(0x1000, 0x6000)]);
+        assert_eq!(fa.free_bytes(), 0x5000);
+    }
+
+    /// With the table full, a range that sorts first is kept and the highest one is dropped (lost, never
+    /// handed out twice); one that sorts last is dropped itself.
+    #[test]
+    fn a_full_table_keeps_the_lowest_ranges() {
+        let full = || {
+            let mut fa = empty();
+            for i in 0..MAX_RANGES as u64 {
+                fa.add(0x10_0000 + i * 0x2000, 0x10_1000 + i * 0x2000);
+            }
+            assert_eq!(fa.ranges().len(), MAX_RANGES);
+            fa
+        };
+        let highest = *full().ranges().last().unwrap();
+        let mut fa = full();
+        fa.add(0x1000, 0x2000);
+        assert_eq!(fa.ranges().len(), MAX_RANGES);
+        assert_eq!(fa.ranges()[0], (0x1000, 0x2000));
+        assert_eq!(fa.ranges()[1], (0x10_0000, 0x10_1000));
+        assert!(!fa.ranges().contains(&highest));
+        let mut fa = full();
+        fa.add(0x100_0000, 0x100_1000);
+        assert_eq!(fa.ranges(), full().ranges());
+        // One that merges with a range needs no slot.
+        let mut fa = full();
+        fa.add(0x10_1000, 0x10_2000);
+        assert_eq!(fa.ranges()[0], (0x10_0000, 0x10_3000));
+        assert_eq!(fa.ranges().len(), MAX_RANGES - 1);
+    }
+
+    /// Removing the start or the end of a range leaves exactly the rest, with no empty range.
+    #[test]
+    fn removing_at_a_range_boundary_leaves_no_empty_range() {
+        let mut fa = empty();
+        fa.add(0x1000, 0x4000);
+        fa.remove(0x1000, 0x2000);
+        assert_eq!(fa.ranges(), &[(0x2000, 0x4000)]);
+        fa.remove(0x3000, 0x4000);
+        assert_eq!(fa.ranges(), &[(0x2000, 0x3000)]);
+        fa.remove(0x2000, 0x3000);
+        assert_eq!(fa.ranges(), &[]);
+        assert_eq!(fa.free_bytes(), 0);
+    }
+
     #[test]
     fn adjacent_usable_regions_merge() {
         let fa = FrameAllocator::new(&[usable(0x100000, 0x1000), usable(0x101000, 0x1000)], &[]);
