@@ -176,6 +176,7 @@ mod hw {
     use super::*;
     use core::alloc::{GlobalAlloc, Layout};
     use x86_64::registers::control::Cr3;
+    use x86_64::structures::paging::PageTableFlags;
 
     pub static FRAMES: spin::Mutex<Option<FrameAllocator>> = spin::Mutex::new(None);
 
@@ -220,8 +221,9 @@ mod hw {
         FRAMES.lock().as_ref().map_or(0, |f| f.allocated_bytes)
     }
 
-    const PRESENT: u64 = 1;
-    const HUGE: u64 = 1 << 7;
+    const PRESENT: u64 = PageTableFlags::PRESENT.bits();
+    const HUGE: u64 = PageTableFlags::HUGE_PAGE.bits();
+    /// Bits 51:12 of an entry: the physical address of the next table or page.
     const ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 
     /// Serializes page-table edits. Guard pages are made by the BSP before the APs start, so no other core
@@ -517,6 +519,31 @@ mod tests {
         fa.remove(0x2000, 0x3000);
         assert_eq!(fa.ranges(), &[]);
         assert_eq!(fa.free_bytes(), 0);
+    }
+
+    /// `[phys, phys + len)` inside the block, at both edges, without overflowing on huge arguments.
+    #[test]
+    fn an_owned_block_contains_exactly_its_bytes() {
+        let block = OwnedBlock {
+            phys: 0x10000,
+            bytes: 0x3000,
+        };
+        assert_eq!(block.phys(), 0x10000);
+        assert_eq!(OwnedFrame { phys: 0x7000 }.phys(), 0x7000);
+        for (phys, len, inside) in [
+            (0x10000, 0x3000, true),
+            (0x10000, 0x3001, false),
+            (0x12FFF, 1, true),
+            (0x12FFF, 2, false),
+            (0x13000, 1, false),
+            (0x13000, 0, true),
+            (0xFFFF, 1, false),
+            (0x11000, 0x1000, true),
+            (0x10000, u64::MAX, false),
+            (u64::MAX, 1, false),
+        ] {
+            assert_eq!(block.contains(phys, len), inside, "{phys:#x} + {len:#x}");
+        }
     }
 
     #[test]
