@@ -349,7 +349,8 @@ mod hw {
         cursor: spin::Mutex<(u64, u64)>,
     }
 
-    const CHUNK: u64 = 64 * 1024;
+    /// 64 KiB.
+    const CHUNK: u64 = 0x1_0000;
 
     // SAFETY: allocations come from frames exclusively owned by the heap, aligned as requested, never reused.
     unsafe impl GlobalAlloc for BumpHeap {
