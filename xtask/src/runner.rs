@@ -716,6 +716,23 @@ mod tests {
         }
     }
 
+    /// The CPU limits at their edges: 15 CPUs on Bochs, 255 on `--machine pc` (xAPIC), more only on q35.
+    #[test]
+    fn cpu_limits_at_their_edges() {
+        let smp = |n: &str, machine: Option<Machine>| RunSpec {
+            smp: n.into(),
+            machine,
+            ..RunSpec::default()
+        };
+        assert!(check_options(&smp("15", None), Backend::Bochs).is_ok());
+        assert!(check_options(&smp("16", None), Backend::Bochs).is_err());
+        assert!(check_options(&smp("255", Some(Machine::Pc)), Backend::Qemu).is_ok());
+        let e = check_options(&smp("256", Some(Machine::Pc)), Backend::Qemu).unwrap_err();
+        assert!(e.to_string().contains("holds at most 255"), "{e}");
+        assert!(check_options(&smp("256", Some(Machine::Q35)), Backend::Qemu).is_ok());
+        assert!(check_options(&smp("256", None), Backend::Qemu).is_ok());
+    }
+
     fn summary(verdict: &str) -> Summary {
         Summary::parse_line(&format!(
             "[    0.000100] cpu0  INFO  hypervisor: summary: cpus=1 verdict={verdict} reason=none"
