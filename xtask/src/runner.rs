@@ -716,6 +716,78 @@ mod tests {
         }
     }
 
+    /// A finished session: its lines (the first summary among them), whether the emulator reported a triple
+    /// fault, and its own output.
+    fn session_end(lines: &[&str], triple_fault: bool, emulator_output: &str) -> Ended {
+        Ended {
+            summary: lines.iter().find_map(|l| Summary::parse_line(l)),
+            triple_fault,
+            ..ended(lines, Some(0), emulator_output)
+        }
+    }
+
+    /// A triple fault after the summary is noted; a triple fault without one, or a summary without one, is not
+    /// that note.
+    #[test]
+    fn a_triple_fault_after_the_summary_is_noted() {
+        const NOTE: &str = "the emulator reported a triple fault after the summary line";
+        let one = "[    0.000100] cpu0  INFO  hypervisor: summary: cpus=1 verdict=ok reason=none";
+        let notes = |lines: &[&str], triple| {
+            finish(
+                Backend::Qemu,
+                session_end(lines, triple, ""),
+                String::new(),
+                String::new(),
+                None,
+                vec![],
+            )
+            .notes
+        };
+        assert!(notes(&[one], true).iter().any(|n| n == NOTE));
+        assert!(!notes(&[one], false).iter().any(|n| n == NOTE));
+        assert!(!notes(&["boot: starting"], true).iter().any(|n| n == NOTE));
+    }
+
+    /// A run without a summary shows the last 20 non-empty lines of the emulator's own output, and no such
+    /// header when it printed nothing.
+    #[test]
+    fn the_report_shows_the_end_of_the_emulators_output() {
+        let output: String = (0..30).map(|i| format!("qemu line {i}\n\n")).collect();
+        let report = |output: &str| {
+            finish(
+                Backend::Qemu,
+                session_end(&["boot: starting"], false, output),
+                String::new(),
+                String::new(),
+                None,
+                vec![],
+            )
+            .report()
+        };
+        let r = report(&output);
+        assert!(
+            r.contains("runner: last lines of qemu's own output:\n"),
+            "{r}"
+        );
+        let shown: Vec<&str> = r.lines().filter(|l| l.starts_with("  ! ")).collect();
+        let expected: Vec<String> = (10..30).map(|i| format!("  ! qemu line {i}")).collect();
+        assert_eq!(shown, expected);
+        assert!(!report("\n  \n").contains("own output"));
+    }
+
+    #[test]
+    fn quiet_turns_the_echo_off() {
+        let grace = Duration::from_secs(3);
+        let quiet = RunSpec {
+            quiet: true,
+            ..RunSpec::default()
+        };
+        assert!(!limits(&quiet, grace).echo);
+        let l = limits(&RunSpec::default(), grace);
+        assert!(l.echo);
+        assert_eq!(l.grace, grace);
+    }
+
     /// The CPU limits at their edges: 15 CPUs on Bochs, 255 on `--machine pc` (xAPIC), more only on q35.
     #[test]
     fn cpu_limits_at_their_edges() {

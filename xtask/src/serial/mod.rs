@@ -41,11 +41,6 @@ impl Level {
         Level::Trace,
     ];
 
-    /// Parses the (trimmed) level column.
-    pub fn parse(word: &str) -> Option<Level> {
-        Level::ALL.into_iter().find(|l| l.as_str() == word.trim())
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Level::Error => "ERROR",
@@ -377,6 +372,14 @@ mod tests {
         assert_eq!(l.cpu, None);
         assert_eq!(l.level, None);
         assert_eq!(l.field("eax"), Some("0x2badb002"));
+    }
+
+    /// Noise before `boot32: ` (a firmware's escape sequences, a half line) is dropped, not kept in the message.
+    #[test]
+    fn parses_boot32_lines_after_noise() {
+        let l = LogLine::parse("\u{1b}[2J\u{1b}[0mSeaBIOS boot32: no multiboot2 info").unwrap();
+        assert_eq!(l.module, "boot32");
+        assert_eq!(l.message, "no multiboot2 info");
     }
 
     #[test]
