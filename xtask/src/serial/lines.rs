@@ -690,6 +690,12 @@ mod tests {
         );
         assert_eq!(key_values("k=\"unterminated"), vec![("k", "unterminated")]);
         assert_eq!(key_values(""), vec![]);
+        assert_eq!(
+            key_values("  a=1   "),
+            vec![("a", "1")],
+            "leading and trailing spaces"
+        );
+        assert_eq!(key_values("   "), vec![]);
     }
 
     #[test]
