@@ -31,10 +31,7 @@ pub fn key_values(message: &str) -> Vec<(&str, &str)> {
             i += 1;
         }
         if i >= bytes.len() || bytes[i] != b'=' {
-            // A word without '=': skip to the next space.
-            while i < bytes.len() && bytes[i] != b' ' {
-                i += 1;
-            }
+            // A word without '=' (the scan stopped at the space after it, or at the end).
             continue;
         }
         let key = &message[start..i];
@@ -696,6 +693,9 @@ mod tests {
             "leading and trailing spaces"
         );
         assert_eq!(key_values("   "), vec![]);
+        // After a quoted value the scan goes on past its closing quote, whatever follows it.
+        assert_eq!(key_values("k=\"a=\" c=1"), vec![("k", "a="), ("c", "1")]);
+        assert_eq!(key_values("k=\"x\"=y"), vec![("k", "x")]);
     }
 
     #[test]
