@@ -575,6 +575,23 @@ mod tests {
         assert_eq!(budget_problems(ok, &none), ["no boot_us= in the summary"]);
     }
 
+    /// A run pairs each logical index with its APIC id, both counting up from the run's first core.
+    #[test]
+    fn vmx_runs_pair_indices_and_apic_ids() {
+        let root = lines("[    0.400000] cpu0  INFO  vmx: root cpus=1-3 apic_ids=4-6\n");
+        let guest =
+            lines("[    0.400000] cpu0  INFO  vmx: guest cpus=1-3 apic_ids=4-6 result=ok\n");
+        let pairs = vec![(1, 4), (2, 5), (3, 6)];
+        assert_eq!(
+            root[0].parse_as::<VmxRootRun>().unwrap().unwrap(),
+            VmxRootRun(pairs.clone())
+        );
+        assert_eq!(
+            guest[0].parse_as::<VmxGuestRun>().unwrap().unwrap(),
+            VmxGuestRun(pairs)
+        );
+    }
+
     #[test]
     fn vmx_root_runs() {
         let root = "[    0.389609] cpu1  DEBUG vmx: root apic_id=1 feature_control=0x5->0x5 cr0=0x80010033 cr4=0x2020 revision=0x2b vmxon=0x189000 vmcs=0x18a000";
