@@ -74,6 +74,29 @@ fn bitmap_addresses_are_checked_only_when_their_control_is_on() {
     assert_eq!(control_check(&msr, &caps), None);
 }
 
+/// 27.2.1.1: the secondary controls are checked against their capability only when "activate secondary
+/// controls" is 1; without it they are 0 whatever the field holds, even for a capability MSR that (against
+/// A.3.3) requires a secondary control.
+#[test]
+fn secondary_controls_are_checked_only_when_activated() {
+    let (mut vmcs, mut caps) = valid(Model::Haswell);
+    caps.procbased2 = caps
+        .procbased2
+        .map(|a| AllowedBits::new(a.msr, a.raw | (1 << 15)));
+    clear(
+        &mut vmcs,
+        Field::PRIMARY_PROC_BASED_VM_EXEC_CONTROL,
+        primary::ACTIVATE_SECONDARY_CONTROLS.into(),
+    );
+    assert_eq!(control_check(&vmcs, &caps), None);
+    or(
+        &mut vmcs,
+        Field::PRIMARY_PROC_BASED_VM_EXEC_CONTROL,
+        primary::ACTIVATE_SECONDARY_CONTROLS.into(),
+    );
+    assert_eq!(control_check(&vmcs, &caps), Some(Check::SecondaryAllowed));
+}
+
 /// 27.2.1.1: "virtualize x2APIC mode", "APIC-register virtualization" and "virtual-interrupt delivery" each
 /// need "use TPR shadow".
 #[test]
