@@ -260,6 +260,32 @@ fn a_real_mode_guest_is_valid_with_unrestricted_guest() {
     vmcs.set(Field::GUEST_CS_ACCESS_RIGHTS, 0xF3);
     assert_eq!(outcome(&vmcs, &caps), Some(Check::GuestCsDpl), "CS DPL 3");
 
+    // CS of type 3 is at DPL 0 whatever SS's DPL is.
+    let (mut vmcs, caps) = valid(Model::HaswellUnrestricted);
+    real_mode(&mut vmcs);
+    vmcs.set(Field::GUEST_CS_ACCESS_RIGHTS, 0xB3);
+    vmcs.set(Field::GUEST_SS_ACCESS_RIGHTS, 0xF3);
+    assert_eq!(outcome(&vmcs, &caps), Some(Check::GuestCsDpl), "CS DPL 1");
+
+    // SS is at DPL 0 with CS of type 3 even in protected mode, and in real mode even with a code CS.
+    let (mut vmcs, caps) = valid(Model::HaswellUnrestricted);
+    vmcs.set(Field::GUEST_CS_ACCESS_RIGHTS, 0xA093);
+    vmcs.set(Field::GUEST_SS_ACCESS_RIGHTS, 0xC0F3);
+    assert_eq!(
+        outcome(&vmcs, &caps),
+        Some(Check::GuestSsDpl),
+        "protected mode, CS type 3"
+    );
+    let (mut vmcs, caps) = valid(Model::HaswellUnrestricted);
+    real_mode(&mut vmcs);
+    vmcs.set(Field::GUEST_CS_ACCESS_RIGHTS, 0xFB);
+    vmcs.set(Field::GUEST_SS_ACCESS_RIGHTS, 0xF3);
+    assert_eq!(
+        outcome(&vmcs, &caps),
+        Some(Check::GuestSsDpl),
+        "real mode, CS type 11"
+    );
+
     let (mut vmcs, caps) = valid(Model::HaswellUnrestricted);
     real_mode(&mut vmcs);
     vmcs.set(Field::GUEST_CS_ACCESS_RIGHTS, 0x91);
