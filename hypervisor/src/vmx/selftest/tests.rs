@@ -400,34 +400,37 @@ fn regions_that_differ_in_one_region_only_are_refused_too() {
 /// (set bits cleared, clear bits set), and the kernel's values are back after it.
 #[test]
 fn the_flexible_case_flips_every_flexible_bit() {
-    let mut cpu = FakeCpu::bochs_haswell();
-    cpu.fault_fixup = true;
-    let regions = TestRegions::new(&mut cpu);
-    let mut state = VmxState::new();
-    enter_vmx_root(&mut cpu, &mut state, &regions.pair).unwrap();
-    leave_vmx_root(&mut cpu, &mut state).unwrap();
-    let fixed = crate::vmx::fixed_bits::VmxFixedBits::read(&cpu);
-    let cr0_flexible = flexible_bits(ControlRegister::Cr0, fixed.cr0.fixed0, fixed.cr0.fixed1);
-    let cr4_flexible = flexible_bits(ControlRegister::Cr4, fixed.cr4.fixed0, fixed.cr4.fixed1);
-    assert_ne!(
-        cpu.cr0 & cr0_flexible,
-        0,
-        "some flexible CR0 bit is set to begin with"
-    );
-    assert_ne!(cr0_flexible & !cpu.cr0, 0, "and some is clear");
-    let (cr0, cr4) = (cpu.cr0 | CR0_NE, cpu.cr4 | crate::vmx::fixed_bits::CR4_VMXE);
-    cpu.vmxon_control_registers.clear();
-    let report = run_selftest(&mut cpu, &mut state, &regions.pair, Some(&regions.scratch));
-    assert_eq!(
-        outcome(&report, "vmxon with the flexible CR0 and CR4 bits toggled"),
-        CaseOutcome::Pass
-    );
-    assert!(
-        cpu.vmxon_control_registers
-            .contains(&(cr0 ^ cr0_flexible, cr4 ^ cr4_flexible)),
-        "{:x?}, flexible {cr0_flexible:#x} {cr4_flexible:#x} of {cr0:#x} {cr4:#x}",
-        cpu.vmxon_control_registers
-    );
+    // As the kernel runs, and with the highest flexible bit of each register set (the last one flipped).
+    for highest_set in [false, true] {
+        let mut cpu = FakeCpu::bochs_haswell();
+        cpu.fault_fixup = true;
+        let regions = TestRegions::new(&mut cpu);
+        let mut state = VmxState::new();
+        enter_vmx_root(&mut cpu, &mut state, &regions.pair).unwrap();
+        leave_vmx_root(&mut cpu, &mut state).unwrap();
+        let fixed = crate::vmx::fixed_bits::VmxFixedBits::read(&cpu);
+        let cr0_flexible = flexible_bits(ControlRegister::Cr0, fixed.cr0.fixed0, fixed.cr0.fixed1);
+        let cr4_flexible = flexible_bits(ControlRegister::Cr4, fixed.cr4.fixed0, fixed.cr4.fixed1);
+        if highest_set {
+            cpu.cr0 |= 1 << (63 - cr0_flexible.leading_zeros());
+            cpu.cr4 |= 1 << (63 - cr4_flexible.leading_zeros());
+        }
+        assert_ne!(cpu.cr0 & cr0_flexible, 0, "some flexible CR0 bit is set");
+        assert_ne!(cr0_flexible & !cpu.cr0, 0, "and some is clear");
+        let (cr0, cr4) = (cpu.cr0 | CR0_NE, cpu.cr4 | crate::vmx::fixed_bits::CR4_VMXE);
+        cpu.vmxon_control_registers.clear();
+        let report = run_selftest(&mut cpu, &mut state, &regions.pair, Some(&regions.scratch));
+        assert_eq!(
+            outcome(&report, "vmxon with the flexible CR0 and CR4 bits toggled"),
+            CaseOutcome::Pass
+        );
+        assert!(
+            cpu.vmxon_control_registers
+                .contains(&(cr0 ^ cr0_flexible, cr4 ^ cr4_flexible)),
+            "{:x?}, flexible {cr0_flexible:#x} {cr4_flexible:#x} of {cr0:#x} {cr4:#x}",
+            cpu.vmxon_control_registers
+        );
+    }
 }
 
 /// The locked-write case needs a locked MSR, and only #GP is the answer it accepts.
