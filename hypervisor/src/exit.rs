@@ -302,15 +302,8 @@ fn early_ap_fatal(index: u32, reason: Reason) -> ! {
 }
 
 /// How [`AP_FATAL`] stores a reason: its index in [`REASONS`] plus one (0 = none yet).
-const fn ap_fatal_code(reason: Reason) -> u8 {
-    let mut i = 0;
-    while i < REASONS.len() {
-        if REASONS[i] as u8 == reason as u8 {
-            return i as u8 + 1;
-        }
-        i += 1;
-    }
-    1
+fn ap_fatal_code(reason: Reason) -> u8 {
+    REASONS.iter().position(|r| *r == reason).unwrap_or(0) as u8 + 1
 }
 
 fn ap_fatal_reason(code: u8) -> Option<Reason> {
