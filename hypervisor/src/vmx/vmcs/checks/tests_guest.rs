@@ -4,6 +4,7 @@ use super::tests::{case, clear, on, or, run, Case, Model};
 use super::*;
 use crate::vmx::vmcs::controls::entry;
 use crate::vmx::vmcs::fake::FakeVmcs;
+use crate::vmx::vmcs::fields::{SegmentFields, GUEST_SEGMENTS};
 
 const CANONICAL_HOLE: u64 = 0x0000_8000_0000_0000;
 const IF: u64 = 1 << 9;
@@ -24,53 +25,18 @@ pub(super) fn protected_32(v: &mut FakeVmcs) {
     v.set(Field::GUEST_CS_ACCESS_RIGHTS, 0xC09B);
 }
 
+/// ES, CS, SS, DS, FS and GS: the guest segments but LDTR and TR.
+pub(super) const CODE_AND_DATA_SEGMENTS: &[SegmentFields] = GUEST_SEGMENTS.split_at(6).0;
+
 /// CS, SS, DS, ES, FS and GS as virtual-8086 mode needs them (27.3.1.2): base = selector << 4, limit 0xFFFF,
 /// access rights 0xF3; and RFLAGS.VM set.
 pub(super) fn virtual_8086(v: &mut FakeVmcs) {
-    let segments = [
-        (
-            Field::GUEST_CS_SELECTOR,
-            Field::GUEST_CS_BASE,
-            Field::GUEST_CS_LIMIT,
-            Field::GUEST_CS_ACCESS_RIGHTS,
-        ),
-        (
-            Field::GUEST_SS_SELECTOR,
-            Field::GUEST_SS_BASE,
-            Field::GUEST_SS_LIMIT,
-            Field::GUEST_SS_ACCESS_RIGHTS,
-        ),
-        (
-            Field::GUEST_DS_SELECTOR,
-            Field::GUEST_DS_BASE,
-            Field::GUEST_DS_LIMIT,
-            Field::GUEST_DS_ACCESS_RIGHTS,
-        ),
-        (
-            Field::GUEST_ES_SELECTOR,
-            Field::GUEST_ES_BASE,
-            Field::GUEST_ES_LIMIT,
-            Field::GUEST_ES_ACCESS_RIGHTS,
-        ),
-        (
-            Field::GUEST_FS_SELECTOR,
-            Field::GUEST_FS_BASE,
-            Field::GUEST_FS_LIMIT,
-            Field::GUEST_FS_ACCESS_RIGHTS,
-        ),
-        (
-            Field::GUEST_GS_SELECTOR,
-            Field::GUEST_GS_BASE,
-            Field::GUEST_GS_LIMIT,
-            Field::GUEST_GS_ACCESS_RIGHTS,
-        ),
-    ];
-    for (i, (selector, base, limit, ar)) in segments.into_iter().enumerate() {
-        let value = 0x1000 + 0x100 * i as u64;
-        v.set(selector, value);
-        v.set(base, value << 4);
-        v.set(limit, 0xFFFF);
-        v.set(ar, 0xF3);
+    for (i, seg) in CODE_AND_DATA_SEGMENTS.iter().enumerate() {
+        let selector = 0x1000 + 0x100 * i as u64;
+        v.set(seg.selector, selector);
+        v.set(seg.base, selector << 4);
+        v.set(seg.limit, 0xFFFF);
+        v.set(seg.access_rights, 0xF3);
     }
     or(v, Field::GUEST_RFLAGS, 1 << 17);
 }
@@ -142,7 +108,7 @@ pub(super) const GUEST_CASES: &[Case] = &[
     }),
     case(Check::GuestV86Base, |v| {
         v86_guest(v);
-        v.set(Field::GUEST_DS_BASE, 0x12001);
+        v.set(Field::GUEST_DS_BASE, 0x13001);
     }),
     case(Check::GuestV86Base, |v| {
         or(v, Field::GUEST_RFLAGS, 1 << 17);

@@ -3,7 +3,7 @@
 //! left unusable) pass, and the rules that depend on them fail exactly there.
 
 use super::tests::{clear, or, valid, Model};
-use super::tests_guest::protected_32;
+use super::tests_guest::{protected_32, CODE_AND_DATA_SEGMENTS};
 use super::*;
 use crate::vmx::vmcs::controls::{entry, pin};
 use crate::vmx::vmcs::fake::FakeVmcs;
@@ -22,53 +22,13 @@ fn outcome(vmcs: &FakeVmcs, caps: &VmxCapabilities) -> Option<Check> {
 fn real_mode(v: &mut FakeVmcs) {
     protected_32(v);
     clear(v, Field::GUEST_CR0, CR0_PE | CR0_PG);
-    for seg in GUEST_SEGMENTS_BUT_SYSTEM {
-        v.set(seg.0, 0);
-        v.set(seg.1, 0);
-        v.set(seg.2, 0xFFFF);
-        v.set(seg.3, 0x93);
+    for seg in CODE_AND_DATA_SEGMENTS {
+        v.set(seg.selector, 0);
+        v.set(seg.base, 0);
+        v.set(seg.limit, 0xFFFF);
+        v.set(seg.access_rights, 0x93);
     }
 }
-
-/// Selector, base, limit and access rights of CS, SS, DS, ES, FS and GS.
-const GUEST_SEGMENTS_BUT_SYSTEM: [(Field, Field, Field, Field); 6] = [
-    (
-        Field::GUEST_CS_SELECTOR,
-        Field::GUEST_CS_BASE,
-        Field::GUEST_CS_LIMIT,
-        Field::GUEST_CS_ACCESS_RIGHTS,
-    ),
-    (
-        Field::GUEST_SS_SELECTOR,
-        Field::GUEST_SS_BASE,
-        Field::GUEST_SS_LIMIT,
-        Field::GUEST_SS_ACCESS_RIGHTS,
-    ),
-    (
-        Field::GUEST_DS_SELECTOR,
-        Field::GUEST_DS_BASE,
-        Field::GUEST_DS_LIMIT,
-        Field::GUEST_DS_ACCESS_RIGHTS,
-    ),
-    (
-        Field::GUEST_ES_SELECTOR,
-        Field::GUEST_ES_BASE,
-        Field::GUEST_ES_LIMIT,
-        Field::GUEST_ES_ACCESS_RIGHTS,
-    ),
-    (
-        Field::GUEST_FS_SELECTOR,
-        Field::GUEST_FS_BASE,
-        Field::GUEST_FS_LIMIT,
-        Field::GUEST_FS_ACCESS_RIGHTS,
-    ),
-    (
-        Field::GUEST_GS_SELECTOR,
-        Field::GUEST_GS_BASE,
-        Field::GUEST_GS_LIMIT,
-        Field::GUEST_GS_ACCESS_RIGHTS,
-    ),
-];
 
 /// 27.3.1.1 and 27.3.1.2 outside IA-32e mode: CR4.PCIDE is refused, a 16-bit busy TSS is allowed in TR.
 #[test]
