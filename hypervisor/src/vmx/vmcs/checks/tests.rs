@@ -71,6 +71,16 @@ pub(super) fn clear(vmcs: &mut FakeVmcs, field: Field, bits: u64) {
     vmcs.set(field, value & !bits);
 }
 
+/// The pin-based NMI controls ("NMI exiting", "virtual NMIs") set to exactly `bits`.
+pub(super) fn set_nmi_controls(vmcs: &mut FakeVmcs, bits: u32) {
+    clear(
+        vmcs,
+        Field::PIN_BASED_VM_EXEC_CONTROL,
+        (pin::NMI_EXITING | pin::VIRTUAL_NMIS).into(),
+    );
+    or(vmcs, Field::PIN_BASED_VM_EXEC_CONTROL, bits.into());
+}
+
 pub(super) fn run(cases: &[Case]) {
     for case in cases {
         let (mut vmcs, mut caps) = valid(case.model);

@@ -3,7 +3,7 @@
 //! real mode) allows exactly what it says. Only the control checks run here, so a control word can be tried
 //! with guest state that only a guest using it would have.
 
-use super::tests::{clear, or, valid, Model};
+use super::tests::{clear, or, set_nmi_controls, valid, Model};
 use super::*;
 use crate::vmx::vmcs::caps::{AllowedBits, EptVpidCap, VmxMisc};
 use crate::vmx::vmcs::controls::{entry, pin, primary, secondary};
@@ -147,12 +147,7 @@ fn nmi_controls_pass_in_every_allowed_combination() {
     ];
     for (pin_bits, primary_bits) in combinations {
         let (mut vmcs, caps) = valid(Model::Haswell);
-        clear(
-            &mut vmcs,
-            Field::PIN_BASED_VM_EXEC_CONTROL,
-            (pin::NMI_EXITING | pin::VIRTUAL_NMIS).into(),
-        );
-        or(&mut vmcs, Field::PIN_BASED_VM_EXEC_CONTROL, pin_bits.into());
+        set_nmi_controls(&mut vmcs, pin_bits);
         or(
             &mut vmcs,
             Field::PRIMARY_PROC_BASED_VM_EXEC_CONTROL,

@@ -2,7 +2,7 @@
 //! 32-bit protected-mode guest, a real-mode guest with unrestricted guest, conforming code segments, segments
 //! left unusable) pass, and the rules that depend on them fail exactly there.
 
-use super::tests::{clear, or, valid, Model};
+use super::tests::{clear, or, set_nmi_controls, valid, Model};
 use super::tests_guest::{protected_32, CODE_AND_DATA_SEGMENTS};
 use super::*;
 use crate::vmx::vmcs::controls::{entry, pin};
@@ -98,12 +98,7 @@ fn an_injection_without_the_valid_bit_is_not_looked_at() {
 fn nmi_blocking_stops_an_injected_nmi_only_with_virtual_nmis() {
     let nmi_blocked = |pin_bits: u32, blocking: u64| {
         let (mut vmcs, caps) = valid(Model::Haswell);
-        clear(
-            &mut vmcs,
-            Field::PIN_BASED_VM_EXEC_CONTROL,
-            (pin::NMI_EXITING | pin::VIRTUAL_NMIS).into(),
-        );
-        or(&mut vmcs, Field::PIN_BASED_VM_EXEC_CONTROL, pin_bits.into());
+        set_nmi_controls(&mut vmcs, pin_bits);
         vmcs.set(Field::VM_ENTRY_INTERRUPTION_INFO, (1 << 31) | (2 << 8) | 2);
         vmcs.set(Field::GUEST_INTERRUPTIBILITY_STATE, blocking);
         outcome(&vmcs, &caps)
