@@ -328,6 +328,12 @@ impl FakeCpu {
         }
     }
 
+    /// The next fault injected for `instr`, taken (see [`FakeCpu::inject_fault`]).
+    fn take_injected_fault(&mut self, instr: Instr) -> Option<Exception> {
+        let index = self.injected_faults.iter().position(|(i, _)| *i == instr)?;
+        Some(self.injected_faults.remove(index).1)
+    }
+
     fn take_injected(&mut self, instr: Instr) -> Option<InstrOutcome> {
         let index = self
             .injected
@@ -371,12 +377,8 @@ impl FakeCpu {
         {
             return InstrOutcome::Fault(Exception::GP);
         }
-        if let Some(i) = self
-            .injected_faults
-            .iter()
-            .position(|(i, _)| *i == Instr::Vmxon)
-        {
-            return InstrOutcome::Fault(self.injected_faults.remove(i).1);
+        if let Some(exception) = self.take_injected_fault(Instr::Vmxon) {
+            return InstrOutcome::Fault(exception);
         }
         if let Some(injected) = self.take_injected(Instr::Vmxon) {
             return injected;
@@ -627,12 +629,7 @@ impl VmxCpu for FakeCpu {
     }
 
     unsafe fn write_msr_probe(&mut self, msr: u32, value: u64) -> Result<(), Exception> {
-        if let Some(i) = self
-            .injected_faults
-            .iter()
-            .position(|(i, _)| *i == Instr::Wrmsr)
-        {
-            let exception = self.injected_faults.remove(i).1;
+        if let Some(exception) = self.take_injected_fault(Instr::Wrmsr) {
             self.record(Instr::Wrmsr, InstrOutcome::Fault(exception));
             return Err(exception);
         }
