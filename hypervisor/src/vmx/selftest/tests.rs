@@ -13,6 +13,19 @@ fn outcome(report: &SelftestReport, name: &str) -> CaseOutcome {
         .outcome
 }
 
+/// Runs the self-test from outside VMX operation on `cpu` with regions of its own; the regions are returned
+/// because the fake maps their pages for as long as the test uses it.
+fn selftest_outside_vmx(cpu: &mut FakeCpu) -> (SelftestReport, TestRegions) {
+    let regions = TestRegions::new(cpu);
+    let report = run_selftest(
+        cpu,
+        &mut VmxState::new(),
+        &regions.pair,
+        Some(&regions.scratch),
+    );
+    (report, regions)
+}
+
 #[test]
 fn the_case_list_is_consistent() {
     assert_eq!(CASES.len(), CASE_COUNT);
@@ -134,13 +147,7 @@ fn a_core_in_root_stays_in_root_with_its_report() {
 fn bochs_bios_locked_msr_skips_only_the_lock_case() {
     let mut cpu = FakeCpu::bochs_haswell();
     cpu.fault_fixup = true;
-    let regions = TestRegions::new(&mut cpu);
-    let report = run_selftest(
-        &mut cpu,
-        &mut VmxState::new(),
-        &regions.pair,
-        Some(&regions.scratch),
-    );
+    let (report, _regions) = selftest_outside_vmx(&mut cpu);
     assert_eq!(
         report.summary(),
         Summary {
@@ -158,13 +165,7 @@ fn bochs_bios_locked_msr_skips_only_the_lock_case() {
 fn without_the_fixup_fault_cases_are_skipped() {
     let mut cpu = FakeCpu::bochs_haswell();
     cpu.set_feature_control(0);
-    let regions = TestRegions::new(&mut cpu);
-    let report = run_selftest(
-        &mut cpu,
-        &mut VmxState::new(),
-        &regions.pair,
-        Some(&regions.scratch),
-    );
+    let (report, _regions) = selftest_outside_vmx(&mut cpu);
     assert_eq!(
         report.summary(),
         Summary {
@@ -188,13 +189,7 @@ fn without_the_fixup_fault_cases_are_skipped() {
 fn no_vmx_or_disabled_firmware_skips_everything_and_touches_nothing() {
     let mut cpu = FakeCpu::bochs_haswell();
     cpu.vmx = false;
-    let regions = TestRegions::new(&mut cpu);
-    let report = run_selftest(
-        &mut cpu,
-        &mut VmxState::new(),
-        &regions.pair,
-        Some(&regions.scratch),
-    );
+    let (report, _regions) = selftest_outside_vmx(&mut cpu);
     assert_eq!(
         report.summary(),
         Summary {
@@ -207,13 +202,7 @@ fn no_vmx_or_disabled_firmware_skips_everything_and_touches_nothing() {
 
     let mut cpu = FakeCpu::bochs_haswell();
     cpu.set_feature_control(1);
-    let regions = TestRegions::new(&mut cpu);
-    let report = run_selftest(
-        &mut cpu,
-        &mut VmxState::new(),
-        &regions.pair,
-        Some(&regions.scratch),
-    );
+    let (report, _regions) = selftest_outside_vmx(&mut cpu);
     assert_eq!(report.summary().skipped, CASE_COUNT);
     assert_eq!(
         report.results[3].outcome,
@@ -311,13 +300,7 @@ fn a_processor_that_loads_the_vmxon_pointer_is_caught_and_the_vmcs_restored() {
     let mut cpu = FakeCpu::bochs_haswell();
     cpu.fault_fixup = true;
     cpu.quirk = Some(Quirk::VmptrldAcceptsVmxonPointer);
-    let regions = TestRegions::new(&mut cpu);
-    let report = run_selftest(
-        &mut cpu,
-        &mut VmxState::new(),
-        &regions.pair,
-        Some(&regions.scratch),
-    );
+    let (report, _regions) = selftest_outside_vmx(&mut cpu);
     assert!(matches!(
         outcome(&report, "vmptrld of the VMXON pointer"),
         CaseOutcome::Fail(Failure::Unexpected {
@@ -338,13 +321,7 @@ fn wrong_error_numbers_are_reported_in_words() {
     let mut cpu = FakeCpu::bochs_haswell();
     cpu.fault_fixup = true;
     cpu.quirk = Some(Quirk::VmclearReportsWrongError);
-    let regions = TestRegions::new(&mut cpu);
-    let report = run_selftest(
-        &mut cpu,
-        &mut VmxState::new(),
-        &regions.pair,
-        Some(&regions.scratch),
-    );
+    let (report, _regions) = selftest_outside_vmx(&mut cpu);
     let result = report
         .results
         .iter()
@@ -496,9 +473,7 @@ fn the_unlocked_case_writes_bit_2_set_and_the_lock_clear() {
         let mut cpu = FakeCpu::bochs_haswell();
         cpu.set_feature_control(before);
         cpu.fault_fixup = true;
-        let regions = TestRegions::new(&mut cpu);
-        let mut state = VmxState::new();
-        let report = run_selftest(&mut cpu, &mut state, &regions.pair, Some(&regions.scratch));
+        let (report, _regions) = selftest_outside_vmx(&mut cpu);
         assert_eq!(
             outcome(&report, "vmxon with feature control enabled but unlocked"),
             CaseOutcome::Pass
@@ -570,13 +545,7 @@ fn cr0_case_is_skipped_when_only_pe_and_pg_are_fixed() {
     let mut cpu = FakeCpu::bochs_haswell();
     cpu.fault_fixup = true;
     cpu.set_msr(IA32_VMX_CR0_FIXED0, 0x8000_0001);
-    let regions = TestRegions::new(&mut cpu);
-    let report = run_selftest(
-        &mut cpu,
-        &mut VmxState::new(),
-        &regions.pair,
-        Some(&regions.scratch),
-    );
+    let (report, _regions) = selftest_outside_vmx(&mut cpu);
     assert_eq!(
         outcome(&report, "vmxon with a CR0 fixed-1 bit clear"),
         CaseOutcome::Skipped(SkipReason::NothingToSweep(Sweep {
@@ -602,13 +571,7 @@ fn a_processor_that_ignores_the_feature_control_lock_is_caught_and_the_msr_resto
     cpu.set_feature_control(0);
     cpu.fault_fixup = true;
     cpu.quirk = Some(Quirk::VmxonIgnoresFeatureControlLock);
-    let regions = TestRegions::new(&mut cpu);
-    let report = run_selftest(
-        &mut cpu,
-        &mut VmxState::new(),
-        &regions.pair,
-        Some(&regions.scratch),
-    );
+    let (report, _regions) = selftest_outside_vmx(&mut cpu);
     let result = report
         .results
         .iter()
@@ -643,13 +606,7 @@ fn inconsistent_capability_msrs_fail_their_case_by_name() {
     let mut cpu = FakeCpu::bochs_haswell();
     cpu.fault_fixup = true;
     cpu.set_msr(capability::IA32_VMX_PINBASED_CTLS, 0x0000_007f_0000_0006);
-    let regions = TestRegions::new(&mut cpu);
-    let report = run_selftest(
-        &mut cpu,
-        &mut VmxState::new(),
-        &regions.pair,
-        Some(&regions.scratch),
-    );
+    let (report, _regions) = selftest_outside_vmx(&mut cpu);
     assert_eq!(
         outcome(&report, "capability MSRs are consistent"),
         CaseOutcome::Fail(Failure::Inconsistent(
@@ -715,13 +672,7 @@ fn sweep_bits_on_bochs_haswell() {
 fn the_sweeps_run_vmxon_or_see_the_mov_refused_and_restore_the_registers() {
     let mut cpu = FakeCpu::bochs_haswell();
     cpu.fault_fixup = true;
-    let regions = TestRegions::new(&mut cpu);
-    let report = run_selftest(
-        &mut cpu,
-        &mut VmxState::new(),
-        &regions.pair,
-        Some(&regions.scratch),
-    );
+    let (report, _regions) = selftest_outside_vmx(&mut cpu);
     for name in [
         "vmxon with a CR0 fixed-1 bit clear",
         "vmxon with a CR4 fixed-1 bit clear",
@@ -868,13 +819,7 @@ fn without_a_third_page_the_vmptrld_revision_case_is_skipped() {
 fn the_vmptrld_revision_case_plants_revision_plus_one_on_the_third_page() {
     let mut cpu = FakeCpu::bochs_haswell();
     cpu.fault_fixup = true;
-    let regions = TestRegions::new(&mut cpu);
-    let report = run_selftest(
-        &mut cpu,
-        &mut VmxState::new(),
-        &regions.pair,
-        Some(&regions.scratch),
-    );
+    let (report, regions) = selftest_outside_vmx(&mut cpu);
     assert_eq!(
         outcome(&report, "vmptrld with a wrong revision identifier"),
         CaseOutcome::Pass
