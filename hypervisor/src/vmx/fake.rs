@@ -745,9 +745,7 @@ impl TestRegions {
             pages,
         }
     }
-}
 
-impl TestRegions {
     /// The pair again, for a test that hands it to an owner ([`super::VmxCore`]); these pages stay alive until
     /// `self` is dropped, which the test does last.
     pub fn pair_for_owner(&self) -> RegionPair {
