@@ -177,6 +177,7 @@ mod tests {
     #[test]
     fn the_policy_in_force_follows_the_threshold_and_the_processor_count() {
         assert_eq!(policy(), PerCoreLog::default());
+        let cpus_before = crate::exit::TALLY.cpus.load(Ordering::Acquire);
         set_max_each(2);
         assert_eq!(policy(), PerCoreLog { max_each: 2 });
         crate::exit::TALLY.cpus.store(3, Ordering::Release);
@@ -187,7 +188,9 @@ mod tests {
         assert!(!compact());
         assert_eq!(level(), log::Level::Info);
         set_max_each(DEFAULT_MAX_EACH);
-        crate::exit::TALLY.cpus.store(0, Ordering::Release);
+        crate::exit::TALLY
+            .cpus
+            .store(cpus_before, Ordering::Release);
     }
 
     fn text(runs: &[Run]) -> Vec<String> {
